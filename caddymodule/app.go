@@ -1,0 +1,310 @@
+// Package caddymodule is the Caddy glue of Caddy AI Gateway: the ai_gateway
+// app (global settings, providers, routing table), the
+// http.handlers.ai_gateway handler, their Caddyfile syntax, admin API and
+// CLI. It is the only package that imports Caddy.
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/openaicompat"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App is the ai_gateway app: the providers, the routing table and the
+// gateway-wide settings every ai_gateway handler uses.
+type App struct {
+	// Providers by name. A provider's name doubles as its type when it
+	// names a preset (openai, azure, mistral, groq, together, deepseek,
+	// openrouter, ollama, vllm).
+	Providers map[string]*ProviderConfig `json:"providers,omitempty"`
+
+	// Models is the routing table, in declaration order (ties between
+	// equally specific globs go to the first declared).
+	Models []*ModelConfig `json:"models,omitempty"`
+
+	// MaxBodySize bounds request bodies in bytes. Default: 8 MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	// MaxMessages bounds the messages of one request. Default: 2048.
+	MaxMessages int `json:"max_messages,omitempty"`
+
+	// MaxTokens caps the max_tokens a client may ask for. Default: no cap.
+	MaxTokens int64 `json:"max_tokens,omitempty"`
+
+	// Deadline bounds attempts, backoff and fallbacks before the first byte
+	// of an answer; it never cuts a healthy stream. Default: 2m.
+	Deadline caddy.Duration `json:"deadline,omitempty"`
+
+	// RetryBackoff is the base of the exponential retry backoff (full
+	// jitter). Default: 250ms.
+	RetryBackoff caddy.Duration `json:"retry_backoff,omitempty"`
+
+	// MaxBackoff caps one backoff wait. Default: 5s.
+	MaxBackoff caddy.Duration `json:"max_backoff,omitempty"`
+
+	// MaxRetryAfter caps how long the gateway waits on an upstream's
+	// Retry-After before retrying the same target; a longer hint cools the
+	// target down and moves on. Default: 10s.
+	MaxRetryAfter caddy.Duration `json:"max_retry_after,omitempty"`
+
+	// MaxFails consecutive failures of a target open its circuit breaker.
+	// Default: 3.
+	MaxFails int `json:"max_fails,omitempty"`
+
+	// Cooldown is how long an open breaker keeps a target out of rotation.
+	// Default: 30s.
+	Cooldown caddy.Duration `json:"cooldown,omitempty"`
+
+	providers map[string]provider.Provider
+	clients   []*provider.HTTP
+	routes    *route.Table
+	health    *route.Health
+	logger    *zap.Logger
+	created   int64
+}
+
+// ProviderConfig configures one upstream provider.
+type ProviderConfig struct {
+	// Type selects the wire format and defaults: openai (default, any
+	// OpenAI-compatible server), azure, mistral, groq, together, deepseek,
+	// openrouter, ollama, vllm. Default: the provider's name if it names a
+	// type, else openai.
+	Type string `json:"type,omitempty"`
+
+	// BaseURL of the API, e.g. https://api.openai.com/v1. Default: the
+	// type's public endpoint. For azure: https://NAME.openai.azure.com.
+	BaseURL string `json:"base_url,omitempty"`
+
+	// APIKey sent upstream. Placeholders such as {env.OPENAI_API_KEY} are
+	// expanded at load time. Default: the type's conventional environment
+	// variable (OPENAI_API_KEY, MISTRAL_API_KEY, …) when set.
+	APIKey string `json:"api_key,omitempty"`
+
+	// APIVersion is Azure's api-version query parameter. Default: 2024-10-21.
+	APIVersion string `json:"api_version,omitempty"`
+
+	// Headers are extra request headers sent upstream (placeholders
+	// expanded at load time).
+	Headers map[string]string `json:"headers,omitempty"`
+
+	// ConnectTimeout bounds dialing and TLS. Default: 10s.
+	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
+
+	// FirstByteTimeout bounds the wait for response headers. Default: 60s.
+	FirstByteTimeout caddy.Duration `json:"first_byte_timeout,omitempty"`
+
+	// IdleTimeout bounds the silence between two stream chunks. A healthy
+	// stream has no total cap. Default: 60s.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+}
+
+// ModelConfig is one routing table entry.
+type ModelConfig struct {
+	// Name is the model name clients ask for: exact, or a glob with '*'
+	// and '?' (the most specific match wins).
+	Name string `json:"name"`
+
+	// Targets serve the model, chosen by weight.
+	Targets []TargetConfig `json:"targets"`
+
+	// Fallbacks are model names tried in order when every target failed.
+	Fallbacks []string `json:"fallbacks,omitempty"`
+
+	// Retries is the number of extra attempts on this model's targets
+	// before falling back. Default: 0.
+	Retries int `json:"retries,omitempty"`
+
+	// MaxTokens is the default max_tokens for providers that require one
+	// (Anthropic). Default: 4096.
+	MaxTokens int64 `json:"max_tokens,omitempty"`
+}
+
+// TargetConfig is one place a model is served.
+type TargetConfig struct {
+	// Provider is a configured provider's name.
+	Provider string `json:"provider"`
+	// Model is the upstream model (Azure: deployment). Default: the
+	// requested name.
+	Model string `json:"model,omitempty"`
+	// Weight for weighted random choice among targets. Default: 1.
+	Weight int `json:"weight,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "ai_gateway",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// healthPool keeps circuit breaker state across config reloads.
+var healthPool = caddy.NewUsagePool()
+
+type healthValue struct{ *route.Health }
+
+func (healthValue) Destruct() error { return nil }
+
+const healthKey = "ai_gateway.health"
+
+// Provision sets defaults, builds providers and the routing table.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.created = time.Now().Unix()
+	repl := caddy.NewReplacer()
+	a.providers = make(map[string]provider.Provider, len(a.Providers))
+	for name, pc := range a.Providers {
+		if pc == nil {
+			return fmt.Errorf("provider %q: empty config", name)
+		}
+		p, h, err := buildProvider(name, pc, repl)
+		if err != nil {
+			return err
+		}
+		a.providers[name] = p
+		a.clients = append(a.clients, h)
+	}
+	routes := make([]route.Route, 0, len(a.Models))
+	for _, m := range a.Models {
+		if m == nil {
+			continue
+		}
+		r := route.Route{Pattern: m.Name, Fallbacks: m.Fallbacks, Retries: m.Retries, MaxTokens: m.MaxTokens}
+		for _, t := range m.Targets {
+			r.Targets = append(r.Targets, route.Target{Provider: t.Provider, Model: t.Model, Weight: t.Weight})
+		}
+		routes = append(routes, r)
+	}
+	tbl, err := route.New(routes, func(p string) bool { _, ok := a.providers[p]; return ok })
+	if err != nil {
+		return fmt.Errorf("routing table: %v", err)
+	}
+	a.routes = tbl
+	v, _, err := healthPool.LoadOrNew(healthKey, func() (caddy.Destructor, error) {
+		return healthValue{route.NewHealth(a.MaxFails, time.Duration(a.Cooldown))}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.health = v.(healthValue).Health
+	a.health.Configure(a.MaxFails, time.Duration(a.Cooldown))
+	return nil
+}
+
+func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provider.Provider, *provider.HTTP, error) {
+	typ := strings.ToLower(pc.Type)
+	if typ == "" {
+		if _, ok := openaicompat.Presets[name]; ok {
+			typ = name
+		} else {
+			typ = "openai"
+		}
+	}
+	preset, ok := openaicompat.Presets[typ]
+	if !ok {
+		return nil, nil, fmt.Errorf("provider %q: unknown type %q", name, pc.Type)
+	}
+	baseURL := repl.ReplaceKnown(pc.BaseURL, "")
+	if baseURL == "" {
+		baseURL = preset.BaseURL
+	}
+	if baseURL == "" {
+		return nil, nil, fmt.Errorf("provider %q: base_url is required for type %s", name, typ)
+	}
+	key := repl.ReplaceKnown(pc.APIKey, "")
+	if pc.APIKey == "" && preset.KeyEnv != "" {
+		key = os.Getenv(preset.KeyEnv)
+	}
+	headers := make(http.Header, len(pc.Headers))
+	for k, v := range pc.Headers {
+		headers.Set(k, repl.ReplaceKnown(v, ""))
+	}
+	h := provider.NewHTTP(name, provider.Timeouts{
+		Connect:   time.Duration(pc.ConnectTimeout),
+		FirstByte: time.Duration(pc.FirstByteTimeout),
+		Idle:      time.Duration(pc.IdleTimeout),
+	})
+	p, err := openaicompat.New(openaicompat.Config{
+		Name: name, BaseURL: baseURL, APIKey: key, Headers: headers,
+		Azure: typ == "azure", APIVersion: pc.APIVersion,
+	}, h)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, h, nil
+}
+
+// Validate checks the configuration.
+func (a *App) Validate() error {
+	if a.MaxBodySize < 0 || a.MaxMessages < 0 || a.MaxTokens < 0 {
+		return fmt.Errorf("limits must not be negative")
+	}
+	return nil
+}
+
+// Start implements caddy.App.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases pooled state and connections.
+func (a *App) Cleanup() error {
+	for _, h := range a.clients {
+		h.Close()
+	}
+	_, err := healthPool.Delete(healthKey)
+	return err
+}
+
+// newGateway builds a gateway over the app's shared parts with a handler's
+// refinements.
+func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, error) {
+	cfg := gateway.Config{
+		Providers:     a.providers,
+		Routes:        a.routes,
+		Health:        a.health,
+		MaxBodyBytes:  a.MaxBodySize,
+		MaxMessages:   a.MaxMessages,
+		MaxTokens:     a.MaxTokens,
+		Deadline:      time.Duration(a.Deadline),
+		RetryBackoff:  time.Duration(a.RetryBackoff),
+		MaxBackoff:    time.Duration(a.MaxBackoff),
+		MaxRetryAfter: time.Duration(a.MaxRetryAfter),
+		Logger:        logger,
+		Created:       a.created,
+		Models:        h.Models,
+	}
+	if h.MaxBodySize > 0 {
+		cfg.MaxBodyBytes = h.MaxBodySize
+	}
+	if h.MaxMessages > 0 {
+		cfg.MaxMessages = h.MaxMessages
+	}
+	if h.MaxTokens > 0 {
+		cfg.MaxTokens = h.MaxTokens
+	}
+	return gateway.New(cfg)
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,332 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("ai_gateway", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("ai_gateway", parseHandler)
+	httpcaddyfile.RegisterDirectiveOrder("ai_gateway", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("ai_gateway global option declared twice")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "ai_gateway", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from the ai_gateway global option:
+//
+//	ai_gateway {
+//		provider <name> {
+//			type             openai|azure|mistral|groq|together|deepseek|openrouter|ollama|vllm
+//			base_url         <url>
+//			api_key          <key, e.g. {env.OPENAI_API_KEY}>
+//			api_version      <azure api-version>
+//			header           <name> <value>
+//			connect_timeout  <duration>
+//			first_byte_timeout <duration>
+//			idle_timeout     <duration>
+//		}
+//		model <name|glob> {
+//			target   <provider> [<upstream model>] [weight <n>]
+//			fallback <model> [<model>...]
+//			retries  <n>
+//			max_tokens <n>
+//		}
+//		max_body_size   <size>
+//		max_messages    <n>
+//		max_tokens      <n>
+//		deadline        <duration>
+//		retry_backoff   <duration>
+//		max_backoff     <duration>
+//		max_retry_after <duration>
+//		max_fails       <n>
+//		cooldown        <duration>
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		dir := d.Val()
+		switch dir {
+		case "provider":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			name := d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if a.Providers == nil {
+				a.Providers = map[string]*ProviderConfig{}
+			}
+			if _, dup := a.Providers[name]; dup {
+				return d.Errf("provider %q declared twice", name)
+			}
+			pc := new(ProviderConfig)
+			if err := pc.unmarshal(d); err != nil {
+				return err
+			}
+			a.Providers[name] = pc
+			continue
+		case "model":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			mc := &ModelConfig{Name: d.Val()}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for _, m := range a.Models {
+				if m.Name == mc.Name {
+					return d.Errf("model %q declared twice", mc.Name)
+				}
+			}
+			if err := mc.unmarshal(d); err != nil {
+				return err
+			}
+			a.Models = append(a.Models, mc)
+			continue
+		}
+		if seen[dir] {
+			return d.Errf("%s declared twice", dir)
+		}
+		seen[dir] = true
+		var err error
+		switch dir {
+		case "max_body_size":
+			a.MaxBodySize, err = parseSize(d)
+		case "max_messages":
+			a.MaxMessages, err = parseInt(d)
+		case "max_tokens":
+			var n int
+			n, err = parseInt(d)
+			a.MaxTokens = int64(n)
+		case "deadline":
+			a.Deadline, err = parseDuration(d)
+		case "retry_backoff":
+			a.RetryBackoff, err = parseDuration(d)
+		case "max_backoff":
+			a.MaxBackoff, err = parseDuration(d)
+		case "max_retry_after":
+			a.MaxRetryAfter, err = parseDuration(d)
+		case "max_fails":
+			a.MaxFails, err = parseInt(d)
+		case "cooldown":
+			a.Cooldown, err = parseDuration(d)
+		default:
+			return d.Errf("unrecognized ai_gateway option %s", dir)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (pc *ProviderConfig) unmarshal(d *caddyfile.Dispenser) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		dir := d.Val()
+		var err error
+		switch dir {
+		case "type":
+			err = parseString(d, &pc.Type)
+		case "base_url":
+			err = parseString(d, &pc.BaseURL)
+		case "api_key":
+			err = parseString(d, &pc.APIKey)
+		case "api_version":
+			err = parseString(d, &pc.APIVersion)
+		case "header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.ArgErr()
+			}
+			if pc.Headers == nil {
+				pc.Headers = map[string]string{}
+			}
+			pc.Headers[args[0]] = args[1]
+		case "connect_timeout":
+			pc.ConnectTimeout, err = parseDuration(d)
+		case "first_byte_timeout":
+			pc.FirstByteTimeout, err = parseDuration(d)
+		case "idle_timeout":
+			pc.IdleTimeout, err = parseDuration(d)
+		default:
+			return d.Errf("unrecognized provider subdirective %s", dir)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (mc *ModelConfig) unmarshal(d *caddyfile.Dispenser) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		dir := d.Val()
+		var err error
+		switch dir {
+		case "target":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			t := TargetConfig{Provider: args[0]}
+			args = args[1:]
+			if len(args) > 0 && args[0] != "weight" {
+				t.Model, args = args[0], args[1:]
+			}
+			if len(args) > 0 {
+				if len(args) != 2 || args[0] != "weight" {
+					return d.Errf("target: expected 'weight <n>', got %s", strings.Join(args, " "))
+				}
+				w, err := strconv.Atoi(args[1])
+				if err != nil || w < 1 {
+					return d.Errf("target: invalid weight %q", args[1])
+				}
+				t.Weight = w
+			}
+			mc.Targets = append(mc.Targets, t)
+		case "fallback":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			mc.Fallbacks = append(mc.Fallbacks, args...)
+		case "retries":
+			mc.Retries, err = parseInt(d)
+		case "max_tokens":
+			var n int
+			n, err = parseInt(d)
+			mc.MaxTokens = int64(n)
+		default:
+			return d.Errf("unrecognized model subdirective %s", dir)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(mc.Targets) == 0 {
+		return d.Errf("model %q: at least one target is required", mc.Name)
+	}
+	return nil
+}
+
+// parseHandler sets up the handler from the ai_gateway directive:
+//
+//	ai_gateway {
+//		max_body_size <size>
+//		max_messages  <n>
+//		max_tokens    <n>
+//		models        <name|glob>...
+//	}
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	hd := new(Handler)
+	err := hd.UnmarshalCaddyfile(h.Dispenser)
+	return hd, err
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "max_body_size":
+			h.MaxBodySize, err = parseSize(d)
+		case "max_messages":
+			h.MaxMessages, err = parseInt(d)
+		case "max_tokens":
+			var n int
+			n, err = parseInt(d)
+			h.MaxTokens = int64(n)
+		case "models":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Models = append(h.Models, args...)
+		default:
+			return d.Errf("unrecognized ai_gateway subdirective %s", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseString(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func parseInt(d *caddyfile.Dispenser) (int, error) {
+	var s string
+	if err := parseString(d, &s); err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, d.Errf("%s: invalid number %q", d.Val(), s)
+	}
+	return n, nil
+}
+
+func parseDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	var s string
+	if err := parseString(d, &s); err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur < 0 {
+		return 0, d.Errf("invalid duration %q", s)
+	}
+	return caddy.Duration(dur), nil
+}
+
+func parseSize(d *caddyfile.Dispenser) (int64, error) {
+	var s string
+	if err := parseString(d, &s); err != nil {
+		return 0, err
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 || n > 1<<40 {
+		return 0, d.Errf("invalid size %q", s)
+	}
+	return int64(n), nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)

@@ -1,0 +1,90 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler serves the OpenAI-compatible API (/v1/chat/completions,
+// /v1/completions, /v1/embeddings, /v1/responses, /v1/models) through the
+// ai_gateway app's routing table. It answers every request itself.
+//
+// It sets these placeholders, for logs and later handlers:
+//
+//	{http.ai_gateway.model}          the model the client asked for
+//	{http.ai_gateway.provider}       the provider that answered (or was last tried)
+//	{http.ai_gateway.upstream_model} the model name sent to that provider
+//	{http.ai_gateway.attempts}       upstream attempts made
+//	{http.ai_gateway.tokens.input}   prompt tokens reported by the upstream
+//	{http.ai_gateway.tokens.output}  completion tokens reported by the upstream
+//	{http.ai_gateway.ttft_ms}        time to the first streamed event (or the answer), ms
+//	{http.ai_gateway.status}         the status the gateway answered (599: stream broke after 200)
+type Handler struct {
+	// MaxBodySize overrides the app's request body limit for this route.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+	// MaxMessages overrides the app's messages limit for this route.
+	MaxMessages int `json:"max_messages,omitempty"`
+	// MaxTokens overrides the app's max_tokens cap for this route.
+	MaxTokens int64 `json:"max_tokens,omitempty"`
+	// Models restricts the models this route serves (names or globs).
+	// Others answer 404 model_not_found. Default: all.
+	Models []string `json:"models,omitempty"`
+
+	gw *gateway.Gateway
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.ai_gateway",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision wires the handler to the ai_gateway app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	appIface, err := ctx.App("ai_gateway")
+	if err != nil {
+		return fmt.Errorf("loading ai_gateway app: %v", err)
+	}
+	app := appIface.(*App)
+	if app.routes == nil || len(app.Models) == 0 {
+		return fmt.Errorf("ai_gateway: no models configured; declare providers and models in the ai_gateway global option")
+	}
+	h.gw, err = app.newGateway(h, ctx.Logger())
+	return err
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler. The gateway answers every
+// request; next is never called.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	var info gateway.Info
+	h.gw.Serve(w, r, &info)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.ai_gateway.model", info.Model)
+		repl.Set("http.ai_gateway.provider", info.Provider)
+		repl.Set("http.ai_gateway.upstream_model", info.UpstreamModel)
+		repl.Set("http.ai_gateway.attempts", info.Attempts)
+		repl.Set("http.ai_gateway.tokens.input", info.Usage.InputTokens)
+		repl.Set("http.ai_gateway.tokens.output", info.Usage.OutputTokens)
+		repl.Set("http.ai_gateway.ttft_ms", strconv.FormatInt(info.TTFT.Milliseconds(), 10))
+		repl.Set("http.ai_gateway.status", info.Status)
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,253 @@
+// Package gateway is the request pipeline: it reads an OpenAI-compatible
+// request, routes its model through the routing table, calls providers with
+// retries, backoff, Retry-After and fallbacks, and streams the answer back
+// while teeing usage to accounting.
+package gateway
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+)
+
+// Response headers set on every proxied answer.
+const (
+	HeaderProvider = "X-AI-Gateway-Provider"
+	HeaderModel    = "X-AI-Gateway-Model"
+	HeaderAttempts = "X-AI-Gateway-Attempts"
+)
+
+// Defaults.
+const (
+	DefaultMaxBodyBytes  = 8 << 20
+	DefaultMaxMessages   = 2048
+	DefaultDeadline      = 2 * time.Minute
+	DefaultRetryBackoff  = 250 * time.Millisecond
+	DefaultMaxBackoff    = 5 * time.Second
+	DefaultMaxRetryAfter = 10 * time.Second
+)
+
+// Config configures a Gateway. Zero values take the defaults.
+type Config struct {
+	Providers map[string]provider.Provider
+	Routes    *route.Table
+	// Health is the circuit breaker; shared across reloads by the caller.
+	Health *route.Health
+	// MaxBodyBytes bounds request bodies (413 above).
+	MaxBodyBytes int64
+	// MaxMessages bounds messages per request (400 above).
+	MaxMessages int
+	// MaxTokens caps max_tokens a client may ask for (400 above); 0 = no cap.
+	MaxTokens int64
+	// Deadline bounds the time spent on attempts, backoff and fallbacks
+	// before a first byte is sent. It never cuts a healthy stream.
+	Deadline time.Duration
+	// RetryBackoff is the base of the exponential backoff (full jitter);
+	// MaxBackoff caps one wait.
+	RetryBackoff, MaxBackoff time.Duration
+	// MaxRetryAfter caps how long the gateway waits on an upstream's
+	// Retry-After; longer hints cool the target down and move on.
+	MaxRetryAfter time.Duration
+	Logger        *zap.Logger
+	// Created is the "created" timestamp of models in /v1/models.
+	Created int64
+	// Models, when set, restricts the served models to these names/globs.
+	Models []string
+}
+
+// Gateway serves OpenAI-compatible requests. It is safe for concurrent use.
+type Gateway struct {
+	cfg Config
+	log *zap.Logger
+}
+
+// Info describes how a request was served, for placeholders and logs.
+type Info struct {
+	Op            openai.Op
+	Model         string // requested model
+	Provider      string // provider that answered (or last tried)
+	UpstreamModel string
+	Attempts      int
+	Stream        bool
+	Usage         openai.Usage
+	TTFT          time.Duration // time to first streamed event / to the answer
+	Status        int
+}
+
+// New returns a gateway.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Routes == nil {
+		return nil, errors.New("gateway: no routing table")
+	}
+	if cfg.Health == nil {
+		cfg.Health = route.NewHealth(0, 0)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxMessages <= 0 {
+		cfg.MaxMessages = DefaultMaxMessages
+	}
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = DefaultDeadline
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = DefaultRetryBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.MaxRetryAfter <= 0 {
+		cfg.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Created == 0 {
+		cfg.Created = time.Now().Unix()
+	}
+	return &Gateway{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var info Info
+	g.Serve(w, r, &info)
+}
+
+// Serve handles one request and fills info. The path may carry any prefix
+// before the OpenAI path (e.g. /openai/v1/chat/completions).
+func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
+	path := r.URL.Path
+	if i := strings.Index(path, "/v1/"); i >= 0 {
+		path = path[i+3:]
+	}
+	var op openai.Op
+	switch path {
+	case "/chat/completions":
+		op = openai.OpChat
+	case "/completions":
+		op = openai.OpCompletions
+	case "/embeddings":
+		op = openai.OpEmbeddings
+	case "/responses":
+		op = openai.OpResponses
+	case "/models":
+		if !allow(w, r, info, http.MethodGet, http.MethodHead) {
+			return
+		}
+		g.listModels(w, info)
+		return
+	default:
+		if id, ok := strings.CutPrefix(path, "/models/"); ok && id != "" {
+			if !allow(w, r, info, http.MethodGet, http.MethodHead) {
+				return
+			}
+			g.getModel(w, id, info)
+			return
+		}
+		fail(w, info, &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
+			Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
+		return
+	}
+	if !allow(w, r, info, http.MethodPost) {
+		return
+	}
+	info.Op = op
+	body, oerr := g.readBody(r)
+	if oerr != nil {
+		fail(w, info, oerr)
+		return
+	}
+	req, oerr := openai.ParseRequest(op, body)
+	if oerr != nil {
+		fail(w, info, oerr)
+		return
+	}
+	info.Model, info.Stream = req.Model, req.Stream
+	if req.Messages > g.cfg.MaxMessages {
+		fail(w, info, openai.BadRequest("Too many messages: the gateway accepts at most "+itoa(int64(g.cfg.MaxMessages))+".", "messages", "too_many_messages"))
+		return
+	}
+	if g.cfg.MaxTokens > 0 && req.MaxTokens > g.cfg.MaxTokens {
+		fail(w, info, openai.BadRequest("max_tokens is too large: the gateway accepts at most "+itoa(g.cfg.MaxTokens)+".", "max_tokens", "max_tokens_exceeded"))
+		return
+	}
+	rt, ok := g.cfg.Routes.Lookup(req.Model)
+	if !ok || !g.allowed(req.Model) {
+		fail(w, info, openai.ModelNotFound(req.Model))
+		return
+	}
+	g.proxy(w, r, req, rt, info)
+}
+
+func (g *Gateway) readBody(r *http.Request) ([]byte, *openai.Error) {
+	max := g.cfg.MaxBodyBytes
+	tooLarge := &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest, Code: "request_too_large",
+		Message: "Request body too large: the limit is " + itoa(max) + " bytes."}
+	if r.ContentLength > max {
+		return nil, tooLarge
+	}
+	size := r.ContentLength
+	if size < 0 {
+		size = 4096
+	}
+	buf := make([]byte, 0, size+1)
+	body := http.MaxBytesReader(nil, r.Body, max)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, tooLarge
+			}
+			if err == io.EOF {
+				return buf, nil
+			}
+			return nil, openai.BadRequest("Could not read the request body.", "", "invalid_body")
+		}
+	}
+}
+
+// allowed reports whether this gateway serves model.
+func (g *Gateway) allowed(model string) bool {
+	if len(g.cfg.Models) == 0 {
+		return true
+	}
+	for _, p := range g.cfg.Models {
+		if route.Match(p, model) {
+			return true
+		}
+	}
+	return false
+}
+
+// allow checks the method, answering 405 with Allow otherwise.
+func allow(w http.ResponseWriter, r *http.Request, info *Info, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	fail(w, info, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest, Code: "method_not_allowed",
+		Message: "Method " + r.Method + " is not allowed here; use " + strings.Join(methods, " or ") + "."})
+	return false
+}
+
+func fail(w http.ResponseWriter, info *Info, e *openai.Error) {
+	info.Status = e.Status
+	openai.WriteError(w, e)
+}

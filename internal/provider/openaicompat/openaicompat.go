@@ -1,0 +1,138 @@
+// Package openaicompat talks to OpenAI and to every server that speaks its
+// API (Azure OpenAI, Mistral, Groq, Together, DeepSeek, OpenRouter, Ollama,
+// vLLM, llama.cpp). Requests and answers pass through untouched except for
+// the model name and stream_options.include_usage.
+// API reference: https://platform.openai.com/docs/api-reference
+package openaicompat
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+)
+
+// Preset is a known OpenAI-compatible service.
+type Preset struct {
+	BaseURL string
+	// KeyEnv is the environment variable conventionally holding its key.
+	KeyEnv string
+}
+
+// Presets maps a provider type (or name) to its public endpoint.
+var Presets = map[string]Preset{
+	"openai":     {"https://api.openai.com/v1", "OPENAI_API_KEY"},
+	"azure":      {"", "AZURE_OPENAI_API_KEY"},
+	"mistral":    {"https://api.mistral.ai/v1", "MISTRAL_API_KEY"},
+	"groq":       {"https://api.groq.com/openai/v1", "GROQ_API_KEY"},
+	"together":   {"https://api.together.xyz/v1", "TOGETHER_API_KEY"},
+	"deepseek":   {"https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"},
+	"openrouter": {"https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"},
+	"ollama":     {"http://127.0.0.1:11434/v1", ""},
+	"vllm":       {"http://127.0.0.1:8000/v1", ""},
+}
+
+// Config configures one provider.
+type Config struct {
+	Name    string
+	BaseURL string
+	APIKey  string
+	Headers http.Header
+	// Azure switches to Azure OpenAI's URL scheme and api-key header.
+	Azure      bool
+	APIVersion string
+}
+
+// Provider is an OpenAI-compatible upstream.
+type Provider struct {
+	cfg  Config
+	base string // without trailing slash
+	http *provider.HTTP
+}
+
+// New validates cfg.
+func New(cfg Config, h *provider.HTTP) (*Provider, error) {
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("provider %q: base_url must be an absolute http(s) URL", cfg.Name)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("provider %q: base_url must not contain credentials; use api_key", cfg.Name)
+	}
+	if cfg.Azure && cfg.APIVersion == "" {
+		cfg.APIVersion = "2024-10-21"
+	}
+	return &Provider{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), http: h}, nil
+}
+
+// Name implements provider.Provider.
+func (p *Provider) Name() string { return p.cfg.Name }
+
+// URL returns the upstream URL for an operation and model.
+func (p *Provider) URL(op openai.Op, model string) string {
+	if !p.cfg.Azure {
+		return p.base + "/" + op.String()
+	}
+	// https://learn.microsoft.com/en-us/azure/ai-services/openai/reference
+	q := "?api-version=" + url.QueryEscape(p.cfg.APIVersion)
+	if op == openai.OpResponses {
+		return p.base + "/openai/responses" + q
+	}
+	return p.base + "/openai/deployments/" + url.PathEscape(model) + "/" + op.String() + q
+}
+
+// Do implements provider.Provider.
+func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Response, error) {
+	body, err := call.Req.UpstreamBody(call.Model)
+	if err != nil {
+		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "could not rewrite request"}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL(call.Req.Op, call.Model), bytes.NewReader(body))
+	if err != nil {
+		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
+	}
+	h := req.Header
+	for k, v := range p.cfg.Headers {
+		h[k] = v
+	}
+	h.Set("Content-Type", "application/json")
+	if call.Req.Stream {
+		h.Set("Accept", "text/event-stream")
+	} else {
+		h.Set("Accept", "application/json")
+	}
+	if p.cfg.APIKey != "" {
+		if p.cfg.Azure {
+			h.Set("Api-Key", p.cfg.APIKey)
+		} else {
+			h.Set("Authorization", "Bearer "+p.cfg.APIKey)
+		}
+	}
+	x, err := p.http.Send(ctx, req, provider.ParseOpenAIError)
+	if err != nil {
+		return nil, err
+	}
+	if call.Req.Stream {
+		if ct := x.Resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+			x.Close()
+			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "expected an event stream"}
+		}
+		return &provider.Response{Stream: provider.NewSSEStream(x, call.Req.Op != openai.OpResponses)}, nil
+	}
+	defer x.Close()
+	b, err := x.ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if !gjson.ValidBytes(b) {
+		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "answer is not JSON"}
+	}
+	return &provider.Response{Body: b}, nil
+}

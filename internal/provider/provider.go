@@ -1,0 +1,51 @@
+// Package provider defines how the gateway talks to upstream model providers.
+// Each provider package (openaicompat, anthropic, gemini, cohere) turns an
+// OpenAI-shaped Call into its native request and its native answer back into
+// OpenAI's shape, so the gateway pipeline only ever sees OpenAI's format.
+package provider
+
+import (
+	"context"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
+)
+
+// Call is one attempt against one provider.
+type Call struct {
+	// Req is the client's request (OpenAI format), read-only.
+	Req *openai.Request
+	// Model is the upstream model (or Azure deployment) to ask for.
+	Model string
+	// MaxTokens is the route's default output cap for providers that require
+	// one (Anthropic); 0 means the provider's own default.
+	MaxTokens int64
+}
+
+// Provider is one configured upstream.
+type Provider interface {
+	// Name is the provider's configured name.
+	Name() string
+	// Do performs the call. A non-nil error is an *Error (or the context's
+	// error when the client went away). On success exactly one of
+	// Response.Body or Response.Stream is set, in OpenAI's format.
+	Do(ctx context.Context, call *Call) (*Response, error)
+}
+
+// Response is a successful upstream answer in OpenAI's format.
+type Response struct {
+	// Body is the complete JSON body of a non-stream answer.
+	Body []byte
+	// Stream yields the events of a streamed answer.
+	Stream Stream
+}
+
+// Stream yields OpenAI-shaped SSE events. Next returns io.EOF after the
+// stream's clean end (OpenAI's "[DONE]" is consumed, not returned) and an
+// error when the stream broke; an *Error for an error the upstream reported
+// in the stream. Event slices are valid until the next call. Close releases
+// the upstream connection and may be called at any time.
+type Stream interface {
+	Next() (sse.Event, error)
+	Close() error
+}

@@ -1,0 +1,110 @@
+package route
+
+import (
+	"sync"
+	"time"
+)
+
+// Health is a circuit breaker over targets: after MaxFails consecutive
+// failures a target cools down for Cooldown, then one request may probe it
+// (half-open); a success closes the breaker again. It lives in a usage pool
+// so that config reloads keep what it learned.
+type Health struct {
+	mu      sync.Mutex
+	targets map[string]*targetState
+	// MaxFails consecutive failures open the breaker. Default 3.
+	MaxFails int
+	// Cooldown is how long an open breaker rejects a target. Default 30s.
+	Cooldown time.Duration
+}
+
+type targetState struct {
+	fails   int
+	until   time.Time // cooling down until
+	probing bool
+}
+
+// NewHealth returns a breaker with the given thresholds (zero = defaults).
+func NewHealth(maxFails int, cooldown time.Duration) *Health {
+	h := &Health{targets: make(map[string]*targetState)}
+	h.Configure(maxFails, cooldown)
+	return h
+}
+
+// Configure updates the thresholds, keeping learned state.
+func (h *Health) Configure(maxFails int, cooldown time.Duration) {
+	if maxFails <= 0 {
+		maxFails = 3
+	}
+	if cooldown <= 0 {
+		cooldown = 30 * time.Second
+	}
+	h.mu.Lock()
+	h.MaxFails, h.Cooldown = maxFails, cooldown
+	h.mu.Unlock()
+}
+
+// Available reports whether a request may go to the target now.
+func (h *Health) Available(key string, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.targets[key]
+	if s == nil || s.until.IsZero() {
+		return true
+	}
+	if now.Before(s.until) {
+		return false
+	}
+	// Half-open: let exactly one probe through.
+	return !s.probing
+}
+
+// Begin marks the start of a request to the target; a request that starts
+// after the cooldown is the half-open probe.
+func (h *Health) Begin(key string, now time.Time) {
+	h.mu.Lock()
+	if s := h.targets[key]; s != nil && !s.until.IsZero() && !now.Before(s.until) {
+		s.probing = true
+	}
+	h.mu.Unlock()
+}
+
+// Success closes the breaker for the target.
+func (h *Health) Success(key string) {
+	h.mu.Lock()
+	delete(h.targets, key)
+	h.mu.Unlock()
+}
+
+// Failure records a failure; coolFor > 0 (a Retry-After beyond what the
+// gateway waits) opens the breaker for at least that long.
+func (h *Health) Failure(key string, now time.Time, coolFor time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.targets[key]
+	if s == nil {
+		s = &targetState{}
+		h.targets[key] = s
+	}
+	s.fails++
+	s.probing = false
+	if s.fails >= h.MaxFails || !s.until.IsZero() {
+		coolFor = max(coolFor, h.Cooldown)
+	}
+	if coolFor > 0 {
+		s.until = now.Add(coolFor)
+	}
+}
+
+// CoolingDown lists targets whose breaker is open now (for the admin API).
+func (h *Health) CoolingDown(now time.Time) map[string]time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]time.Time)
+	for k, s := range h.targets {
+		if now.Before(s.until) {
+			out[k] = s.until
+		}
+	}
+	return out
+}

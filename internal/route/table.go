@@ -1,0 +1,209 @@
+// Package route maps requested model names to upstream targets: exact names
+// and globs (most specific wins), weighted targets, ordered fallbacks and a
+// per-target circuit breaker.
+package route
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Target is one place a model can be served: a provider and the model name
+// to ask it for. An empty Model passes the requested name through.
+type Target struct {
+	Provider string
+	Model    string
+	Weight   int
+}
+
+// UpstreamModel is the model name sent to the provider for a request that
+// asked for requested.
+func (t *Target) UpstreamModel(requested string) string {
+	if t.Model == "" {
+		return requested
+	}
+	return t.Model
+}
+
+// Route is one entry of the routing table.
+type Route struct {
+	// Pattern is an exact model name or a glob ('*' any run, '?' one byte).
+	Pattern   string
+	Targets   []Target
+	Fallbacks []string // model names tried in order when every target failed
+	Retries   int      // extra attempts on this route before falling back
+	// MaxTokens is the default max_tokens sent to providers that require one
+	// (Anthropic); 0 leaves the provider's own default.
+	MaxTokens int64
+
+	glob        bool
+	specificity int
+	order       int
+	totalWeight int
+}
+
+// Table is an immutable routing table. Build it with New.
+type Table struct {
+	exact map[string]*Route
+	globs []*Route // most specific first
+	names []string // exact names in declaration order
+}
+
+// New validates routes and builds a table. knownProvider reports whether a
+// provider name exists.
+func New(routes []Route, knownProvider func(string) bool) (*Table, error) {
+	t := &Table{exact: make(map[string]*Route)}
+	seen := make(map[string]bool)
+	for i := range routes {
+		r := routes[i]
+		if r.Pattern == "" {
+			return nil, fmt.Errorf("route %d: empty model name", i)
+		}
+		if seen[r.Pattern] {
+			return nil, fmt.Errorf("model %q declared twice", r.Pattern)
+		}
+		seen[r.Pattern] = true
+		if len(r.Targets) == 0 {
+			return nil, fmt.Errorf("model %q: no targets", r.Pattern)
+		}
+		if r.Retries < 0 {
+			return nil, fmt.Errorf("model %q: negative retries", r.Pattern)
+		}
+		r.glob = strings.ContainsAny(r.Pattern, "*?")
+		r.order = i
+		for j, tg := range r.Targets {
+			if knownProvider != nil && !knownProvider(tg.Provider) {
+				return nil, fmt.Errorf("model %q: target %d: unknown provider %q", r.Pattern, j, tg.Provider)
+			}
+			if tg.Weight < 0 {
+				return nil, fmt.Errorf("model %q: target %d: negative weight", r.Pattern, j)
+			}
+			if tg.Weight == 0 {
+				r.Targets[j].Weight = 1
+			}
+			r.totalWeight += r.Targets[j].Weight
+		}
+		if r.glob {
+			r.specificity = len(r.Pattern) - strings.Count(r.Pattern, "*") - strings.Count(r.Pattern, "?")
+			t.globs = append(t.globs, &r)
+		} else {
+			t.exact[r.Pattern] = &r
+			t.names = append(t.names, r.Pattern)
+		}
+	}
+	sort.SliceStable(t.globs, func(i, j int) bool { return t.globs[i].specificity > t.globs[j].specificity })
+	for _, r := range routes {
+		for _, fb := range r.Fallbacks {
+			if _, ok := t.Lookup(fb); !ok {
+				return nil, fmt.Errorf("model %q: fallback %q matches no model", r.Pattern, fb)
+			}
+		}
+	}
+	return t, nil
+}
+
+// Lookup finds the route for a model name: an exact entry, else the most
+// specific matching glob (ties go to the one declared first).
+func (t *Table) Lookup(model string) (*Route, bool) {
+	if r, ok := t.exact[model]; ok {
+		return r, true
+	}
+	for _, r := range t.globs {
+		if Match(r.Pattern, model) {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// Names lists the exact model names in declaration order.
+func (t *Table) Names() []string { return t.names }
+
+// Match reports whether name matches the glob pattern, where '*' matches any
+// run of bytes (also '/') and '?' exactly one byte.
+func Match(pattern, name string) bool {
+	px, nx := 0, 0
+	nextPx, nextNx := 0, 0
+	for px < len(pattern) || nx < len(name) {
+		if px < len(pattern) {
+			switch c := pattern[px]; c {
+			case '*':
+				nextPx, nextNx = px, nx+1
+				px++
+				continue
+			case '?':
+				if nx < len(name) {
+					px++
+					nx++
+					continue
+				}
+			default:
+				if nx < len(name) && name[nx] == c {
+					px++
+					nx++
+					continue
+				}
+			}
+		}
+		if 0 < nextNx && nextNx <= len(name) {
+			px, nx = nextPx, nextNx
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// Pick chooses a target by weight among those the breaker allows, preferring
+// targets not in tried. It returns -1 when every target is cooling down.
+func (r *Route) Pick(h *Health, now time.Time, tried []int) int {
+	total := 0
+	for i := range r.Targets {
+		if r.available(h, now, i) && !contains(tried, i) {
+			total += r.Targets[i].Weight
+		}
+	}
+	if total == 0 {
+		// Every untried target is cooling down or was tried: allow a retry on
+		// a tried target that is still healthy.
+		for i := range r.Targets {
+			if r.available(h, now, i) {
+				total += r.Targets[i].Weight
+			}
+		}
+		if total == 0 {
+			return -1
+		}
+		tried = nil
+	}
+	n := rand.IntN(total)
+	for i := range r.Targets {
+		if !r.available(h, now, i) || contains(tried, i) {
+			continue
+		}
+		if n < r.Targets[i].Weight {
+			return i
+		}
+		n -= r.Targets[i].Weight
+	}
+	return -1
+}
+
+func (r *Route) available(h *Health, now time.Time, i int) bool {
+	return h == nil || h.Available(r.Targets[i].Key(), now)
+}
+
+// Key identifies a target in the breaker.
+func (t *Target) Key() string { return t.Provider + "\x00" + t.Model }
+
+func contains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

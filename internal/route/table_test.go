@@ -1,0 +1,125 @@
+package route
+
+import (
+	"testing"
+	"time"
+)
+
+func TestMatch(t *testing.T) {
+	cases := []struct {
+		p, n string
+		ok   bool
+	}{
+		{"gpt-*", "gpt-4o", true},
+		{"gpt-*", "gpt-", true},
+		{"gpt-*", "claude", false},
+		{"*", "anything/with/slash", true},
+		{"a*b*c", "aXXbYYc", true},
+		{"a*b*c", "aXXbYY", false},
+		{"gpt-4?", "gpt-4o", true},
+		{"gpt-4?", "gpt-4", false},
+		{"exact", "exact", true},
+		{"exact", "exactly", false},
+	}
+	for _, c := range cases {
+		if got := Match(c.p, c.n); got != c.ok {
+			t.Errorf("Match(%q,%q)=%v want %v", c.p, c.n, got, c.ok)
+		}
+	}
+}
+
+func TestLookupMostSpecific(t *testing.T) {
+	tb, err := New([]Route{
+		{Pattern: "*", Targets: []Target{{Provider: "any"}}},
+		{Pattern: "gpt-*", Targets: []Target{{Provider: "openai"}}},
+		{Pattern: "gpt-4o-*", Targets: []Target{{Provider: "azure"}}},
+		{Pattern: "gpt-4o-mini", Targets: []Target{{Provider: "exact"}}, Fallbacks: []string{"llama"}},
+		{Pattern: "llama", Targets: []Target{{Provider: "local"}}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for model, want := range map[string]string{
+		"gpt-4o-mini": "exact", "gpt-4o-2024": "azure", "gpt-3.5": "openai", "mistral": "any", "llama": "local",
+	} {
+		r, ok := tb.Lookup(model)
+		if !ok || r.Targets[0].Provider != want {
+			t.Errorf("Lookup(%q) = %v, want %s", model, r, want)
+		}
+	}
+	if got := tb.Names(); len(got) != 2 || got[0] != "gpt-4o-mini" {
+		t.Errorf("Names = %v", got)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	known := func(p string) bool { return p == "p" }
+	bad := [][]Route{
+		{{Pattern: "a", Targets: []Target{{Provider: "nope"}}}},
+		{{Pattern: "a"}},
+		{{Pattern: "a", Targets: []Target{{Provider: "p"}}}, {Pattern: "a", Targets: []Target{{Provider: "p"}}}},
+		{{Pattern: "a", Targets: []Target{{Provider: "p"}}, Fallbacks: []string{"missing"}}},
+		{{Pattern: "a", Targets: []Target{{Provider: "p", Weight: -1}}}},
+	}
+	for i, routes := range bad {
+		if _, err := New(routes, known); err == nil {
+			t.Errorf("case %d: want error", i)
+		}
+	}
+}
+
+func TestPickWeightsAndBreaker(t *testing.T) {
+	tb, _ := New([]Route{{Pattern: "m", Targets: []Target{{Provider: "a", Weight: 3}, {Provider: "b", Weight: 1}}}}, nil)
+	r, _ := tb.Lookup("m")
+	h := NewHealth(2, time.Minute)
+	now := time.Unix(1000, 0)
+	counts := [2]int{}
+	for range 4000 {
+		counts[r.Pick(h, now, nil)]++
+	}
+	if counts[0] < 2700 || counts[0] > 3300 {
+		t.Fatalf("weights not honoured: %v", counts)
+	}
+	// Tried targets are avoided while another is available.
+	for range 100 {
+		if r.Pick(h, now, []int{0}) != 1 {
+			t.Fatal("picked a tried target")
+		}
+	}
+	ka := r.Targets[0].Key()
+	h.Failure(ka, now, 0)
+	if !h.Available(ka, now) {
+		t.Fatal("one failure must not open the breaker")
+	}
+	h.Failure(ka, now, 0)
+	if h.Available(ka, now) {
+		t.Fatal("breaker should be open")
+	}
+	for range 100 {
+		if r.Pick(h, now, nil) != 1 {
+			t.Fatal("picked a cooling target")
+		}
+	}
+	later := now.Add(time.Minute)
+	if !h.Available(ka, later) {
+		t.Fatal("half-open probe should be allowed")
+	}
+	h.Begin(ka, later)
+	if h.Available(ka, later) {
+		t.Fatal("only one probe at a time")
+	}
+	h.Failure(ka, later, 0)
+	if h.Available(ka, later.Add(time.Second)) {
+		t.Fatal("failed probe reopens")
+	}
+	h.Success(ka)
+	if !h.Available(ka, later) {
+		t.Fatal("success closes")
+	}
+	// Retry-After beyond the wait cap cools a target after one failure.
+	kb := r.Targets[1].Key()
+	h.Failure(kb, now, 10*time.Second)
+	if h.Available(kb, now.Add(5*time.Second)) || !h.Available(kb, now.Add(11*time.Second)) {
+		t.Fatal("retry-after cooldown")
+	}
+}

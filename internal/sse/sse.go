@@ -1,0 +1,174 @@
+// Package sse reads and writes Server-Sent Events as the HTML Living Standard
+// defines them (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation).
+// The reader reuses its buffers: an Event is valid until the next call to
+// Next, so a stream costs no allocation per event once warmed up.
+package sse
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+)
+
+// Event is one dispatched event. Name is the "event:" field (empty for the
+// default "message" type); Data is the "data:" lines joined by '\n'.
+type Event struct {
+	Name []byte
+	Data []byte
+	ID   []byte
+}
+
+// Done is the payload OpenAI sends as its final stream event.
+var Done = []byte("[DONE]")
+
+// IsDone reports whether ev is OpenAI's "data: [DONE]" terminator.
+func (ev *Event) IsDone() bool { return len(ev.Name) == 0 && bytes.Equal(ev.Data, Done) }
+
+// ErrTooLarge is returned when one event exceeds the reader's limit.
+var ErrTooLarge = errors.New("sse: event too large")
+
+// DefaultMaxEventSize bounds one event (all its lines) by default.
+const DefaultMaxEventSize = 8 << 20
+
+// Reader parses an event stream.
+type Reader struct {
+	br      *bufio.Reader
+	max     int
+	line    []byte // scratch for lines longer than the bufio buffer
+	name    []byte
+	data    []byte
+	id      []byte
+	hasData bool
+	started bool
+}
+
+// NewReader returns a Reader over r. maxEvent bounds one event's size
+// (0 = DefaultMaxEventSize).
+func NewReader(r io.Reader, maxEvent int) *Reader {
+	if maxEvent <= 0 {
+		maxEvent = DefaultMaxEventSize
+	}
+	return &Reader{br: bufio.NewReaderSize(r, 16<<10), max: maxEvent}
+}
+
+// Reset makes the reader read from r, keeping its buffers.
+func (r *Reader) Reset(rd io.Reader) {
+	r.br.Reset(rd)
+	r.line, r.name, r.data, r.id = r.line[:0], r.name[:0], r.data[:0], r.id[:0]
+	r.hasData, r.started = false, false
+}
+
+// Next returns the next event. At the end of the stream it returns io.EOF,
+// or io.ErrUnexpectedEOF when the stream ended in the middle of an event.
+// Events with neither data nor a name (e.g. a lone "id:") are skipped, as are
+// comments.
+func (r *Reader) Next() (Event, error) {
+	r.name, r.data, r.id = r.name[:0], r.data[:0], r.id[:0]
+	r.hasData = false
+	pending := false // saw a field of the current event
+	for {
+		line, err := r.readLine()
+		if err != nil {
+			if err == io.EOF && pending {
+				// The spec discards an incomplete event at EOF; tell the caller
+				// the stream was cut rather than pretend it ended cleanly.
+				return Event{}, io.ErrUnexpectedEOF
+			}
+			return Event{}, err
+		}
+		if len(line) == 0 {
+			if r.hasData || len(r.name) > 0 {
+				return Event{Name: r.name, Data: r.data, ID: r.id}, nil
+			}
+			pending = false
+			continue
+		}
+		if line[0] == ':' {
+			continue // comment, e.g. ": ping"
+		}
+		pending = true
+		field, value := line, []byte(nil)
+		if i := bytes.IndexByte(line, ':'); i >= 0 {
+			field, value = line[:i], line[i+1:]
+			if len(value) > 0 && value[0] == ' ' {
+				value = value[1:]
+			}
+		}
+		switch string(field) {
+		case "data":
+			if r.hasData {
+				r.data = append(r.data, '\n')
+			}
+			if len(r.data)+len(value) > r.max {
+				return Event{}, ErrTooLarge
+			}
+			r.data = append(r.data, value...)
+			r.hasData = true
+		case "event":
+			r.name = append(r.name[:0], value...)
+		case "id":
+			r.id = append(r.id[:0], value...)
+		}
+	}
+}
+
+// readLine returns the next line without its terminator ("\n" or "\r\n").
+// The slice is valid until the next call.
+func (r *Reader) readLine() ([]byte, error) {
+	line, err := r.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		r.line = append(r.line[:0], line...)
+		for err == bufio.ErrBufferFull {
+			if len(r.line) > r.max {
+				return nil, ErrTooLarge
+			}
+			line, err = r.br.ReadSlice('\n')
+			r.line = append(r.line, line...)
+		}
+		line = r.line
+	}
+	if err != nil {
+		if err == io.EOF && len(line) > 0 {
+			// A final line without terminator still counts as a line; the
+			// event it belongs to is not dispatched (no blank line follows).
+			err = nil
+		} else {
+			return nil, err
+		}
+	}
+	if !r.started {
+		r.started = true
+		line = bytes.TrimPrefix(line, []byte("\xEF\xBB\xBF")) // optional BOM
+	}
+	n := len(line)
+	if n > 0 && line[n-1] == '\n' {
+		n--
+	}
+	if n > 0 && line[n-1] == '\r' {
+		n--
+	}
+	return line[:n], nil
+}
+
+// AppendEvent appends the wire form of an event to dst: an optional
+// "event:" line, one "data:" line per line of data, and a blank line.
+func AppendEvent(dst []byte, name, data []byte) []byte {
+	if len(name) > 0 {
+		dst = append(dst, "event: "...)
+		dst = append(dst, name...)
+		dst = append(dst, '\n')
+	}
+	for {
+		i := bytes.IndexByte(data, '\n')
+		dst = append(dst, "data: "...)
+		if i < 0 {
+			dst = append(dst, data...)
+			break
+		}
+		dst = append(dst, data[:i]...)
+		dst = append(dst, '\n')
+		data = data[i+1:]
+	}
+	return append(dst, '\n', '\n')
+}
