@@ -1,0 +1,83 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden adapt files")
+
+// TestCaddyfileAdapt adapts each testdata/caddyfile_adapt/*.caddyfiletest
+// (Caddyfile, a line of ten dashes, expected JSON) like Caddy's own
+// caddytest/integration/caddyfile_adapt_test.go.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, _ := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, want, ok := strings.Cut(string(raw), "\n----------\n")
+			if !ok {
+				t.Fatal("missing ---------- separator")
+			}
+			got, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input+"\n"), nil)
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			for _, w := range warnings {
+				t.Errorf("warning: %s:%d: %s", w.File, w.Line, w.Message)
+			}
+			var buf bytes.Buffer
+			if err := json.Indent(&buf, got, "", "\t"); err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				_ = os.WriteFile(f, []byte(input+"\n----------\n"+buf.String()+"\n"), 0o644)
+				return
+			}
+			if strings.TrimSpace(buf.String()) != strings.TrimSpace(want) {
+				t.Fatalf("adapted JSON differs (run go test ./caddymodule -run Adapt -update):\n%s", buf.String())
+			}
+		})
+	}
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	bad := map[string]string{
+		"unknown option":       `ai_gateway { nope 1 }`,
+		"provider twice":       "ai_gateway {\nprovider a {\nbase_url http://x\n}\nprovider a {\nbase_url http://y\n}\n}",
+		"model twice":          "ai_gateway {\nmodel m {\ntarget a\n}\nmodel m {\ntarget a\n}\n}",
+		"model without target": "ai_gateway {\nmodel m {\nretries 1\n}\n}",
+		"bad weight":           "ai_gateway {\nmodel m {\ntarget a x weight zero\n}\n}",
+		"bad duration":         "ai_gateway {\ncooldown soon\n}",
+		"bad size":             "ai_gateway {\nmax_body_size huge\n}",
+		"unknown provider key": "ai_gateway {\nprovider a {\ncolour blue\n}\n}",
+		"option twice":         "ai_gateway {\nmax_fails 1\nmax_fails 2\n}",
+	}
+	for name, in := range bad {
+		t.Run(name, func(t *testing.T) {
+			var a App
+			if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil {
+				t.Fatalf("accepted %q", in)
+			}
+		})
+	}
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ai_gateway {\nfoo\n}")); err == nil {
+		t.Fatal("handler accepted unknown subdirective")
+	}
+}
