@@ -9,15 +9,19 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/openaicompat"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
 
 func init() {
@@ -69,12 +73,44 @@ type App struct {
 	// Default: 30s.
 	Cooldown caddy.Duration `json:"cooldown,omitempty"`
 
+	// Keys declares gateway keys. As soon as one is declared (or
+	// RequireKey is set) every request needs a valid key.
+	Keys []*KeyConfig `json:"keys,omitempty"`
+
+	// RequireKey demands a gateway key even when none is declared here
+	// (keys created at run time through the admin API).
+	RequireKey bool `json:"require_key,omitempty"`
+
+	// KeysFile persists keys created through the admin API when no Redis
+	// is configured (JSON with hashes only, mode 0600).
+	KeysFile string `json:"keys_file,omitempty"`
+
+	// Redis shares keys, rate limits, budgets and usage between gateways.
+	// Without it all state is in process.
+	Redis *RedisConfig `json:"redis,omitempty"`
+
+	// ReserveOutputTokens is reserved against TPM limits and budgets for the
+	// answer of a request that sets no max_tokens; settled to the real
+	// usage afterwards. Default: 1024.
+	ReserveOutputTokens int64 `json:"reserve_output_tokens,omitempty"`
+
+	// Prices override or extend the shipped pricing table (USD per 1M
+	// tokens), by model name or glob.
+	Prices map[string]PriceConfig `json:"prices,omitempty"`
+
 	providers map[string]provider.Provider
 	clients   []*provider.HTTP
 	routes    *route.Table
 	health    *route.Health
 	logger    *zap.Logger
 	created   int64
+
+	mem      *memoryState
+	poolKeys []string
+	keys     auth.Store
+	limiter  ratelimit.Limiter
+	ledger   usage.Ledger
+	pricing  *usage.Pricing
 }
 
 // ProviderConfig configures one upstream provider.
@@ -131,6 +167,11 @@ type ModelConfig struct {
 	// MaxTokens is the default max_tokens for providers that require one
 	// (Anthropic). Default: 4096.
 	MaxTokens int64 `json:"max_tokens,omitempty"`
+
+	// RPM and TPM limit the model's total requests and tokens per minute
+	// across all keys.
+	RPM int64 `json:"rpm,omitempty"`
+	TPM int64 `json:"tpm,omitempty"`
 }
 
 // TargetConfig is one place a model is served.
@@ -202,7 +243,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.health = v.(healthValue).Health
 	a.health.Configure(a.MaxFails, time.Duration(a.Cooldown))
-	return nil
+	return a.provisionGuard(ctx, repl)
 }
 
 func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provider.Provider, *provider.HTTP, error) {
@@ -256,16 +297,28 @@ func (a *App) Validate() error {
 	return nil
 }
 
+// activeApp is the running app, for the admin API.
+var activeApp atomic.Pointer[App]
+
 // Start implements caddy.App.
-func (a *App) Start() error { return nil }
+func (a *App) Start() error {
+	activeApp.Store(a)
+	return nil
+}
 
 // Stop implements caddy.App.
-func (a *App) Stop() error { return nil }
+func (a *App) Stop() error {
+	activeApp.CompareAndSwap(a, nil)
+	return nil
+}
 
 // Cleanup releases pooled state and connections.
 func (a *App) Cleanup() error {
 	for _, h := range a.clients {
 		h.Close()
+	}
+	for _, k := range a.poolKeys {
+		_, _ = statePool.Delete(k)
 	}
 	_, err := healthPool.Delete(healthKey)
 	return err
@@ -288,6 +341,7 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 		Logger:        logger,
 		Created:       a.created,
 		Models:        h.Models,
+		Guard:         a.guard(logger),
 	}
 	if h.MaxBodySize > 0 {
 		cfg.MaxBodyBytes = h.MaxBodySize

@@ -47,6 +47,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			fallback <model> [<model>...]
 //			retries  <n>
 //			max_tokens <n>
+//			rpm      <n>
+//			tpm      <n>
 //		}
 //		max_body_size   <size>
 //		max_messages    <n>
@@ -57,6 +59,27 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		max_retry_after <duration>
 //		max_fails       <n>
 //		cooldown        <duration>
+//		key <name> {
+//			secret      <secret, e.g. {env.TEAM_A_KEY}>
+//			sha256      <hex sha256 of the secret>
+//			models      <name|glob>...
+//			rpm         <n>
+//			burst       <n>
+//			tpm         <n>
+//			concurrency <n>
+//			budget      <usd> [day|month]
+//			cache       <namespace>
+//			metadata    <name> <value>
+//		}
+//		require_key
+//		keys_file   <path>
+//		redis <url> {
+//			timeout    <duration>
+//			on_failure fail_open|fail_closed
+//			prefix     <prefix>
+//		}
+//		reserve_output_tokens <n>
+//		price <model|glob> <input usd/1M> <output usd/1M> [<cached usd/1M>]
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -105,6 +128,42 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.Models = append(a.Models, mc)
 			continue
+		case "key":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			kc := &KeyConfig{Name: d.Val()}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for _, k := range a.Keys {
+				if k.Name == kc.Name {
+					return d.Errf("key %q declared twice", kc.Name)
+				}
+			}
+			if err := kc.unmarshal(d); err != nil {
+				return err
+			}
+			a.Keys = append(a.Keys, kc)
+			continue
+		case "price":
+			args := d.RemainingArgs()
+			if len(args) != 3 && len(args) != 4 {
+				return d.ArgErr()
+			}
+			var nums [3]float64
+			for i, s := range args[1:] {
+				f, err := strconv.ParseFloat(s, 64)
+				if err != nil || f < 0 {
+					return d.Errf("price %s: invalid number %q", args[0], s)
+				}
+				nums[i] = f
+			}
+			if a.Prices == nil {
+				a.Prices = map[string]PriceConfig{}
+			}
+			a.Prices[args[0]] = PriceConfig{Input: nums[0], Output: nums[1], Cached: nums[2]}
+			continue
 		}
 		if seen[dir] {
 			return d.Errf("%s declared twice", dir)
@@ -132,6 +191,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.MaxFails, err = parseInt(d)
 		case "cooldown":
 			a.Cooldown, err = parseDuration(d)
+		case "require_key":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.RequireKey = true
+		case "keys_file":
+			err = parseString(d, &a.KeysFile)
+		case "reserve_output_tokens":
+			var n int
+			n, err = parseInt(d)
+			a.ReserveOutputTokens = int64(n)
+		case "redis":
+			a.Redis = new(RedisConfig)
+			err = a.Redis.unmarshal(d)
 		default:
 			return d.Errf("unrecognized ai_gateway option %s", dir)
 		}
@@ -218,6 +291,10 @@ func (mc *ModelConfig) unmarshal(d *caddyfile.Dispenser) error {
 			var n int
 			n, err = parseInt(d)
 			mc.MaxTokens = int64(n)
+		case "rpm":
+			mc.RPM, err = parseInt64(d)
+		case "tpm":
+			mc.TPM, err = parseInt64(d)
 		default:
 			return d.Errf("unrecognized model subdirective %s", dir)
 		}
@@ -229,6 +306,105 @@ func (mc *ModelConfig) unmarshal(d *caddyfile.Dispenser) error {
 		return d.Errf("model %q: at least one target is required", mc.Name)
 	}
 	return nil
+}
+
+func (kc *KeyConfig) unmarshal(d *caddyfile.Dispenser) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		dir := d.Val()
+		var err error
+		switch dir {
+		case "secret":
+			err = parseString(d, &kc.Secret)
+		case "sha256":
+			err = parseString(d, &kc.SHA256)
+		case "models":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			kc.Models = append(kc.Models, args...)
+		case "rpm":
+			kc.RPM, err = parseInt64(d)
+		case "burst":
+			kc.Burst, err = parseInt64(d)
+		case "tpm":
+			kc.TPM, err = parseInt64(d)
+		case "concurrency":
+			kc.Concurrency, err = parseInt64(d)
+		case "budget":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			f, perr := strconv.ParseFloat(strings.TrimPrefix(args[0], "$"), 64)
+			if perr != nil || f < 0 {
+				return d.Errf("budget: invalid amount %q", args[0])
+			}
+			kc.Budget = f
+			if len(args) == 2 {
+				if args[1] != "day" && args[1] != "month" {
+					return d.Errf("budget: period must be day or month, got %q", args[1])
+				}
+				kc.BudgetPeriod = args[1]
+			}
+		case "cache":
+			err = parseString(d, &kc.Cache)
+		case "metadata":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.ArgErr()
+			}
+			if kc.Metadata == nil {
+				kc.Metadata = map[string]string{}
+			}
+			kc.Metadata[args[0]] = args[1]
+		default:
+			return d.Errf("unrecognized key subdirective %s", dir)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if kc.Secret == "" && kc.SHA256 == "" {
+		return d.Errf("key %q: secret or sha256 is required", kc.Name)
+	}
+	return nil
+}
+
+func (rc *RedisConfig) unmarshal(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	rc.URL = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		dir := d.Val()
+		var err error
+		switch dir {
+		case "timeout":
+			rc.Timeout, err = parseDuration(d)
+		case "on_failure":
+			err = parseString(d, &rc.OnFailure)
+			if err == nil && rc.OnFailure != "fail_open" && rc.OnFailure != "fail_closed" {
+				return d.Errf("on_failure must be fail_open or fail_closed")
+			}
+		case "prefix":
+			err = parseString(d, &rc.Prefix)
+		default:
+			return d.Errf("unrecognized redis subdirective %s", dir)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseInt64(d *caddyfile.Dispenser) (int64, error) {
+	n, err := parseInt(d)
+	return int64(n), err
 }
 
 // parseHandler sets up the handler from the ai_gateway directive:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -21,6 +22,7 @@ func init() {
 //
 // It sets these placeholders, for logs and later handlers:
 //
+//	{http.ai_gateway.key}            the gateway key's name (never the secret)
 //	{http.ai_gateway.model}          the model the client asked for
 //	{http.ai_gateway.provider}       the provider that answered (or was last tried)
 //	{http.ai_gateway.upstream_model} the model name sent to that provider
@@ -40,7 +42,8 @@ type Handler struct {
 	// Others answer 404 model_not_found. Default: all.
 	Models []string `json:"models,omitempty"`
 
-	gw *gateway.Gateway
+	gw      *gateway.Gateway
+	metrics *metrics
 }
 
 // CaddyModule returns the Caddy module information.
@@ -61,6 +64,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if app.routes == nil || len(app.Models) == 0 {
 		return fmt.Errorf("ai_gateway: no models configured; declare providers and models in the ai_gateway global option")
 	}
+	if h.metrics, err = registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
 	h.gw, err = app.newGateway(h, ctx.Logger())
 	return err
 }
@@ -69,8 +75,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // request; next is never called.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	var info gateway.Info
+	start := time.Now()
 	h.gw.Serve(w, r, &info)
+	h.metrics.observe(&info, time.Since(start).Seconds())
+	// Caddy's access log redacts Authorization but not the other headers
+	// SDKs put keys in (Azure's api-key, Anthropic's x-api-key).
+	for _, name := range [...]string{"Api-Key", "X-Api-Key"} {
+		if _, ok := r.Header[name]; ok {
+			r.Header[name] = redacted
+		}
+	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.ai_gateway.key", info.Key)
 		repl.Set("http.ai_gateway.model", info.Model)
 		repl.Set("http.ai_gateway.provider", info.Provider)
 		repl.Set("http.ai_gateway.upstream_model", info.UpstreamModel)
@@ -82,6 +98,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	return nil
 }
+
+var redacted = []string{"REDACTED"}
 
 // Interface guards
 var (

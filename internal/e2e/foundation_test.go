@@ -111,7 +111,12 @@ const foundationCaddyfile = `{
 	encode gzip zstd
 	log {
 		output stdout
-		format json
+		# Caddy redacts Authorization itself; SDKs also send keys in these.
+		format filter {
+			wrap json
+			request>headers>Api-Key replace REDACTED
+			request>headers>X-Api-Key replace REDACTED
+		}
 	}
 	log_append ai_model {http.ai_gateway.model}
 	log_append ai_provider {http.ai_gateway.provider}

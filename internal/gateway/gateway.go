@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
@@ -61,6 +62,8 @@ type Config struct {
 	Created int64
 	// Models, when set, restricts the served models to these names/globs.
 	Models []string
+	// Guard enforces gateway keys, limits and budgets; nil = open gateway.
+	Guard *Guard
 }
 
 // Gateway serves OpenAI-compatible requests. It is safe for concurrent use.
@@ -72,7 +75,9 @@ type Gateway struct {
 // Info describes how a request was served, for placeholders and logs.
 type Info struct {
 	Op            openai.Op
+	Key           string // gateway key name ("" when the gateway is open)
 	Model         string // requested model
+	Route         string // routing table entry that matched (pattern)
 	Provider      string // provider that answered (or last tried)
 	UpstreamModel string
 	Attempts      int
@@ -80,6 +85,8 @@ type Info struct {
 	Usage         openai.Usage
 	TTFT          time.Duration // time to first streamed event / to the answer
 	Status        int
+	// Limited is the error code when the guard refused the request.
+	Limited string
 }
 
 // New returns a gateway.
@@ -114,6 +121,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Created == 0 {
 		cfg.Created = time.Now().Unix()
 	}
+	if cfg.Guard != nil {
+		cfg.Guard.defaults()
+	}
 	return &Gateway{cfg: cfg, log: cfg.Logger}, nil
 }
 
@@ -131,6 +141,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		path = path[i+3:]
 	}
 	var op openai.Op
+	modelID, models := "", false
 	switch path {
 	case "/chat/completions":
 		op = openai.OpChat
@@ -141,24 +152,37 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 	case "/responses":
 		op = openai.OpResponses
 	case "/models":
+		models = true
+	default:
+		var ok bool
+		if modelID, ok = strings.CutPrefix(path, "/models/"); !ok || modelID == "" {
+			fail(w, info, &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
+				Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
+			return
+		}
+		models = true
+	}
+	if models {
 		if !allow(w, r, info, http.MethodGet, http.MethodHead) {
 			return
 		}
-		g.listModels(w, info)
-		return
-	default:
-		if id, ok := strings.CutPrefix(path, "/models/"); ok && id != "" {
-			if !allow(w, r, info, http.MethodGet, http.MethodHead) {
-				return
-			}
-			g.getModel(w, id, info)
-			return
-		}
-		fail(w, info, &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
-			Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
+	} else if !allow(w, r, info, http.MethodPost) {
 		return
 	}
-	if !allow(w, r, info, http.MethodPost) {
+	key, oerr := g.cfg.Guard.authenticate(r)
+	if oerr != nil {
+		fail(w, info, oerr)
+		return
+	}
+	if key != nil {
+		info.Key = key.Name
+	}
+	if models {
+		if modelID == "" {
+			g.listModels(w, key, info)
+		} else {
+			g.getModel(w, key, modelID, info)
+		}
 		return
 	}
 	info.Op = op
@@ -182,9 +206,19 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		return
 	}
 	rt, ok := g.cfg.Routes.Lookup(req.Model)
-	if !ok || !g.allowed(req.Model) {
+	if !ok || !g.allowed(key, req.Model) {
 		fail(w, info, openai.ModelNotFound(req.Model))
 		return
+	}
+	info.Route = rt.Pattern
+	if g.cfg.Guard != nil {
+		adm, oerr := g.cfg.Guard.admit(r.Context(), w.Header(), key, req, rt)
+		if oerr != nil {
+			info.Limited = oerr.Code
+			fail(w, info, oerr)
+			return
+		}
+		defer adm.finish(r.Context(), info)
 	}
 	g.proxy(w, r, req, rt, info)
 }
@@ -221,8 +255,11 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, *openai.Error) {
 	}
 }
 
-// allowed reports whether this gateway serves model.
-func (g *Gateway) allowed(model string) bool {
+// allowed reports whether this gateway, and the key if any, serve model.
+func (g *Gateway) allowed(key *auth.Key, model string) bool {
+	if key != nil && !key.Policy.AllowsModel(model) {
+		return false
+	}
 	if len(g.cfg.Models) == 0 {
 		return true
 	}

@@ -4,18 +4,19 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 )
 
 // listModels answers GET /v1/models with the routing table's exact names in
 // OpenAI's list shape. https://platform.openai.com/docs/api-reference/models/list
-func (g *Gateway) listModels(w http.ResponseWriter, info *Info) {
+func (g *Gateway) listModels(w http.ResponseWriter, key *auth.Key, info *Info) {
 	names := g.cfg.Routes.Names()
 	b := make([]byte, 0, 64+len(names)*96)
 	b = append(b, `{"object":"list","data":[`...)
 	first := true
 	for _, name := range names {
-		if !g.allowed(name) {
+		if !g.allowed(key, name) {
 			continue
 		}
 		if !first {
@@ -30,8 +31,8 @@ func (g *Gateway) listModels(w http.ResponseWriter, info *Info) {
 
 // getModel answers GET /v1/models/{id} for any name the table routes,
 // globs included. https://platform.openai.com/docs/api-reference/models/retrieve
-func (g *Gateway) getModel(w http.ResponseWriter, id string, info *Info) {
-	if _, ok := g.cfg.Routes.Lookup(id); !ok || !g.allowed(id) {
+func (g *Gateway) getModel(w http.ResponseWriter, key *auth.Key, id string, info *Info) {
+	if _, ok := g.cfg.Routes.Lookup(id); !ok || !g.allowed(key, id) {
 		fail(w, info, openai.ModelNotFound(id))
 		return
 	}

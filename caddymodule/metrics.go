@@ -1,0 +1,110 @@
+package caddymodule
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
+)
+
+// Prometheus metrics, registered in Caddy's metrics registry (served by the
+// `metrics` handler and the admin endpoint /metrics). Labels are bounded:
+// the routing table's pattern (never a client-chosen string), provider
+// names from the config, statuses. Never a key.
+type metrics struct {
+	requests   *prometheus.CounterVec
+	tokens     *prometheus.CounterVec
+	ttft       *prometheus.HistogramVec
+	duration   *prometheus.HistogramVec
+	attempts   *prometheus.CounterVec
+	limited    *prometheus.CounterVec
+	redisDowns prometheus.Counter
+}
+
+var (
+	metricsMu sync.Mutex
+	metricsBy = map[prometheus.Registerer]*metrics{}
+	// current is the last registered set, for callbacks without a context.
+	current *metrics
+)
+
+const ns, sub = "caddy", "ai_gateway"
+
+func registerMetrics(reg prometheus.Registerer) (*metrics, error) {
+	metricsMu.Lock()
+	defer metricsMu.Unlock()
+	if m, ok := metricsBy[reg]; ok {
+		current = m
+		return m, nil
+	}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
+			Help: "Requests answered by the gateway, by model route, provider and status."}, []string{"model", "provider", "status"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "tokens_total",
+			Help: "Tokens reported by upstreams, by model route, provider and direction (input, output, cached)."}, []string{"model", "provider", "direction"}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "time_to_first_token_seconds",
+			Help:    "Time from request to the first streamed event (or the whole answer).",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 16, 32}}, []string{"model", "provider", "stream"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "request_duration_seconds",
+			Help:    "Time to answer a request completely, streams included.",
+			Buckets: []float64{.1, .25, .5, 1, 2, 4, 8, 16, 32, 64, 128}}, []string{"model", "provider", "stream"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "upstream_attempts_total",
+			Help: "Upstream attempts, by provider (retries and fallbacks included)."}, []string{"provider"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rejected_total",
+			Help: "Requests refused by the guard, by reason (error code)."}, []string{"reason"}),
+		redisDowns: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "redis_failures_total",
+			Help: "Times the shared Redis state became unavailable (limits then follow on_failure)."}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.tokens, m.ttft, m.duration, m.attempts, m.limited, m.redisDowns} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, err
+			}
+		}
+	}
+	metricsBy[reg] = m
+	current = m
+	return m, nil
+}
+
+func metricRedisDown() {
+	metricsMu.Lock()
+	m := current
+	metricsMu.Unlock()
+	if m != nil {
+		m.redisDowns.Inc()
+	}
+}
+
+func (m *metrics) observe(info *gateway.Info, seconds float64) {
+	if m == nil {
+		return
+	}
+	model, prov := info.Route, info.Provider
+	m.requests.WithLabelValues(model, prov, strconv.Itoa(info.Status)).Inc()
+	if info.Limited != "" {
+		m.limited.WithLabelValues(info.Limited).Inc()
+	}
+	if info.Attempts > 0 {
+		m.attempts.WithLabelValues(prov).Add(float64(info.Attempts))
+	}
+	if info.Usage.Known {
+		m.tokens.WithLabelValues(model, prov, "input").Add(float64(info.Usage.InputTokens))
+		m.tokens.WithLabelValues(model, prov, "output").Add(float64(info.Usage.OutputTokens))
+		if info.Usage.CachedTokens > 0 {
+			m.tokens.WithLabelValues(model, prov, "cached").Add(float64(info.Usage.CachedTokens))
+		}
+	}
+	if info.Provider != "" && info.Status == 200 {
+		stream := strconv.FormatBool(info.Stream)
+		m.ttft.WithLabelValues(model, prov, stream).Observe(info.TTFT.Seconds())
+		m.duration.WithLabelValues(model, prov, stream).Observe(seconds)
+	}
+}
+
+func zapName(name string) zap.Field { return zap.String("key", name) }
