@@ -1,0 +1,277 @@
+// Package anthropic talks to Anthropic's Messages API on behalf of OpenAI
+// clients: it turns an OpenAI chat completion request into a Messages
+// request, and the Messages answer (a message object, or its event stream)
+// back into OpenAI's chat.completion / chat.completion.chunk shapes.
+//
+// It also exports the reverse direction (inbound.go): an Anthropic Messages
+// request into an OpenAI chat request, an OpenAI answer into an Anthropic
+// message, OpenAI chunks into Anthropic stream events, and Anthropic's error
+// body, so that the gateway can serve /v1/messages in front of any provider.
+//
+// API reference:
+//
+//	https://docs.anthropic.com/en/api/messages            (request, message object)
+//	https://docs.anthropic.com/en/api/messages-streaming  (event stream)
+//	https://docs.anthropic.com/en/api/errors              (error shape, statuses)
+//
+// Mapping decisions that are not obvious from the two references are
+// documented on [RequestFromOpenAI], [ResponseToOpenAI] and [Stream].
+package anthropic
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+)
+
+// Defaults applied by [New] to zero [Config] fields.
+const (
+	DefaultBaseURL   = "https://api.anthropic.com"
+	DefaultVersion   = "2023-06-01"
+	DefaultMaxTokens = 4096
+)
+
+// Config configures one Anthropic upstream.
+type Config struct {
+	// Name is the provider's configured name.
+	Name string
+	// BaseURL is the API root in the SDKs' form, without "/v1" (a trailing
+	// "/v1" is tolerated and removed). Default [DefaultBaseURL].
+	BaseURL string
+	// APIKey is sent as x-api-key.
+	APIKey string
+	// Version is the anthropic-version header. Default [DefaultVersion].
+	Version string
+	// Headers are added to every upstream request (e.g. anthropic-beta).
+	Headers http.Header
+	// DropUnsupported silently drops the OpenAI request parameters the
+	// Messages API cannot honour (n > 1, logprobs, penalties, seed,
+	// response_format json...) and clamps temperature to 1, instead of
+	// answering 400. Message content is never dropped.
+	DropUnsupported bool
+	// DefaultMaxTokens is max_tokens (required by Anthropic) when neither the
+	// request nor the route sets one. Default [DefaultMaxTokens].
+	DefaultMaxTokens int64
+}
+
+// Provider is an Anthropic Messages API upstream. It implements
+// provider.Provider for chat completions only.
+type Provider struct {
+	cfg  Config
+	url  string // {base}/v1/messages
+	http *provider.HTTP
+}
+
+var _ provider.Provider = (*Provider)(nil)
+
+// New validates cfg and fills in its defaults.
+func New(cfg Config, h *provider.HTTP) (*Provider, error) {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("provider %q: base_url must be an absolute http(s) URL", cfg.Name)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("provider %q: base_url must not contain credentials; use api_key", cfg.Name)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("provider %q: base_url must not have a query or fragment", cfg.Name)
+	}
+	if cfg.Version == "" {
+		cfg.Version = DefaultVersion
+	}
+	if cfg.DefaultMaxTokens <= 0 {
+		cfg.DefaultMaxTokens = DefaultMaxTokens
+	}
+	if h == nil {
+		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	base = strings.TrimSuffix(base, "/v1")
+	return &Provider{cfg: cfg, url: base + "/v1/messages", http: h}, nil
+}
+
+// Name implements provider.Provider.
+func (p *Provider) Name() string { return p.cfg.Name }
+
+// URL is the Messages endpoint requests are sent to.
+func (p *Provider) URL() string { return p.url }
+
+// Do implements provider.Provider. Only chat completions are supported;
+// other operations fail with a 400 naming the operation.
+func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Response, error) {
+	if call.Req.Op != openai.OpChat {
+		return nil, &provider.Error{
+			Provider: p.cfg.Name, Kind: provider.KindStatus, Status: http.StatusBadRequest,
+			Type: openai.TypeInvalidRequest, Code: "unsupported_operation",
+			Message: "The operation '" + call.Req.Op.String() + "' is not supported by provider " +
+				quote(p.cfg.Name) + " (Anthropic Messages API supports chat completions only).",
+		}
+	}
+	maxTokens := call.MaxTokens
+	if maxTokens <= 0 {
+		maxTokens = p.cfg.DefaultMaxTokens
+	}
+	body, err := RequestFromOpenAI(call.Req.Body, RequestOptions{
+		Model: call.Model, MaxTokens: maxTokens, DropUnsupported: p.cfg.DropUnsupported,
+	})
+	if err != nil {
+		if pe, ok := err.(*provider.Error); ok {
+			pe.Provider = p.cfg.Name
+			return nil, pe
+		}
+		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "could not translate request"}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
+	}
+	h := req.Header
+	for k, v := range p.cfg.Headers {
+		h[k] = v
+	}
+	h.Set("Content-Type", "application/json")
+	if call.Req.Stream {
+		h.Set("Accept", "text/event-stream")
+	} else {
+		h.Set("Accept", "application/json")
+	}
+	h.Set("Anthropic-Version", p.cfg.Version)
+	if p.cfg.APIKey != "" {
+		h.Set("X-Api-Key", p.cfg.APIKey)
+	}
+	x, err := p.http.Send(ctx, req, ParseError)
+	if err != nil {
+		return nil, err
+	}
+	if call.Req.Stream {
+		if ct := x.Resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+			x.Close()
+			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "expected an event stream"}
+		}
+		return &provider.Response{Stream: NewStream(x.Body, x, p.cfg.Name)}, nil
+	}
+	defer x.Close()
+	b, err := x.ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	out, err := ResponseToOpenAI(b, time.Now().Unix())
+	if err != nil {
+		if pe, ok := err.(*provider.Error); ok {
+			pe.Provider = p.cfg.Name
+		}
+		return nil, err
+	}
+	return &provider.Response{Body: out}, nil
+}
+
+// ParseError is the provider.ErrorParser for Anthropic's error body
+// {"type":"error","error":{"type","message"},"request_id"}
+// (https://docs.anthropic.com/en/api/errors). Anthropic's error type is
+// mapped to OpenAI's type and code (see [ErrorTypeToOpenAI]). A body of
+// another shape yields an error with no message (the status speaks).
+func ParseError(status int, body []byte) *provider.Error {
+	e := &provider.Error{Kind: provider.KindStatus, Status: status}
+	if !gjson.ValidBytes(body) {
+		return e
+	}
+	obj := gjson.GetBytes(body, "error")
+	if !obj.IsObject() {
+		// Some proxies in front of Anthropic answer in OpenAI's shape.
+		pe := provider.ParseOpenAIError(status, body)
+		pe.Kind = provider.KindStatus
+		return pe
+	}
+	if m := obj.Get("message"); m.Type == gjson.String {
+		e.Message = truncate(m.Str)
+	}
+	if t := obj.Get("type"); t.Type == gjson.String {
+		e.Type, e.Code = ErrorTypeToOpenAI(t.Str)
+	}
+	return e
+}
+
+// ErrorTypeToOpenAI maps an Anthropic error type to OpenAI's error type and
+// code: invalid_request_error, authentication_error, permission_error and
+// not_found_error keep their name (OpenAI uses the same ones);
+// request_too_large becomes invalid_request_error/request_too_large,
+// rate_limit_error rate_limit_exceeded/rate_limit_exceeded, billing_error
+// insufficient_quota/insufficient_quota, overloaded_error
+// server_error/overloaded, api_error server_error/api_error, timeout_error
+// timeout_error/timeout. Unknown types become server_error with the
+// Anthropic type as code.
+func ErrorTypeToOpenAI(typ string) (oaType, code string) {
+	switch typ {
+	case "invalid_request_error":
+		return openai.TypeInvalidRequest, ""
+	case "authentication_error":
+		return openai.TypeAuthentication, "invalid_api_key"
+	case "permission_error":
+		return openai.TypePermission, ""
+	case "not_found_error":
+		return openai.TypeNotFound, ""
+	case "request_too_large":
+		return openai.TypeInvalidRequest, "request_too_large"
+	case "rate_limit_error":
+		return openai.TypeRateLimit, "rate_limit_exceeded"
+	case "billing_error":
+		return openai.TypeInsufficient, "insufficient_quota"
+	case "overloaded_error":
+		return openai.TypeServer, "overloaded"
+	case "api_error":
+		return openai.TypeServer, "api_error"
+	case "timeout_error":
+		return openai.TypeTimeout, "timeout"
+	}
+	return openai.TypeServer, typ
+}
+
+// errorTypeStatus is the HTTP status Anthropic uses for an error type, for
+// errors reported inside a stream (where the HTTP status is already 200).
+func errorTypeStatus(typ string) int {
+	switch typ {
+	case "invalid_request_error":
+		return http.StatusBadRequest
+	case "authentication_error":
+		return http.StatusUnauthorized
+	case "billing_error":
+		return http.StatusPaymentRequired
+	case "permission_error":
+		return http.StatusForbidden
+	case "not_found_error":
+		return http.StatusNotFound
+	case "request_too_large":
+		return http.StatusRequestEntityTooLarge
+	case "rate_limit_error":
+		return http.StatusTooManyRequests
+	case "api_error":
+		return http.StatusInternalServerError
+	case "timeout_error":
+		return http.StatusGatewayTimeout
+	case "overloaded_error":
+		return 529
+	}
+	return http.StatusInternalServerError
+}
+
+func truncate(s string) string {
+	const max = 1024
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
+
+func quote(s string) string { return string(openai.AppendString(nil, s)) }

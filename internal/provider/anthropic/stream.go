@@ -1,0 +1,406 @@
+package anthropic
+
+import (
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
+)
+
+// maxBlocks bounds the content block index accepted in a stream.
+const maxBlocks = 4096
+
+var readerPool = sync.Pool{New: func() any { return sse.NewReader(nil, 0) }}
+
+// Stream translates an Anthropic Messages event stream
+// (https://docs.anthropic.com/en/api/messages-streaming) into OpenAI
+// chat.completion.chunk events (data only, no event name), implementing
+// provider.Stream:
+//
+//   - message_start → a chunk with delta {"role":"assistant","content":""};
+//     its id ([IDPrefix]+message id), model and the time the stream began
+//     are repeated in every chunk; its input usage is remembered;
+//   - content_block_start of a text block → nothing (or its text, if any);
+//     of a tool_use block → a tool_calls delta {index (0-based among the
+//     tool_use blocks), id, type "function", function {name, arguments ""}};
+//   - content_block_delta text_delta → delta.content; input_json_delta →
+//     tool_calls[{index, function{arguments: partial_json}}] (empty
+//     fragments are skipped; a tool block that got no fragment at all gets
+//     arguments "{}" at its content_block_stop, so that arguments always
+//     parse);
+//   - thinking, redacted_thinking and server-tool blocks, ping events and
+//     unknown event types are ignored;
+//   - message_delta → stop_reason and usage remembered (its counts are
+//     cumulative and replace earlier ones);
+//   - message_stop → a chunk with an empty delta and the finish_reason
+//     ([FinishReason]), then a usage chunk {"choices":[],"usage":{...}}
+//     (same accounting as [ResponseToOpenAI]), then io.EOF;
+//   - an error event → a *provider.Error of kind KindStatus whose status is
+//     the one Anthropic uses for the error type (overloaded_error 529,
+//     rate_limit_error 429, api_error 500, invalid_request_error 400...);
+//   - a malformed event, an event out of order, or the end of the body
+//     before message_stop → a *provider.Error of kind KindProtocol.
+//
+// Errors carry StreamStarted once an event was returned. The returned
+// Event.Data is valid until the next call to Next: chunks are built in one
+// buffer reused across calls, so a stream costs no allocation per chunk.
+type Stream struct {
+	rd       *sse.Reader
+	closer   io.Closer
+	provider string
+	created  int64
+
+	head    []byte // `{"id":...,"object":...,"created":...,"model":...,"choices":[`
+	out     []byte
+	blocks  []block // by Anthropic content block index
+	blkArr  [8]block
+	tools   int // tool_use blocks seen
+	state   uint8
+	finish  string
+	u       usage
+	started bool
+	err     error
+}
+
+// Stream states.
+const (
+	stStart  uint8 = iota // waiting for message_start
+	stMsg                 // inside the message
+	stFinish              // message_stop seen: finish chunk next
+	stUsage               // usage chunk next
+	stDone                // io.EOF or err
+)
+
+type block struct {
+	kind uint8
+	args bool // tool block got arguments
+	tool int
+}
+
+// Block kinds.
+const (
+	bNone uint8 = iota
+	bText
+	bTool
+	bOther
+)
+
+// NewStream reads Anthropic events from body; Close closes closer (which
+// may be nil). providerName is used in errors.
+func NewStream(body io.Reader, closer io.Closer, providerName string) *Stream {
+	return newStream(body, closer, providerName, time.Now().Unix())
+}
+
+func newStream(body io.Reader, closer io.Closer, providerName string, created int64) *Stream {
+	rd := readerPool.Get().(*sse.Reader)
+	rd.Reset(body)
+	s := &Stream{rd: rd, closer: closer, provider: providerName, created: created}
+	s.blocks = s.blkArr[:0]
+	s.out = make([]byte, 0, 512)
+	return s
+}
+
+// Next implements provider.Stream.
+func (s *Stream) Next() (sse.Event, error) {
+	for {
+		switch s.state {
+		case stFinish:
+			s.open()
+			s.out = append(s.out, `{}`...)
+			s.closeChunk(s.finish)
+			s.state = stUsage
+			return sse.Event{Data: s.out}, nil
+		case stUsage:
+			s.out = append(s.out[:0], s.head...)
+			s.out = append(s.out, `],"usage":`...)
+			s.out = s.u.appendOpenAI(s.out)
+			s.out = append(s.out, '}')
+			s.state = stDone
+			return sse.Event{Data: s.out}, nil
+		case stDone:
+			if s.err != nil {
+				return sse.Event{}, s.err
+			}
+			return sse.Event{}, io.EOF
+		}
+		if s.rd == nil {
+			return sse.Event{}, io.EOF // closed
+		}
+		ev, err := s.rd.Next()
+		if err != nil {
+			return sse.Event{}, s.fail(s.readError(err))
+		}
+		emit, err := s.handle(ev)
+		if err != nil {
+			return sse.Event{}, s.fail(err)
+		}
+		if emit {
+			s.started = true
+			return sse.Event{Data: s.out}, nil
+		}
+	}
+}
+
+// Close implements provider.Stream.
+func (s *Stream) Close() error {
+	if s.rd != nil {
+		s.rd.Reset(nil)
+		readerPool.Put(s.rd)
+		s.rd = nil
+	}
+	if s.closer != nil {
+		c := s.closer
+		s.closer = nil
+		return c.Close()
+	}
+	return nil
+}
+
+func (s *Stream) fail(err error) error {
+	s.state, s.err = stDone, err
+	return err
+}
+
+func (s *Stream) readError(err error) error {
+	switch err {
+	case io.EOF, io.ErrUnexpectedEOF:
+		return s.protocol("stream ended before message_stop")
+	case sse.ErrTooLarge:
+		return s.protocol("stream event too large")
+	}
+	if pe, ok := err.(*provider.Error); ok {
+		pe.StreamStarted = s.started
+		return pe
+	}
+	return err
+}
+
+func (s *Stream) protocol(msg string) *provider.Error {
+	return &provider.Error{Provider: s.provider, Kind: provider.KindProtocol, Message: msg, StreamStarted: s.started}
+}
+
+// handle processes one upstream event; it reports whether s.out holds a
+// chunk to return.
+func (s *Stream) handle(ev sse.Event) (bool, error) {
+	data := bstr(ev.Data)
+	if !gjson.Valid(data) {
+		return false, s.protocol("malformed stream event")
+	}
+	t := bstr(ev.Name)
+	if raw := field(data, "type"); isString(raw) {
+		t = raw[1 : len(raw)-1]
+	}
+	switch t {
+	case "message_start":
+		if s.state != stStart {
+			return false, s.protocol("unexpected message_start")
+		}
+		return s.messageStart(data), nil
+	case "error":
+		return false, s.streamError(data)
+	case "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop":
+		if s.state != stMsg {
+			return false, s.protocol("unexpected " + t + " before message_start")
+		}
+	default: // ping and event types added later
+		return false, nil
+	}
+	switch t {
+	case "message_delta":
+		if sr := path(data, "delta", "stop_reason"); isString(sr) {
+			s.finish = FinishReason(sr[1 : len(sr)-1])
+		}
+		s.u.read(field(data, "usage"))
+		return false, nil
+	case "message_stop":
+		if s.finish == "" {
+			s.finish = "stop"
+		}
+		s.state = stFinish
+		return false, nil
+	}
+	idx := field(data, "index")
+	n := rawInt(idx)
+	if idx == "" || n < 0 || n >= maxBlocks {
+		return false, s.protocol("invalid content block index")
+	}
+	i := int(n)
+	switch t {
+	case "content_block_start":
+		for len(s.blocks) <= i {
+			s.blocks = append(s.blocks, block{})
+		}
+		return s.blockStart(i, field(data, "content_block")), nil
+	case "content_block_delta":
+		if i >= len(s.blocks) || s.blocks[i].kind == bNone {
+			return false, s.protocol("delta for a content block that was not started")
+		}
+		return s.blockDelta(i, field(data, "delta")), nil
+	}
+	// content_block_stop
+	if i >= len(s.blocks) || s.blocks[i].kind == bNone {
+		return false, s.protocol("stop of a content block that was not started")
+	}
+	if b := &s.blocks[i]; b.kind == bTool && !b.args {
+		b.args = true
+		s.toolArgs(b.tool, `"{}"`)
+		return true, nil
+	}
+	return false, nil
+}
+
+func (s *Stream) messageStart(data string) bool {
+	msg := field(data, "message")
+	s.head = append(s.head[:0], `{"id":"`...)
+	s.head = append(s.head, IDPrefix...)
+	if id := field(msg, "id"); isString(id) {
+		s.head = append(s.head, id[1:len(id)-1]...)
+	}
+	s.head = append(s.head, `","object":"chat.completion.chunk","created":`...)
+	s.head = strconv.AppendInt(s.head, s.created, 10)
+	s.head = append(s.head, `,"model":`...)
+	s.head = append(s.head, stringOr(field(msg, "model"), `""`)...)
+	s.head = append(s.head, `,"choices":[`...)
+	s.u.read(field(msg, "usage"))
+	s.state = stMsg
+	s.open()
+	s.out = append(s.out, `{"role":"assistant","content":""}`...)
+	s.closeChunk("")
+	return true
+}
+
+func (s *Stream) blockStart(i int, cb string) bool {
+	switch field(cb, "type") {
+	case `"text"`:
+		s.blocks[i] = block{kind: bText}
+		if text := field(cb, "text"); !isEmptyString(text) {
+			s.content(text)
+			return true
+		}
+		return false
+	case `"tool_use"`:
+		b := block{kind: bTool, tool: s.tools}
+		s.tools++
+		s.open()
+		s.out = append(s.out, `{"tool_calls":[{"index":`...)
+		s.out = strconv.AppendInt(s.out, int64(b.tool), 10)
+		s.out = append(s.out, `,"id":`...)
+		s.out = append(s.out, stringOr(field(cb, "id"), `""`)...)
+		s.out = append(s.out, `,"type":"function","function":{"name":`...)
+		s.out = append(s.out, stringOr(field(cb, "name"), `""`)...)
+		s.out = append(s.out, `,"arguments":`...)
+		if in := field(cb, "input"); len(in) > 0 && in[0] == '{' && !emptyObject(in) {
+			// A block announced with its whole input (no deltas follow).
+			s.out = openai.AppendString(s.out, in)
+			b.args = true
+		} else {
+			s.out = append(s.out, `""`...)
+		}
+		s.out = append(s.out, `}}]}`...)
+		s.closeChunk("")
+		s.blocks[i] = b
+		return true
+	}
+	s.blocks[i] = block{kind: bOther}
+	return false
+}
+
+func (s *Stream) blockDelta(i int, d string) bool {
+	b := &s.blocks[i]
+	switch field(d, "type") {
+	case `"text_delta"`:
+		if text := field(d, "text"); b.kind == bText && !isEmptyString(text) {
+			s.content(text)
+			return true
+		}
+	case `"input_json_delta"`:
+		if pj := field(d, "partial_json"); b.kind == bTool && !isEmptyString(pj) {
+			b.args = true
+			s.toolArgs(b.tool, pj)
+			return true
+		}
+	}
+	return false
+}
+
+// content builds a content chunk; text is a raw JSON string literal.
+func (s *Stream) content(text string) {
+	s.open()
+	s.out = append(s.out, `{"content":`...)
+	s.out = append(s.out, text...)
+	s.out = append(s.out, '}')
+	s.closeChunk("")
+}
+
+// toolArgs builds an arguments fragment chunk; args is a raw JSON string
+// literal.
+func (s *Stream) toolArgs(tool int, args string) {
+	s.open()
+	s.out = append(s.out, `{"tool_calls":[{"index":`...)
+	s.out = strconv.AppendInt(s.out, int64(tool), 10)
+	s.out = append(s.out, `,"function":{"arguments":`...)
+	s.out = append(s.out, args...)
+	s.out = append(s.out, `}}]}`...)
+	s.closeChunk("")
+}
+
+// open starts a chunk, up to its delta's value.
+func (s *Stream) open() {
+	s.out = append(s.out[:0], s.head...)
+	s.out = append(s.out, `{"index":0,"delta":`...)
+}
+
+// closeChunk ends a chunk with finish_reason (null when empty).
+func (s *Stream) closeChunk(finish string) {
+	s.out = append(s.out, `,"logprobs":null,"finish_reason":`...)
+	if finish == "" {
+		s.out = append(s.out, "null"...)
+	} else {
+		s.out = append(s.out, '"')
+		s.out = append(s.out, finish...)
+		s.out = append(s.out, '"')
+	}
+	s.out = append(s.out, `}]}`...)
+}
+
+// streamError turns an error event into a *provider.Error.
+func (s *Stream) streamError(data string) error {
+	e := gjson.Get(data, "error")
+	typ := e.Get("type").Str
+	pe := &provider.Error{
+		Provider: s.provider, Kind: provider.KindStatus, Status: errorTypeStatus(typ),
+		Message: truncate(e.Get("message").Str), StreamStarted: s.started,
+	}
+	if typ != "" {
+		pe.Type, pe.Code = ErrorTypeToOpenAI(typ)
+	}
+	return pe
+}
+
+// read takes the counts present in a raw usage object.
+func (u *usage) read(obj string) {
+	if v := field(obj, "input_tokens"); v != "" {
+		u.input = rawInt(v)
+	}
+	if v := field(obj, "output_tokens"); v != "" {
+		u.output = rawInt(v)
+	}
+	if v := field(obj, "cache_read_input_tokens"); v != "" {
+		u.cacheRead = rawInt(v)
+	}
+	if v := field(obj, "cache_creation_input_tokens"); v != "" {
+		u.cacheCreation = rawInt(v)
+	}
+}
+
+// emptyObject reports whether raw is an object with no member.
+func emptyObject(raw string) bool {
+	i := skipWS(raw, 1)
+	return i < len(raw) && raw[i] == '}'
+}
