@@ -18,6 +18,9 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/cohere"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/gemini"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/openaicompat"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
@@ -117,7 +120,8 @@ type App struct {
 type ProviderConfig struct {
 	// Type selects the wire format and defaults: openai (default, any
 	// OpenAI-compatible server), azure, mistral, groq, together, deepseek,
-	// openrouter, ollama, vllm. Default: the provider's name if it names a
+	// openrouter, ollama, vllm; or, translated from and to OpenAI's format,
+	// anthropic, gemini, cohere. Default: the provider's name if it names a
 	// type, else openai.
 	Type string `json:"type,omitempty"`
 
@@ -130,8 +134,15 @@ type ProviderConfig struct {
 	// variable (OPENAI_API_KEY, MISTRAL_API_KEY, …) when set.
 	APIKey string `json:"api_key,omitempty"`
 
-	// APIVersion is Azure's api-version query parameter. Default: 2024-10-21.
+	// APIVersion is Azure's api-version query parameter (default
+	// 2024-10-21) or Anthropic's anthropic-version header (default
+	// 2023-06-01).
 	APIVersion string `json:"api_version,omitempty"`
+
+	// DropUnsupported makes translated providers (anthropic, gemini,
+	// cohere) drop OpenAI parameters they cannot honour instead of
+	// answering 400 naming the parameter.
+	DropUnsupported bool `json:"drop_unsupported_params,omitempty"`
 
 	// Headers are extra request headers sent upstream (placeholders
 	// expanded at load time).
@@ -246,29 +257,39 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return a.provisionGuard(ctx, repl)
 }
 
+// nativeKeyEnv is where the translated providers' keys conventionally live.
+var nativeKeyEnv = map[string][]string{
+	"anthropic": {"ANTHROPIC_API_KEY"},
+	"gemini":    {"GEMINI_API_KEY", "GOOGLE_API_KEY"},
+	"cohere":    {"COHERE_API_KEY", "CO_API_KEY"},
+}
+
 func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provider.Provider, *provider.HTTP, error) {
 	typ := strings.ToLower(pc.Type)
 	if typ == "" {
+		typ = "openai"
 		if _, ok := openaicompat.Presets[name]; ok {
 			typ = name
-		} else {
-			typ = "openai"
+		} else if _, ok := nativeKeyEnv[name]; ok {
+			typ = name
 		}
 	}
-	preset, ok := openaicompat.Presets[typ]
-	if !ok {
+	baseURL := repl.ReplaceKnown(pc.BaseURL, "")
+	key := repl.ReplaceKnown(pc.APIKey, "")
+	keyEnvs := nativeKeyEnv[typ]
+	preset, compat := openaicompat.Presets[typ]
+	if compat && preset.KeyEnv != "" {
+		keyEnvs = []string{preset.KeyEnv}
+	}
+	if !compat && keyEnvs == nil {
 		return nil, nil, fmt.Errorf("provider %q: unknown type %q", name, pc.Type)
 	}
-	baseURL := repl.ReplaceKnown(pc.BaseURL, "")
-	if baseURL == "" {
-		baseURL = preset.BaseURL
-	}
-	if baseURL == "" {
-		return nil, nil, fmt.Errorf("provider %q: base_url is required for type %s", name, typ)
-	}
-	key := repl.ReplaceKnown(pc.APIKey, "")
-	if pc.APIKey == "" && preset.KeyEnv != "" {
-		key = os.Getenv(preset.KeyEnv)
+	if pc.APIKey == "" {
+		for _, env := range keyEnvs {
+			if key = os.Getenv(env); key != "" {
+				break
+			}
+		}
 	}
 	headers := make(http.Header, len(pc.Headers))
 	for k, v := range pc.Headers {
@@ -279,10 +300,32 @@ func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provi
 		FirstByte: time.Duration(pc.FirstByteTimeout),
 		Idle:      time.Duration(pc.IdleTimeout),
 	})
-	p, err := openaicompat.New(openaicompat.Config{
-		Name: name, BaseURL: baseURL, APIKey: key, Headers: headers,
-		Azure: typ == "azure", APIVersion: pc.APIVersion,
-	}, h)
+	var (
+		p   provider.Provider
+		err error
+	)
+	switch typ {
+	case "anthropic":
+		p, err = anthropic.New(anthropic.Config{Name: name, BaseURL: baseURL, APIKey: key, Version: pc.APIVersion,
+			Headers: headers, DropUnsupported: pc.DropUnsupported}, h)
+	case "gemini":
+		p, err = gemini.New(gemini.Config{Name: name, BaseURL: baseURL, APIKey: key, Headers: headers,
+			DropUnsupported: pc.DropUnsupported}, h)
+	case "cohere":
+		p, err = cohere.New(cohere.Config{Name: name, BaseURL: baseURL, APIKey: key, Headers: headers,
+			DropUnsupported: pc.DropUnsupported}, h)
+	default:
+		if baseURL == "" {
+			baseURL = preset.BaseURL
+		}
+		if baseURL == "" {
+			return nil, nil, fmt.Errorf("provider %q: base_url is required for type %s", name, typ)
+		}
+		p, err = openaicompat.New(openaicompat.Config{
+			Name: name, BaseURL: baseURL, APIKey: key, Headers: headers,
+			Azure: typ == "azure", APIVersion: pc.APIVersion,
+		}, h)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -33,10 +33,11 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //
 //	ai_gateway {
 //		provider <name> {
-//			type             openai|azure|mistral|groq|together|deepseek|openrouter|ollama|vllm
+//			type             openai|azure|mistral|groq|together|deepseek|openrouter|ollama|vllm|anthropic|gemini|cohere
 //			base_url         <url>
 //			api_key          <key, e.g. {env.OPENAI_API_KEY}>
-//			api_version      <azure api-version>
+//			api_version      <azure api-version | anthropic-version>
+//			drop_unsupported_params
 //			header           <name> <value>
 //			connect_timeout  <duration>
 //			first_byte_timeout <duration>
@@ -228,6 +229,11 @@ func (pc *ProviderConfig) unmarshal(d *caddyfile.Dispenser) error {
 			err = parseString(d, &pc.APIKey)
 		case "api_version":
 			err = parseString(d, &pc.APIVersion)
+		case "drop_unsupported_params":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			pc.DropUnsupported = true
 		case "header":
 			args := d.RemainingArgs()
 			if len(args) != 2 {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 )
 
@@ -72,8 +74,18 @@ type Gateway struct {
 	log *zap.Logger
 }
 
+// Format is the wire format a client speaks.
+type Format uint8
+
+// Client wire formats.
+const (
+	FormatOpenAI    Format = iota
+	FormatAnthropic        // POST /v1/messages
+)
+
 // Info describes how a request was served, for placeholders and logs.
 type Info struct {
+	Format        Format
 	Op            openai.Op
 	Key           string // gateway key name ("" when the gateway is open)
 	Model         string // requested model
@@ -151,6 +163,8 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		op = openai.OpEmbeddings
 	case "/responses":
 		op = openai.OpResponses
+	case "/messages":
+		op, info.Format = openai.OpChat, FormatAnthropic
 	case "/models":
 		models = true
 	default:
@@ -191,6 +205,19 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		fail(w, info, oerr)
 		return
 	}
+	var err error
+	var native []byte
+	if info.Format == FormatAnthropic {
+		native = body
+		if body, err = anthropic.RequestToOpenAI(body); err != nil {
+			oe, ok := err.(*openai.Error)
+			if !ok {
+				oe = openai.BadRequest("The request could not be translated.", "", "invalid_request")
+			}
+			fail(w, info, oe)
+			return
+		}
+	}
 	req, oerr := openai.ParseRequest(op, body)
 	if oerr != nil {
 		fail(w, info, oerr)
@@ -220,7 +247,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		}
 		defer adm.finish(r.Context(), info)
 	}
-	g.proxy(w, r, req, rt, info)
+	g.proxy(w, r, req, native, rt, info)
 }
 
 func (g *Gateway) readBody(r *http.Request) ([]byte, *openai.Error) {
@@ -284,7 +311,20 @@ func allow(w http.ResponseWriter, r *http.Request, info *Info, methods ...string
 	return false
 }
 
+// fail answers with an error in the client's format: OpenAI's envelope, or
+// Anthropic's for /v1/messages.
 func fail(w http.ResponseWriter, info *Info, e *openai.Error) {
 	info.Status = e.Status
-	openai.WriteError(w, e)
+	if info.Format != FormatAnthropic {
+		openai.WriteError(w, e)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Del("Content-Length")
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(anthropic.ErrorBody(e.Status, e.Message))
 }

@@ -8,16 +8,20 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 )
 
 // proxy runs the attempt loop: the route's targets with retries, then each
 // fallback model in order. Nothing is retried once a byte went to the client.
-func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, req *openai.Request, rt *route.Route, info *Info) {
+// native is the client's body for /v1/messages, passed untranslated to
+// providers that speak the Messages API.
+func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, req *openai.Request, native []byte, rt *route.Route, info *Info) {
 	ctx := r.Context()
 	start := time.Now()
 	deadline := start.Add(g.cfg.Deadline)
@@ -60,17 +64,27 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			info.Attempts++
 			info.Provider, info.UpstreamModel = tgt.Provider, tgt.UpstreamModel(req.Model)
 			g.cfg.Health.Begin(key, now)
-			resp, err := p.Do(ctx, &provider.Call{Req: req, Model: info.UpstreamModel, MaxTokens: cur.MaxTokens})
+			var (
+				resp *provider.Response
+				err  error
+			)
+			mp, isNative := p.(provider.MessagesProvider)
+			isNative = isNative && native != nil
+			if isNative {
+				resp, err = mp.Messages(ctx, native, info.UpstreamModel, req.Stream)
+			} else {
+				resp, err = p.Do(ctx, &provider.Call{Req: req, Model: info.UpstreamModel, MaxTokens: cur.MaxTokens})
+			}
 			if err == nil {
 				if resp.Stream == nil {
 					g.cfg.Health.Success(key)
-					g.serveBody(w, resp.Body, info, start)
+					g.serveBody(w, resp.Body, info, start, isNative)
 					return
 				}
 				first, ferr := resp.Stream.Next()
 				if ferr == nil {
 					g.cfg.Health.Success(key)
-					g.serveStream(w, req, resp.Stream, first, info, start)
+					g.serveStream(w, req, resp.Stream, first, info, start, isNative)
 					return
 				}
 				resp.Stream.Close()
@@ -172,9 +186,23 @@ func (g *Gateway) fail(w http.ResponseWriter, info *Info, e *openai.Error) {
 	fail(w, info, e)
 }
 
-func (g *Gateway) serveBody(w http.ResponseWriter, body []byte, info *Info, start time.Time) {
+func (g *Gateway) serveBody(w http.ResponseWriter, body []byte, info *Info, start time.Time, native bool) {
 	info.TTFT = time.Since(start)
-	info.Usage = openai.UsageOf(body)
+	switch {
+	case native:
+		info.Usage = anthropic.UsageOf(gjson.GetBytes(body, "usage"))
+	case info.Format == FormatAnthropic:
+		info.Usage = openai.UsageOf(body)
+		out, err := anthropic.ResponseFromOpenAI(body)
+		if err != nil {
+			g.fail(w, info, &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeUpstream, Code: "upstream_invalid_response",
+				Message: "The upstream answer could not be translated."})
+			return
+		}
+		body = out
+	default:
+		info.Usage = openai.UsageOf(body)
+	}
 	info.Status = http.StatusOK
 	h := w.Header()
 	g.setHeaders(h, info)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
 
@@ -20,14 +21,42 @@ var (
 	usageKey          = []byte(`"usage"`)
 	responseCompleted = []byte("response.completed")
 	responseIncomp    = []byte("response.incomplete")
+	evMessageStart    = []byte("message_start")
+	evMessageDelta    = []byte("message_delta")
+	evError           = []byte("error")
 	doneEvent         = []byte("data: [DONE]\n\n")
 )
 
+// streamWriter writes SSE events to the client; the first write error
+// (client gone) sticks and stops the stream.
+type streamWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf []byte
+	err error
+}
+
+func (s *streamWriter) event(name, data []byte) {
+	if s.err != nil {
+		return
+	}
+	s.buf = sse.AppendEvent(s.buf[:0], name, data)
+	_, s.err = s.w.Write(s.buf)
+}
+
+func (s *streamWriter) flush() {
+	if s.err == nil {
+		s.err = s.rc.Flush()
+	}
+}
+
 // serveStream writes the events of an upstream stream to the client as they
-// arrive, one flush per event. The first event was already read (so that a
-// failure before it could still be retried). Usage is teed off the events;
-// the usage chunk the gateway asked for is dropped when the client did not.
-func (g *Gateway) serveStream(w http.ResponseWriter, req *openai.Request, st provider.Stream, first sse.Event, info *Info, start time.Time) {
+// arrive, one flush per upstream event. The first event was already read (so
+// that a failure before it could still be retried). Usage is teed off the
+// events; the usage chunk the gateway asked for is dropped when the client
+// did not. For /v1/messages clients the events are Anthropic's: passed
+// through from an Anthropic target (native) or translated from OpenAI's.
+func (g *Gateway) serveStream(w http.ResponseWriter, req *openai.Request, st provider.Stream, first sse.Event, info *Info, start time.Time, native bool) {
 	defer st.Close()
 	info.Status = http.StatusOK
 	h := w.Header()
@@ -38,66 +67,82 @@ func (g *Gateway) serveStream(w http.ResponseWriter, req *openai.Request, st pro
 	h.Set("X-Accel-Buffering", "no")
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
 
 	bp := bufPool.Get().(*[]byte)
-	defer func() { bufPool.Put(bp) }()
-	buf := *bp
+	sw := &streamWriter{w: w, rc: http.NewResponseController(w), buf: *bp}
+	defer func() { *bp = sw.buf; bufPool.Put(bp) }()
 
+	var tr *anthropic.OpenAIToAnthropicStream
+	if info.Format == FormatAnthropic && !native {
+		tr = anthropic.NewOpenAIToAnthropicStream(req.Model)
+	}
 	ev, err := first, error(nil)
-	for {
-		if g.tapUsage(req, ev, info) {
-			buf = sse.AppendEvent(buf[:0], ev.Name, ev.Data)
-			if _, werr := w.Write(buf); werr != nil {
-				break // client gone: Close cancels the upstream
+	for sw.err == nil {
+		switch {
+		case native:
+			tapAnthropicUsage(ev, info)
+			sw.event(ev.Name, ev.Data)
+		case tr != nil:
+			g.tapUsage(req, ev, info)
+			if terr := tr.Translate(ev.Data, sw.event); terr != nil {
+				err = &provider.Error{Provider: info.Provider, Kind: provider.KindProtocol, Message: "untranslatable stream", StreamStarted: true}
 			}
-			if werr := rc.Flush(); werr != nil {
-				break
+		default:
+			if g.tapUsage(req, ev, info) {
+				sw.event(ev.Name, ev.Data)
 			}
-			if info.TTFT == 0 {
-				info.TTFT = time.Since(start)
-			}
+		}
+		if err != nil {
+			break
+		}
+		sw.flush()
+		if info.TTFT == 0 {
+			info.TTFT = time.Since(start)
 		}
 		ev, err = st.Next()
 		if err != nil {
 			break
 		}
 	}
-	*bp = buf
-	switch {
-	case err == io.EOF:
-		if req.Op != openai.OpResponses {
-			_, _ = w.Write(doneEvent)
-		}
-		_ = rc.Flush()
-	case err != nil:
-		// After the first byte the status is sent: end with an error event in
-		// OpenAI's stream shape, never a clean-looking finish.
-		var oe *openai.Error
-		if pe, ok := err.(*provider.Error); ok {
-			oe = pe.ClientError()
-		} else {
-			oe = &openai.Error{Type: openai.TypeUpstream, Code: "upstream_stream_error", Message: "The upstream stream failed."}
-		}
-		if oe.Code == "" || oe.Code == "upstream_invalid_response" {
-			oe.Code = "upstream_stream_error"
-		}
-		if info.Status == http.StatusOK {
-			info.Status = 599 // logged as a broken stream; the client already has 200
-		}
-		var name []byte
-		if req.Op == openai.OpResponses {
-			name = []byte("error")
-		}
-		buf = sse.AppendEvent(buf[:0], name, oe.AppendJSON(nil))
-		_, _ = w.Write(buf)
-		_ = rc.Flush()
-		*bp = buf
+	if sw.err != nil {
+		return // client gone: Close cancels the upstream
 	}
+	if err == io.EOF {
+		switch {
+		case tr != nil:
+			tr.Finish(sw.event)
+		case native, req.Op == openai.OpResponses:
+		default:
+			_, sw.err = w.Write(doneEvent)
+		}
+		sw.flush()
+		return
+	}
+	// After the first byte the status is sent: end with an error event in
+	// the client's stream shape, never a clean-looking finish.
+	var oe *openai.Error
+	if pe, ok := err.(*provider.Error); ok {
+		oe = pe.ClientError()
+	} else {
+		oe = &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeUpstream, Message: "The upstream stream failed."}
+	}
+	if oe.Code == "" || oe.Code == "upstream_invalid_response" {
+		oe.Code = "upstream_stream_error"
+	}
+	info.Status = 599 // logged as a broken stream; the client already has 200
+	switch {
+	case info.Format == FormatAnthropic:
+		sw.event(evError, anthropic.ErrorBody(oe.Status, oe.Message))
+	case req.Op == openai.OpResponses:
+		sw.event(evError, oe.AppendJSON(nil))
+	default:
+		sw.event(nil, oe.AppendJSON(nil))
+	}
+	sw.flush()
 }
 
-// tapUsage records usage from an event and reports whether the event goes to
-// the client.
+// tapUsage records usage from an OpenAI-shaped event and reports whether
+// the event goes to the client.
 func (g *Gateway) tapUsage(req *openai.Request, ev sse.Event, info *Info) bool {
 	if req.Op == openai.OpResponses {
 		if bytes.Equal(ev.Name, responseCompleted) || bytes.Equal(ev.Name, responseIncomp) {
@@ -120,4 +165,22 @@ func (g *Gateway) tapUsage(req *openai.Request, ev sse.Event, info *Info) bool {
 	}
 	// The usage chunk the gateway asked for has no choices: drop it.
 	return gjson.GetBytes(ev.Data, "choices.#").Int() > 0
+}
+
+// tapAnthropicUsage records usage from Anthropic's events: input tokens
+// arrive in message_start, output tokens in message_delta.
+func tapAnthropicUsage(ev sse.Event, info *Info) {
+	switch {
+	case bytes.Equal(ev.Name, evMessageStart):
+		info.Usage = anthropic.UsageOf(gjson.GetBytes(ev.Data, "message.usage"))
+	case bytes.Equal(ev.Name, evMessageDelta):
+		u := gjson.GetBytes(ev.Data, "usage")
+		if out := u.Get("output_tokens"); out.Exists() {
+			info.Usage.OutputTokens = out.Int()
+			info.Usage.Known = true
+		}
+		if in := u.Get("input_tokens"); in.Exists() {
+			info.Usage.InputTokens = anthropic.UsageOf(u).InputTokens
+		}
+	}
 }

@@ -49,3 +49,12 @@ type Stream interface {
 	Next() (sse.Event, error)
 	Close() error
 }
+
+// MessagesProvider is implemented by providers that speak Anthropic's
+// Messages API natively: requests that arrive at /v1/messages pass through
+// to them untranslated. Response.Body is then an Anthropic message and
+// Response.Stream yields Anthropic's events as sent (io.EOF after
+// message_stop).
+type MessagesProvider interface {
+	Messages(ctx context.Context, body []byte, model string, stream bool) (*Response, error)
+}

@@ -1,0 +1,155 @@
+package anthropic
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
+)
+
+var _ provider.MessagesProvider = (*Provider)(nil)
+
+// Messages passes an Anthropic Messages request through untouched but for
+// the model name, and returns Anthropic's answer untouched: the gateway's
+// inbound /v1/messages uses it when the target is an Anthropic provider.
+// https://docs.anthropic.com/en/api/messages
+func (p *Provider) Messages(ctx context.Context, body []byte, model string, stream bool) (*provider.Response, error) {
+	if gjson.GetBytes(body, "model").Str != model {
+		var err error
+		if body, err = sjson.SetBytes(body, "model", model); err != nil {
+			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "could not rewrite request"}
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
+	}
+	h := req.Header
+	for k, v := range p.cfg.Headers {
+		h[k] = v
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Anthropic-Version", p.cfg.Version)
+	if p.cfg.APIKey != "" {
+		h.Set("X-Api-Key", p.cfg.APIKey)
+	}
+	x, err := p.http.Send(ctx, req, ParseError)
+	if err != nil {
+		return nil, err
+	}
+	if stream {
+		if ct := x.Resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+			x.Close()
+			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "expected an event stream"}
+		}
+		rd := nativePool.Get().(*sse.Reader)
+		rd.Reset(x.Body)
+		return &provider.Response{Stream: &nativeStream{rd: rd, closer: x, name: p.cfg.Name}}, nil
+	}
+	defer x.Close()
+	b, err := x.ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if !gjson.ValidBytes(b) {
+		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "answer is not JSON"}
+	}
+	return &provider.Response{Body: b}, nil
+}
+
+var nativePool = sync.Pool{New: func() any { return sse.NewReader(nil, 0) }}
+
+// nativeStream yields Anthropic's events as they come; an "error" event is
+// a *provider.Error, the end without message_stop a cut stream.
+type nativeStream struct {
+	rd      *sse.Reader
+	closer  io.Closer
+	name    string
+	started bool
+	done    bool
+}
+
+func (s *nativeStream) Next() (sse.Event, error) {
+	if s.done || s.rd == nil {
+		return sse.Event{}, io.EOF
+	}
+	ev, err := s.rd.Next()
+	if err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF || err == sse.ErrTooLarge {
+			return ev, &provider.Error{Provider: s.name, Kind: provider.KindProtocol, Message: "stream ended unexpectedly", StreamStarted: s.started}
+		}
+		if pe, ok := err.(*provider.Error); ok {
+			pe.StreamStarted = s.started
+		}
+		return ev, err
+	}
+	switch string(ev.Name) {
+	case "error":
+		e := ParseError(0, ev.Data)
+		e.Provider, e.StreamStarted = s.name, s.started
+		if e.Status == 0 {
+			e.Status = statusOfType(gjson.GetBytes(ev.Data, "error.type").Str)
+		}
+		return sse.Event{}, e
+	case "message_stop":
+		s.done = true
+	}
+	s.started = true
+	return ev, nil
+}
+
+func (s *nativeStream) Close() error {
+	if s.rd != nil {
+		s.rd.Reset(nil)
+		nativePool.Put(s.rd)
+		s.rd = nil
+	}
+	return s.closer.Close()
+}
+
+// statusOfType is the HTTP status Anthropic uses for an error type.
+func statusOfType(t string) int {
+	switch t {
+	case "overloaded_error":
+		return 529
+	case "rate_limit_error":
+		return http.StatusTooManyRequests
+	case "authentication_error":
+		return http.StatusUnauthorized
+	case "permission_error":
+		return http.StatusForbidden
+	case "not_found_error":
+		return http.StatusNotFound
+	case "request_too_large":
+		return http.StatusRequestEntityTooLarge
+	case "invalid_request_error":
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+// UsageOf reads Anthropic's usage object: prompt tokens include cache reads
+// and writes, as OpenAI counts them.
+func UsageOf(u gjson.Result) openai.Usage {
+	if !u.IsObject() {
+		return openai.Usage{}
+	}
+	read := u.Get("cache_read_input_tokens").Int()
+	in := u.Get("input_tokens")
+	out := u.Get("output_tokens")
+	return openai.Usage{
+		InputTokens:  in.Int() + read + u.Get("cache_creation_input_tokens").Int(),
+		OutputTokens: out.Int(),
+		CachedTokens: read,
+		Known:        in.Exists() || out.Exists(),
+	}
+}
