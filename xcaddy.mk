@@ -11,7 +11,7 @@ OUT       ?= bin/caddy-xcaddy
 .PHONY: xcaddy
 xcaddy: $(XCADDY)
 	$(XCADDY) build $(CADDY_VER) --output $(OUT) \
-		--with github.com/caddy-ai-gateway/caddy-ai-gateway=.
+		--with github.com/caddy-ai-gateway/caddy-ai-gateway@v0.0.0-00010101000000-000000000000=.
 	$(OUT) list-modules | grep ai_gateway
 
 $(XCADDY):
