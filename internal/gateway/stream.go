@@ -123,6 +123,11 @@ func (g *Gateway) serveStream(w http.ResponseWriter, req *openai.Request, st pro
 	var oe *openai.Error
 	if pe, ok := err.(*provider.Error); ok {
 		oe = pe.ClientError()
+		if pe.Kind != provider.KindStatus {
+			// Connection broke or went idle mid-stream: say so, not "unreachable".
+			oe.Message = "The stream from upstream provider \"" + pe.Provider + "\" was interrupted."
+			oe.Code = "upstream_stream_error"
+		}
 	} else {
 		oe = &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeUpstream, Message: "The upstream stream failed."}
 	}
