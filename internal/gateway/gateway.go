@@ -23,9 +23,11 @@ import (
 
 // Response headers set on every proxied answer.
 const (
-	HeaderProvider = "X-AI-Gateway-Provider"
-	HeaderModel    = "X-AI-Gateway-Model"
-	HeaderAttempts = "X-AI-Gateway-Attempts"
+	// Spelled in Go's canonical form so Header.Set need not rewrite them;
+	// on the wire (and case-insensitively) they are X-AI-Gateway-*.
+	HeaderProvider = "X-Ai-Gateway-Provider"
+	HeaderModel    = "X-Ai-Gateway-Model"
+	HeaderAttempts = "X-Ai-Gateway-Attempts"
 )
 
 // Defaults.

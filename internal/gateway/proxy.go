@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
@@ -190,7 +189,7 @@ func (g *Gateway) serveBody(w http.ResponseWriter, body []byte, info *Info, star
 	info.TTFT = time.Since(start)
 	switch {
 	case native:
-		info.Usage = anthropic.UsageOf(gjson.GetBytes(body, "usage"))
+		info.Usage = anthropic.UsageOf(openai.GetInPlace(body, "usage"))
 	case info.Format == FormatAnthropic:
 		info.Usage = openai.UsageOf(body)
 		out, err := anthropic.ResponseFromOpenAI(body)

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
@@ -18,7 +16,6 @@ import (
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 var (
-	usageKey          = []byte(`"usage"`)
 	responseCompleted = []byte("response.completed")
 	responseIncomp    = []byte("response.incomplete")
 	evMessageStart    = []byte("message_start")
@@ -151,25 +148,20 @@ func (g *Gateway) serveStream(w http.ResponseWriter, req *openai.Request, st pro
 func (g *Gateway) tapUsage(req *openai.Request, ev sse.Event, info *Info) bool {
 	if req.Op == openai.OpResponses {
 		if bytes.Equal(ev.Name, responseCompleted) || bytes.Equal(ev.Name, responseIncomp) {
-			if u := openai.ParseUsage(gjson.GetBytes(ev.Data, "response.usage")); u.Known {
+			if u := openai.UsageAt(ev.Data, "response.usage"); u.Known {
 				info.Usage = u
 			}
 		}
 		return true
 	}
-	if !bytes.Contains(ev.Data, usageKey) {
+	// Chunks carry "usage":null until the last one: a cheap scan, no parse.
+	u, present, choicesEmpty := openai.ChunkUsage(ev.Data)
+	if !present {
 		return true
 	}
-	u := gjson.GetBytes(ev.Data, "usage")
-	if !u.IsObject() {
-		return true
-	}
-	info.Usage = openai.ParseUsage(u)
-	if req.ClientUsage {
-		return true
-	}
+	info.Usage = u
 	// The usage chunk the gateway asked for has no choices: drop it.
-	return gjson.GetBytes(ev.Data, "choices.#").Int() > 0
+	return req.ClientUsage || !choicesEmpty
 }
 
 // tapAnthropicUsage records usage from Anthropic's events: input tokens
@@ -177,9 +169,9 @@ func (g *Gateway) tapUsage(req *openai.Request, ev sse.Event, info *Info) bool {
 func tapAnthropicUsage(ev sse.Event, info *Info) {
 	switch {
 	case bytes.Equal(ev.Name, evMessageStart):
-		info.Usage = anthropic.UsageOf(gjson.GetBytes(ev.Data, "message.usage"))
+		info.Usage = anthropic.UsageOf(openai.GetInPlace(ev.Data, "message.usage"))
 	case bytes.Equal(ev.Name, evMessageDelta):
-		u := gjson.GetBytes(ev.Data, "usage")
+		u := openai.GetInPlace(ev.Data, "usage")
 		if out := u.Get("output_tokens"); out.Exists() {
 			info.Usage.OutputTokens = out.Int()
 			info.Usage.Known = true

@@ -22,7 +22,7 @@ const (
 
 // EstimateInputTokens estimates the prompt tokens of a request.
 func EstimateInputTokens(r *Request) int64 {
-	root := gjson.ParseBytes(r.Body)
+	root := ParseInPlace(r.Body)
 	n := int64(tokensPerReq)
 	root.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {

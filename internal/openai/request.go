@@ -1,6 +1,10 @@
 package openai
 
 import (
+	"bytes"
+	"strings"
+	"unsafe"
+
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 )
@@ -35,7 +39,12 @@ func (o Op) String() string {
 // bytes and the few fields the gateway routes on; everything else passes
 // through untouched.
 type Request struct {
-	Op    Op
+	Op Op
+	// Body is the client's JSON body. Its bytes must not be modified once
+	// parsed: ParseRequest reads it in place (without a copy), UpstreamBody
+	// splices it at the offsets ParseRequest recorded and may return it as
+	// is, to be shared with upstream requests still being written. (Setting
+	// Body to another slice is fine: UpstreamBody notices.)
 	Body  []byte
 	Model string
 	// Stream is true for "stream": true.
@@ -48,28 +57,64 @@ type Request struct {
 	MaxTokens int64
 	// Messages is the number of chat messages (or Responses input items).
 	Messages int
+
+	// layout is where ParseRequest found the fields UpstreamBody rewrites.
+	layout layout
 }
 
+// layout records, for the body ParseRequest read, where the top-level
+// "model" value lies and whether "stream_options" is present, so that
+// UpstreamBody can splice without parsing again.
+type layout struct {
+	src        *byte // the parsed body, to detect a Body replaced since
+	srcLen     int
+	modelStart int // offset of the "model" value (its opening quote)
+	modelEnd   int // offset just past its closing quote
+	models     int // number of top-level "model" members
+	streamOpts bool
+}
+
+// bytesString views b as a string without copying. The string must not
+// outlive a modification of b.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// ParseInPlace is gjson.ParseBytes without its copy of data: the result's
+// Raw and (unescaped) Str alias data, so they are valid only while data is
+// not modified; clone any string kept longer (strings.Clone).
+func ParseInPlace(data []byte) gjson.Result { return gjson.Parse(bytesString(data)) }
+
+// GetInPlace is gjson.GetBytes without its copy of the result, under the
+// same rule as ParseInPlace.
+func GetInPlace(data []byte, path string) gjson.Result { return gjson.Get(bytesString(data), path) }
+
 // ParseRequest validates body as a JSON object and reads the routing fields.
-// It does not allocate beyond the model string.
+// It parses body in place: whatever the size of the body, it allocates the
+// Request and the model string (plus any top-level member name written with
+// escapes). body must not be modified afterwards (see Request.Body).
 func ParseRequest(op Op, body []byte) (*Request, *Error) {
 	if !gjson.ValidBytes(body) {
 		return nil, BadRequest("We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)", "", "invalid_json")
 	}
-	root := gjson.ParseBytes(body)
+	// gjson.ParseBytes would copy the whole body into a string; the results
+	// below alias body instead, and only the model name is kept (cloned).
+	js := bytesString(body)
+	root := gjson.Parse(js) // in place, see ParseInPlace
 	if !root.IsObject() {
 		return nil, BadRequest("The request body must be a JSON object.", "", "invalid_json")
 	}
 	req := &Request{Op: op, Body: body}
+	lay := &req.layout
 	var model, stream, streamOpts, maxTokens, maxCompletion, maxOutput, messages gjson.Result
 	root.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
 			model = v
+			lay.models++
 		case "stream":
 			stream = v
 		case "stream_options":
 			streamOpts = v
+			lay.streamOpts = true
 		case "max_tokens":
 			maxTokens = v
 		case "max_completion_tokens":
@@ -88,7 +133,15 @@ func ParseRequest(op Op, body []byte) (*Request, *Error) {
 	if model.Type != gjson.String || model.Str == "" {
 		return nil, BadRequest("you must provide a model parameter", "model", "missing_model")
 	}
-	req.Model = model.Str
+	if strings.IndexByte(model.Raw, '\\') < 0 {
+		// Without escapes gjson's Str aliases body: keep a copy of our own.
+		req.Model = strings.Clone(model.Str)
+	} else {
+		req.Model = model.Str // unescaped into a new string already
+	}
+	lay.src, lay.srcLen = unsafe.SliceData(body), len(body)
+	lay.modelStart = offsetIn(js, model.Raw)
+	lay.modelEnd = lay.modelStart + len(model.Raw)
 	switch stream.Type {
 	case gjson.True:
 		req.Stream = true
@@ -123,21 +176,98 @@ func ParseRequest(op Op, body []byte) (*Request, *Error) {
 	return req, nil
 }
 
+// offsetIn returns the offset of sub in s; sub must be a substring of s
+// (not a copy), as gjson's Raw fields are when parsing in place.
+func offsetIn(s, sub string) int {
+	return int(uintptr(unsafe.Pointer(unsafe.StringData(sub))) - uintptr(unsafe.Pointer(unsafe.StringData(s))))
+}
+
+// usageOption is what UpstreamBody appends when the body has no
+// stream_options: the same bytes sjson writes.
+const usageOption = `"stream_options":{"include_usage":true}`
+
 // UpstreamBody returns the body to send upstream: model replaced by the
 // upstream model name and, for streams, usage requested so the gateway can
 // always account tokens. body is not modified.
+//
+// The common cases (one top-level "model" member, a model name that needs no
+// JSON escaping, no stream_options yet) are spliced in one pass into one
+// allocation; the others go through sjson, with the same output.
 func (r *Request) UpstreamBody(model string) ([]byte, error) {
+	setModel := model != r.Model
+	setUsage := r.Stream && !r.ClientUsage && (r.Op == OpChat || r.Op == OpCompletions)
+	if !setModel && !setUsage {
+		return r.Body, nil
+	}
+	lay := &r.layout
+	if lay.src == unsafe.SliceData(r.Body) && lay.srcLen == len(r.Body) && lay.src != nil &&
+		(!setModel || lay.models == 1 && plainString(model)) && (!setUsage || !lay.streamOpts) {
+		return r.spliceBody(model, setModel, setUsage), nil
+	}
+	return r.upstreamBodySlow(model, setModel, setUsage)
+}
+
+// spliceBody builds exactly what the sjson path would: the model value
+// replaced in place and, when usage is set, the option appended before the
+// object's closing brace (sjson then drops the whitespace around the
+// object).
+func (r *Request) spliceBody(model string, setModel, setUsage bool) []byte {
+	body, lay := r.Body, &r.layout
+	first, last := 0, len(body)
+	if setUsage {
+		first = bytes.IndexByte(body, '{')
+		last = bytes.LastIndexByte(body, '}')
+	}
+	n := last - first
+	if setModel {
+		n += len(model) + 2 - (lay.modelEnd - lay.modelStart)
+	}
+	if setUsage {
+		n += 2 + len(usageOption)
+	}
+	out := make([]byte, 0, n)
+	if setModel {
+		out = append(out, body[first:lay.modelStart]...)
+		out = append(out, '"')
+		out = append(out, model...)
+		out = append(out, '"')
+		out = append(out, body[lay.modelEnd:last]...)
+	} else {
+		out = append(out, body[first:last]...)
+	}
+	if setUsage {
+		// The object has a "model" member, so it is not empty: sjson puts a
+		// comma.
+		out = append(out, ',')
+		out = append(out, usageOption...)
+		out = append(out, '}')
+	}
+	return out
+}
+
+func (r *Request) upstreamBodySlow(model string, setModel, setUsage bool) ([]byte, error) {
 	body := r.Body
 	var err error
-	if model != r.Model {
+	if setModel {
 		if body, err = sjson.SetBytes(body, "model", model); err != nil {
 			return nil, err
 		}
 	}
-	if r.Stream && !r.ClientUsage && (r.Op == OpChat || r.Op == OpCompletions) {
+	if setUsage {
 		if body, err = sjson.SetBytes(body, "stream_options.include_usage", true); err != nil {
 			return nil, err
 		}
 	}
 	return body, nil
+}
+
+// plainString reports whether s is written in JSON as is between quotes
+// (sjson's own test for when it does not marshal a string).
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

@@ -80,44 +80,133 @@ type ErrorParser func(status int, body []byte) *Error
 
 // Exchange is one upstream HTTP exchange whose body is guarded by the idle
 // timeout. Close it when done.
+//
+// An exchange is one allocation that also holds its body reader, the
+// request body of Post and the stream of NewSSEStream. Begin and Send add the
+// attempt context and its cancel function, the idle timer and its function;
+// Post adds the request (a copy of its template) and its GetBody.
 type Exchange struct {
-	Resp   *http.Response
-	Body   io.Reader // Resp.Body behind the idle timer
-	cancel context.CancelFunc
+	Resp *http.Response
+	Body io.Reader // Resp.Body behind the idle timer
+
+	h      *HTTP
+	ctx    context.Context // the caller's: its end means the client went away
+	actx   context.Context // the attempt's, derived from ctx
+	cancel context.CancelCauseFunc
 	timer  *time.Timer
 	idle   time.Duration
-	ctx    context.Context
-	h      *HTTP
+
+	reqBytes []byte      // Post's request body
+	reqBody  requestBody // a reader over reqBytes
+	stream   SSEStream   // NewSSEStream's
 }
+
+// Begin starts an exchange on ctx. Build the request on x.Context() (with
+// http.NewRequestWithContext) and pass it to x.Send; Close the exchange when
+// done, whatever happened.
+func (h *HTTP) Begin(ctx context.Context) *Exchange {
+	x := &Exchange{h: h, ctx: ctx, idle: h.Idle}
+	x.actx, x.cancel = context.WithCancelCause(ctx)
+	return x
+}
+
+// Context is the attempt's context: the request must run on it so that the
+// idle timeout and Close can interrupt the exchange.
+func (x *Exchange) Context() context.Context { return x.actx }
 
 // Send performs req (built with NewRequestWithContext on any context) and
 // returns the exchange for a 2xx answer, or an *Error. parse reads the
 // provider's error body.
+//
+// Provider code on the hot path can save the request copy this makes with
+// Begin and Exchange.Send, or Post.
 func (h *HTTP) Send(ctx context.Context, req *http.Request, parse ErrorParser) (*Exchange, error) {
-	actx, cancel := context.WithCancelCause(ctx)
-	req = req.WithContext(actx)
+	x := h.Begin(ctx)
+	if err := x.Send(req, parse); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// Send performs req and readies the exchange for a 2xx answer, or returns an
+// *Error (the caller's context error when the client went away). parse reads
+// the provider's error body. req runs on x.Context(): one built on another
+// context is rebound to it (a shallow copy), the request's own context being
+// replaced as HTTP.Send always did. After an error the exchange is finished.
+func (x *Exchange) Send(req *http.Request, parse ErrorParser) error {
+	if req.Context() != x.actx {
+		req = req.WithContext(x.actx)
+	}
+	h := x.h
 	resp, err := h.Client.Do(req)
 	if err != nil {
-		cancel(nil)
-		return nil, TransportError(ctx, h.Provider, err)
+		x.cancel(nil)
+		return TransportError(x.ctx, h.Provider, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		resp.Body.Close()
-		cancel(nil)
+		x.cancel(nil)
 		e := parse(resp.StatusCode, body)
 		if e == nil {
 			e = &Error{}
 		}
 		e.Provider, e.Kind, e.Status = h.Provider, KindStatus, resp.StatusCode
 		e.RetryAfter = ParseRetryAfter(resp.Header, time.Now())
-		return nil, e
+		return e
 	}
-	x := &Exchange{Resp: resp, cancel: func() { cancel(nil) }, idle: h.Idle, ctx: ctx, h: h}
-	x.timer = time.AfterFunc(h.Idle, func() { cancel(ErrIdleTimeout) })
-	x.Body = &idleReader{x: x, cause: actx}
+	x.Resp = resp
+	x.Body = (*idleBody)(x)
+	x.timer = time.AfterFunc(x.idle, x.onIdle)
+	return nil
+}
+
+// Post sends body in a request shaped like tmpl (method, URL, Host, Header),
+// on an attempt context derived from ctx, and returns the exchange for a 2xx
+// answer, or an *Error, as Send. tmpl is shared by concurrent calls and
+// never modified: build it once (http.NewRequest with a nil body, headers
+// set) and do not touch it afterwards. Its own context and body are ignored.
+//
+// Post costs one shallow copy of tmpl where NewRequestWithContext parses the
+// URL, makes a header map and wraps the body.
+func (h *HTTP) Post(ctx context.Context, tmpl *http.Request, body []byte, parse ErrorParser) (*Exchange, error) {
+	x := h.Begin(ctx)
+	req := tmpl.WithContext(x.actx)
+	if h.Client.Jar != nil {
+		// The client adds the jar's cookies to the request's own headers.
+		req.Header = tmpl.Header.Clone()
+	}
+	req.ContentLength = int64(len(body))
+	if len(body) == 0 {
+		req.Body, req.GetBody = http.NoBody, noBody
+	} else {
+		x.reqBytes = body
+		x.reqBody.Reset(body)
+		req.Body, req.GetBody = &x.reqBody, x.getBody
+	}
+	if err := x.Send(req, parse); err != nil {
+		return nil, err
+	}
 	return x, nil
 }
+
+// requestBody is a request body over bytes; closing it is a no-op.
+type requestBody struct{ bytes.Reader }
+
+func (*requestBody) Close() error { return nil }
+
+// getBody is the request's GetBody: the transport replays the body when it
+// retries on a fresh connection.
+func (x *Exchange) getBody() (io.ReadCloser, error) {
+	rb := new(requestBody)
+	rb.Reset(x.reqBytes)
+	return rb, nil
+}
+
+func noBody() (io.ReadCloser, error) { return http.NoBody, nil }
+
+// onIdle is the idle timer's function.
+func (x *Exchange) onIdle() { x.cancel(ErrIdleTimeout) }
 
 // ReadAll reads the whole (bounded) body of a non-stream answer.
 func (x *Exchange) ReadAll() ([]byte, error) {
@@ -125,39 +214,56 @@ func (x *Exchange) ReadAll() ([]byte, error) {
 	if n < 0 || n > MaxResponseBody {
 		n = 4096
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, n+1))
-	_, err := buf.ReadFrom(io.LimitReader(x.Body, MaxResponseBody+1))
-	if err != nil {
-		return nil, err
+	// One buffer sized by Content-Length (+1 so that the final read that
+	// sees EOF needs no growth), read into directly.
+	const limit = MaxResponseBody + 1
+	buf := make([]byte, 0, n+1)
+	for len(buf) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		m, err := x.Body.Read(buf[len(buf):min(cap(buf), limit)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	if buf.Len() > MaxResponseBody {
+	if len(buf) > MaxResponseBody {
 		return nil, &Error{Provider: x.h.Provider, Kind: KindProtocol, Message: "response too large"}
 	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
 
 // Close releases the connection and the timer.
 func (x *Exchange) Close() error {
-	x.timer.Stop()
-	x.cancel()
+	if x.timer != nil {
+		x.timer.Stop()
+	}
+	x.cancel(nil)
+	if x.Resp == nil {
+		return nil
+	}
 	return x.Resp.Body.Close()
 }
 
-type idleReader struct {
-	x     *Exchange
-	cause context.Context
-}
+// idleBody is Exchange.Body: the response body behind the idle timer. It is
+// the exchange itself under another method set, so it costs no allocation.
+type idleBody Exchange
 
-func (r *idleReader) Read(p []byte) (int, error) {
-	n, err := r.x.Resp.Body.Read(p)
+func (b *idleBody) Read(p []byte) (int, error) {
+	x := (*Exchange)(b)
+	n, err := x.Resp.Body.Read(p)
 	if n > 0 {
-		r.x.timer.Reset(r.x.idle)
+		x.timer.Reset(x.idle)
 	}
 	if err != nil && err != io.EOF {
-		if c := context.Cause(r.cause); errors.Is(c, ErrIdleTimeout) {
-			return n, &Error{Provider: r.x.h.Provider, Kind: KindTimeout}
+		if c := context.Cause(x.actx); errors.Is(c, ErrIdleTimeout) {
+			return n, &Error{Provider: x.h.Provider, Kind: KindTimeout}
 		}
-		if e := TransportError(r.x.ctx, r.x.h.Provider, err); e != nil {
+		if e := TransportError(x.ctx, x.h.Provider, err); e != nil {
 			return n, e
 		}
 	}
@@ -179,11 +285,14 @@ type SSEStream struct {
 	started  bool
 }
 
-// NewSSEStream wraps an exchange.
+// NewSSEStream wraps an exchange. The stream lives in the exchange (no
+// allocation): wrap an exchange at most once.
 func NewSSEStream(x *Exchange, needDone bool) *SSEStream {
 	rd := readerPool.Get().(*sse.Reader)
 	rd.Reset(x.Body)
-	return &SSEStream{x: x, rd: rd, provide: x.h.Provider, NeedDone: needDone}
+	s := &x.stream
+	*s = SSEStream{x: x, rd: rd, provide: x.h.Provider, NeedDone: needDone}
+	return s
 }
 
 // Next implements Stream.

@@ -17,6 +17,8 @@ type Target struct {
 	Provider string
 	Model    string
 	Weight   int
+
+	key string // Key, precomputed by New
 }
 
 // UpstreamModel is the model name sent to the provider for a request that
@@ -84,6 +86,7 @@ func New(routes []Route, knownProvider func(string) bool) (*Table, error) {
 			if tg.Weight == 0 {
 				r.Targets[j].Weight = 1
 			}
+			r.Targets[j].key = targetKey(tg.Provider, tg.Model)
 			r.totalWeight += r.Targets[j].Weight
 		}
 		if r.glob {
@@ -196,8 +199,19 @@ func (r *Route) available(h *Health, now time.Time, i int) bool {
 	return h == nil || h.Available(r.Targets[i].Key(), now)
 }
 
-// Key identifies a target in the breaker.
-func (t *Target) Key() string { return t.Provider + "\x00" + t.Model }
+// Key identifies a target in the breaker. Tables built by New precompute it,
+// so the attempt loop does not build a string per call.
+func (t *Target) Key() string {
+	// The comparison (no allocation) keeps Key right for a Target built or
+	// edited outside New.
+	if k := t.key; len(k) == len(t.Provider)+1+len(t.Model) &&
+		k[:len(t.Provider)] == t.Provider && k[len(t.Provider)] == 0 && k[len(t.Provider)+1:] == t.Model {
+		return k
+	}
+	return targetKey(t.Provider, t.Model)
+}
+
+func targetKey(provider, model string) string { return provider + "\x00" + model }
 
 func contains(s []int, v int) bool {
 	for _, x := range s {

@@ -123,3 +123,52 @@ func TestPickWeightsAndBreaker(t *testing.T) {
 		t.Fatal("retry-after cooldown")
 	}
 }
+
+func TestTargetKey(t *testing.T) {
+	tb, err := New([]Route{{Pattern: "m", Targets: []Target{{Provider: "a", Model: "x"}, {Provider: "b"}, {Provider: "a\x00", Model: ""}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := tb.Lookup("m")
+	for i := range r.Targets {
+		tg := &r.Targets[i]
+		if want := tg.Provider + "\x00" + tg.Model; tg.Key() != want {
+			t.Fatalf("target %d: key %q, want %q", i, tg.Key(), want)
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = tg.Key() }); n != 0 {
+			t.Fatalf("target %d: Key allocates %v times", i, n)
+		}
+	}
+	if r.Targets[0].Key() == r.Targets[2].Key() || r.Targets[1].Key() == r.Targets[2].Key() {
+		t.Fatal("keys collide")
+	}
+	// A target edited after New, or built by hand, still gets its own key.
+	edited := r.Targets[0]
+	edited.Model = "y"
+	if edited.Key() != "a\x00y" {
+		t.Fatalf("edited target: %q", edited.Key())
+	}
+	edited.Provider, edited.Model = "a\x00x", ""
+	if edited.Key() != "a\x00x\x00" {
+		t.Fatalf("edited target: %q", edited.Key())
+	}
+	hand := Target{Provider: "p", Model: "m"}
+	if hand.Key() != "p\x00m" {
+		t.Fatalf("hand-built target: %q", hand.Key())
+	}
+}
+
+func BenchmarkPick(b *testing.B) {
+	tb, err := New([]Route{{Pattern: "m", Targets: []Target{{Provider: "a", Model: "x"}, {Provider: "b", Model: "y"}}}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, _ := tb.Lookup("m")
+	h := NewHealth(0, 0)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		i := r.Pick(h, now, nil)
+		h.Begin(r.Targets[i].Key(), now)
+	}
+}

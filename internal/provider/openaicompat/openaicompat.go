@@ -6,12 +6,12 @@
 package openaicompat
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/tidwall/gjson"
 
@@ -55,7 +55,17 @@ type Provider struct {
 	cfg  Config
 	base string // without trailing slash
 	http *provider.HTTP
+
+	// tmpl holds the request templates (URL and headers, see provider.HTTP.Post)
+	// by operation and stream mode, built once; nil where the URL depends on
+	// the model (Azure deployments), which azure caches.
+	tmpl  [numOps][2]*http.Request
+	hdr   [2]http.Header // the request headers by stream mode
+	azure azureCache
 }
+
+// numOps bounds the openai.Op values.
+const numOps = int(openai.OpResponses) + 1
 
 // New validates cfg.
 func New(cfg Config, h *provider.HTTP) (*Provider, error) {
@@ -69,7 +79,111 @@ func New(cfg Config, h *provider.HTTP) (*Provider, error) {
 	if cfg.Azure && cfg.APIVersion == "" {
 		cfg.APIVersion = "2024-10-21"
 	}
-	return &Provider{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), http: h}, nil
+	p := &Provider{cfg: cfg, base: strings.TrimRight(cfg.BaseURL, "/"), http: h}
+	for stream := range 2 {
+		p.hdr[stream] = p.header(stream == 1)
+		for op := range openai.Op(numOps) {
+			if !cfg.Azure || op == openai.OpResponses {
+				// A URL that does not parse leaves nil: Do then fails as it
+				// did when it built each request.
+				p.tmpl[op][stream], _ = p.template(op, "", stream == 1)
+			}
+		}
+	}
+	return p, nil
+}
+
+// header builds the headers every request carries: the configured ones, then
+// the content type, Accept and the credentials.
+func (p *Provider) header(stream bool) http.Header {
+	h := make(http.Header, len(p.cfg.Headers)+3)
+	for k, v := range p.cfg.Headers {
+		h[k] = v
+	}
+	h.Set("Content-Type", "application/json")
+	if stream {
+		h.Set("Accept", "text/event-stream")
+	} else {
+		h.Set("Accept", "application/json")
+	}
+	if p.cfg.APIKey != "" {
+		if p.cfg.Azure {
+			h.Set("Api-Key", p.cfg.APIKey)
+		} else {
+			h.Set("Authorization", "Bearer "+p.cfg.APIKey)
+		}
+	}
+	return h
+}
+
+// template builds the request template for an operation and model.
+func (p *Provider) template(op openai.Op, model string, stream bool) (*http.Request, error) {
+	req, err := http.NewRequest(http.MethodPost, p.URL(op, model), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header = p.hdr[b2i(stream)]
+	// An empty Host sends the URL's (NewRequest copied it, port cleaned
+	// alike), and spares http.Client.send a copy of the URL per request.
+	req.Host = ""
+	return req, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// azureCache holds Azure request templates by operation, stream mode and
+// deployment. Deployments may come from clients (a target without a model
+// passes the requested name through), so it stops growing at maxAzure and
+// later ones are built per request.
+type azureCache struct {
+	mu sync.RWMutex
+	m  map[azureKey]*http.Request
+}
+
+type azureKey struct {
+	op     openai.Op
+	stream bool
+	model  string
+}
+
+const maxAzure = 256
+
+// requestTemplate returns the template for a call.
+func (p *Provider) requestTemplate(op openai.Op, model string, stream bool) (*http.Request, error) {
+	if int(op) < numOps {
+		if t := p.tmpl[op][b2i(stream)]; t != nil {
+			return t, nil
+		}
+	}
+	if !p.cfg.Azure {
+		return p.template(op, model, stream)
+	}
+	key := azureKey{op, stream, model}
+	c := &p.azure
+	c.mu.RLock()
+	t := c.m[key]
+	c.mu.RUnlock()
+	if t != nil {
+		return t, nil
+	}
+	t, err := p.template(op, model, stream)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[azureKey]*http.Request)
+	}
+	if len(c.m) < maxAzure {
+		c.m[key] = t
+	}
+	c.mu.Unlock()
+	return t, nil
 }
 
 // Name implements provider.Provider.
@@ -94,28 +208,11 @@ func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Respo
 	if err != nil {
 		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "could not rewrite request"}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL(call.Req.Op, call.Model), bytes.NewReader(body))
+	tmpl, err := p.requestTemplate(call.Req.Op, call.Model, call.Req.Stream)
 	if err != nil {
 		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
 	}
-	h := req.Header
-	for k, v := range p.cfg.Headers {
-		h[k] = v
-	}
-	h.Set("Content-Type", "application/json")
-	if call.Req.Stream {
-		h.Set("Accept", "text/event-stream")
-	} else {
-		h.Set("Accept", "application/json")
-	}
-	if p.cfg.APIKey != "" {
-		if p.cfg.Azure {
-			h.Set("Api-Key", p.cfg.APIKey)
-		} else {
-			h.Set("Authorization", "Bearer "+p.cfg.APIKey)
-		}
-	}
-	x, err := p.http.Send(ctx, req, provider.ParseOpenAIError)
+	x, err := p.http.Post(ctx, tmpl, body, provider.ParseOpenAIError)
 	if err != nil {
 		return nil, err
 	}
