@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -270,8 +269,6 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-var readerPool = sync.Pool{New: func() any { return sse.NewReader(nil, 0) }}
-
 // SSEStream reads an OpenAI-format event stream from an exchange. Upstream
 // events pass through untouched; "[DONE]" ends the stream, and an event
 // carrying an "error" object becomes an *Error.
@@ -288,10 +285,8 @@ type SSEStream struct {
 // NewSSEStream wraps an exchange. The stream lives in the exchange (no
 // allocation): wrap an exchange at most once.
 func NewSSEStream(x *Exchange, needDone bool) *SSEStream {
-	rd := readerPool.Get().(*sse.Reader)
-	rd.Reset(x.Body)
 	s := &x.stream
-	*s = SSEStream{x: x, rd: rd, provide: x.h.Provider, NeedDone: needDone}
+	*s = SSEStream{x: x, rd: GetSSEReader(x.Body), provide: x.h.Provider, NeedDone: needDone}
 	return s
 }
 
@@ -332,8 +327,7 @@ func (s *SSEStream) Next() (sse.Event, error) {
 // Close implements Stream.
 func (s *SSEStream) Close() error {
 	if s.rd != nil {
-		s.rd.Reset(nil)
-		readerPool.Put(s.rd)
+		PutSSEReader(s.rd)
 		s.rd = nil
 	}
 	return s.x.Close()

@@ -23,7 +23,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -78,15 +77,8 @@ func New(cfg Config, h *provider.HTTP) (*Provider, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("provider %q: base_url must be an absolute http(s) URL", cfg.Name)
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("provider %q: base_url must not contain credentials; use api_key", cfg.Name)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("provider %q: base_url must not have a query or fragment", cfg.Name)
+	if _, err := provider.CheckBaseURL(cfg.Name, cfg.BaseURL); err != nil {
+		return nil, err
 	}
 	if cfg.Version == "" {
 		cfg.Version = DefaultVersion
@@ -138,15 +130,7 @@ func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Respo
 		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
 	}
 	h := req.Header
-	for k, v := range p.cfg.Headers {
-		h[k] = v
-	}
-	h.Set("Content-Type", "application/json")
-	if call.Req.Stream {
-		h.Set("Accept", "text/event-stream")
-	} else {
-		h.Set("Accept", "application/json")
-	}
+	provider.SetJSONHeaders(h, p.cfg.Headers, call.Req.Stream)
 	h.Set("Anthropic-Version", p.cfg.Version)
 	if p.cfg.APIKey != "" {
 		h.Set("X-Api-Key", p.cfg.APIKey)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 )
 
@@ -661,14 +662,14 @@ var (
 // chat.completion.chunk; "[DONE]" is ignored) and emits the Anthropic
 // events it yields. An error chunk or malformed JSON is an error.
 func (s *OpenAIToAnthropicStream) Translate(chunk []byte, emit func(event, data []byte)) error {
-	data := bstr(chunk)
+	data := jsonraw.String(chunk)
 	if data == "[DONE]" || s.done {
 		return nil
 	}
 	if !gjson.Valid(data) {
 		return errors.New("anthropic: malformed OpenAI stream chunk")
 	}
-	if field(data, "error") != "" {
+	if jsonraw.Field(data, "error") != "" {
 		msg := gjson.Get(data, "error.message").Str
 		if msg == "" {
 			msg = "upstream stream error"
@@ -676,36 +677,36 @@ func (s *OpenAIToAnthropicStream) Translate(chunk []byte, emit func(event, data 
 		return errors.New(msg)
 	}
 	if !s.started {
-		s.start(field(data, "id"), field(data, "model"), emit)
+		s.start(jsonraw.Field(data, "id"), jsonraw.Field(data, "model"), emit)
 	}
 	var choice string
-	elems(field(data, "choices"), func(c string) bool {
-		if rawInt(field(c, "index")) == 0 {
+	jsonraw.Elems(jsonraw.Field(data, "choices"), func(c string) bool {
+		if rawInt(jsonraw.Field(c, "index")) == 0 {
 			choice = c
 			return false
 		}
 		return true
 	})
 	if choice != "" {
-		delta := field(choice, "delta")
+		delta := jsonraw.Field(choice, "delta")
 		for _, k := range [...]string{"content", "refusal"} {
-			if text := field(delta, k); !isEmptyString(text) {
+			if text := jsonraw.Field(delta, k); !isEmptyString(text) {
 				s.textDelta(text, emit)
 			}
 		}
-		elems(field(delta, "tool_calls"), func(tc string) bool {
+		jsonraw.Elems(jsonraw.Field(delta, "tool_calls"), func(tc string) bool {
 			s.toolDelta(tc, emit)
 			return true
 		})
-		if fr := field(choice, "finish_reason"); isString(fr) {
+		if fr := jsonraw.Field(choice, "finish_reason"); isString(fr) {
 			s.stop = StopReason(fr[1 : len(fr)-1])
 			s.closeBlock(emit)
 		}
 	}
-	if u := field(data, "usage"); len(u) > 0 && u[0] == '{' {
-		s.prompt = rawInt(field(u, "prompt_tokens"))
-		s.output = rawInt(field(u, "completion_tokens"))
-		s.cached = rawInt(path(u, "prompt_tokens_details", "cached_tokens"))
+	if u := jsonraw.Field(data, "usage"); len(u) > 0 && u[0] == '{' {
+		s.prompt = rawInt(jsonraw.Field(u, "prompt_tokens"))
+		s.output = rawInt(jsonraw.Field(u, "completion_tokens"))
+		s.cached = rawInt(jsonraw.Path(u, "prompt_tokens_details", "cached_tokens"))
 	}
 	return nil
 }
@@ -796,9 +797,9 @@ func (s *OpenAIToAnthropicStream) textDelta(text string, emit func(event, data [
 }
 
 func (s *OpenAIToAnthropicStream) toolDelta(tc string, emit func(event, data []byte)) {
-	idx := rawInt(field(tc, "index"))
-	fn := field(tc, "function")
-	id, name := field(tc, "id"), field(fn, "name")
+	idx := rawInt(jsonraw.Field(tc, "index"))
+	fn := jsonraw.Field(tc, "function")
+	id, name := jsonraw.Field(tc, "id"), jsonraw.Field(fn, "name")
 	if s.open < 0 || !s.isTool || s.tool != idx || !isEmptyString(id) && id != string(s.toolID) {
 		// A new tool call (OpenAI sends its id and name in its first delta;
 		// some compatible servers repeat them in every delta).
@@ -821,7 +822,7 @@ func (s *OpenAIToAnthropicStream) toolDelta(tc string, emit func(event, data []b
 		emit(evBlockStart, b)
 		s.buf = b
 	}
-	if args := field(fn, "arguments"); !isEmptyString(args) {
+	if args := jsonraw.Field(fn, "arguments"); !isEmptyString(args) {
 		b := append(s.buf[:0], `{"type":"content_block_delta","index":`...)
 		b = strconv.AppendInt(b, int64(s.open), 10)
 		b = append(b, `,"delta":{"type":"input_json_delta","partial_json":`...)

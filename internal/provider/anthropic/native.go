@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -51,8 +50,7 @@ func (p *Provider) Messages(ctx context.Context, body []byte, model string, stre
 			x.Close()
 			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "expected an event stream"}
 		}
-		rd := nativePool.Get().(*sse.Reader)
-		rd.Reset(x.Body)
+		rd := provider.GetSSEReader(x.Body)
 		return &provider.Response{Stream: &nativeStream{rd: rd, closer: x, name: p.cfg.Name}}, nil
 	}
 	defer x.Close()
@@ -65,8 +63,6 @@ func (p *Provider) Messages(ctx context.Context, body []byte, model string, stre
 	}
 	return &provider.Response{Body: b}, nil
 }
-
-var nativePool = sync.Pool{New: func() any { return sse.NewReader(nil, 0) }}
 
 // nativeStream yields Anthropic's events as they come; an "error" event is
 // a *provider.Error, the end without message_stop a cut stream.
@@ -109,8 +105,7 @@ func (s *nativeStream) Next() (sse.Event, error) {
 
 func (s *nativeStream) Close() error {
 	if s.rd != nil {
-		s.rd.Reset(nil)
-		nativePool.Put(s.rd)
+		provider.PutSSEReader(s.rd)
 		s.rd = nil
 	}
 	return s.closer.Close()

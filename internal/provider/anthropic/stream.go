@@ -3,11 +3,11 @@ package anthropic
 import (
 	"io"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
@@ -15,8 +15,6 @@ import (
 
 // maxBlocks bounds the content block index accepted in a stream.
 const maxBlocks = 4096
-
-var readerPool = sync.Pool{New: func() any { return sse.NewReader(nil, 0) }}
 
 // Stream translates an Anthropic Messages event stream
 // (https://docs.anthropic.com/en/api/messages-streaming) into OpenAI
@@ -98,8 +96,7 @@ func NewStream(body io.Reader, closer io.Closer, providerName string) *Stream {
 }
 
 func newStream(body io.Reader, closer io.Closer, providerName string, created int64) *Stream {
-	rd := readerPool.Get().(*sse.Reader)
-	rd.Reset(body)
+	rd := provider.GetSSEReader(body)
 	s := &Stream{rd: rd, closer: closer, provider: providerName, created: created}
 	s.blocks = s.blkArr[:0]
 	s.out = make([]byte, 0, 512)
@@ -150,8 +147,7 @@ func (s *Stream) Next() (sse.Event, error) {
 // Close implements provider.Stream.
 func (s *Stream) Close() error {
 	if s.rd != nil {
-		s.rd.Reset(nil)
-		readerPool.Put(s.rd)
+		provider.PutSSEReader(s.rd)
 		s.rd = nil
 	}
 	if s.closer != nil {
@@ -188,12 +184,12 @@ func (s *Stream) protocol(msg string) *provider.Error {
 // handle processes one upstream event; it reports whether s.out holds a
 // chunk to return.
 func (s *Stream) handle(ev sse.Event) (bool, error) {
-	data := bstr(ev.Data)
+	data := jsonraw.String(ev.Data)
 	if !gjson.Valid(data) {
 		return false, s.protocol("malformed stream event")
 	}
-	t := bstr(ev.Name)
-	if raw := field(data, "type"); isString(raw) {
+	t := jsonraw.String(ev.Name)
+	if raw := jsonraw.Field(data, "type"); isString(raw) {
 		t = raw[1 : len(raw)-1]
 	}
 	switch t {
@@ -213,10 +209,10 @@ func (s *Stream) handle(ev sse.Event) (bool, error) {
 	}
 	switch t {
 	case "message_delta":
-		if sr := path(data, "delta", "stop_reason"); isString(sr) {
+		if sr := jsonraw.Path(data, "delta", "stop_reason"); isString(sr) {
 			s.finish = FinishReason(sr[1 : len(sr)-1])
 		}
-		s.u.read(field(data, "usage"))
+		s.u.read(jsonraw.Field(data, "usage"))
 		return false, nil
 	case "message_stop":
 		if s.finish == "" {
@@ -225,7 +221,7 @@ func (s *Stream) handle(ev sse.Event) (bool, error) {
 		s.state = stFinish
 		return false, nil
 	}
-	idx := field(data, "index")
+	idx := jsonraw.Field(data, "index")
 	n := rawInt(idx)
 	if idx == "" || n < 0 || n >= maxBlocks {
 		return false, s.protocol("invalid content block index")
@@ -236,12 +232,12 @@ func (s *Stream) handle(ev sse.Event) (bool, error) {
 		for len(s.blocks) <= i {
 			s.blocks = append(s.blocks, block{})
 		}
-		return s.blockStart(i, field(data, "content_block")), nil
+		return s.blockStart(i, jsonraw.Field(data, "content_block")), nil
 	case "content_block_delta":
 		if i >= len(s.blocks) || s.blocks[i].kind == bNone {
 			return false, s.protocol("delta for a content block that was not started")
 		}
-		return s.blockDelta(i, field(data, "delta")), nil
+		return s.blockDelta(i, jsonraw.Field(data, "delta")), nil
 	}
 	// content_block_stop
 	if i >= len(s.blocks) || s.blocks[i].kind == bNone {
@@ -256,18 +252,18 @@ func (s *Stream) handle(ev sse.Event) (bool, error) {
 }
 
 func (s *Stream) messageStart(data string) bool {
-	msg := field(data, "message")
+	msg := jsonraw.Field(data, "message")
 	s.head = append(s.head[:0], `{"id":"`...)
 	s.head = append(s.head, IDPrefix...)
-	if id := field(msg, "id"); isString(id) {
+	if id := jsonraw.Field(msg, "id"); isString(id) {
 		s.head = append(s.head, id[1:len(id)-1]...)
 	}
 	s.head = append(s.head, `","object":"chat.completion.chunk","created":`...)
 	s.head = strconv.AppendInt(s.head, s.created, 10)
 	s.head = append(s.head, `,"model":`...)
-	s.head = append(s.head, stringOr(field(msg, "model"), `""`)...)
+	s.head = append(s.head, stringOr(jsonraw.Field(msg, "model"), `""`)...)
 	s.head = append(s.head, `,"choices":[`...)
-	s.u.read(field(msg, "usage"))
+	s.u.read(jsonraw.Field(msg, "usage"))
 	s.state = stMsg
 	s.open()
 	s.out = append(s.out, `{"role":"assistant","content":""}`...)
@@ -276,10 +272,10 @@ func (s *Stream) messageStart(data string) bool {
 }
 
 func (s *Stream) blockStart(i int, cb string) bool {
-	switch field(cb, "type") {
+	switch jsonraw.Field(cb, "type") {
 	case `"text"`:
 		s.blocks[i] = block{kind: bText}
-		if text := field(cb, "text"); !isEmptyString(text) {
+		if text := jsonraw.Field(cb, "text"); !isEmptyString(text) {
 			s.content(text)
 			return true
 		}
@@ -291,11 +287,11 @@ func (s *Stream) blockStart(i int, cb string) bool {
 		s.out = append(s.out, `{"tool_calls":[{"index":`...)
 		s.out = strconv.AppendInt(s.out, int64(b.tool), 10)
 		s.out = append(s.out, `,"id":`...)
-		s.out = append(s.out, stringOr(field(cb, "id"), `""`)...)
+		s.out = append(s.out, stringOr(jsonraw.Field(cb, "id"), `""`)...)
 		s.out = append(s.out, `,"type":"function","function":{"name":`...)
-		s.out = append(s.out, stringOr(field(cb, "name"), `""`)...)
+		s.out = append(s.out, stringOr(jsonraw.Field(cb, "name"), `""`)...)
 		s.out = append(s.out, `,"arguments":`...)
-		if in := field(cb, "input"); len(in) > 0 && in[0] == '{' && !emptyObject(in) {
+		if in := jsonraw.Field(cb, "input"); len(in) > 0 && in[0] == '{' && !emptyObject(in) {
 			// A block announced with its whole input (no deltas follow).
 			s.out = openai.AppendString(s.out, in)
 			b.args = true
@@ -313,14 +309,14 @@ func (s *Stream) blockStart(i int, cb string) bool {
 
 func (s *Stream) blockDelta(i int, d string) bool {
 	b := &s.blocks[i]
-	switch field(d, "type") {
+	switch jsonraw.Field(d, "type") {
 	case `"text_delta"`:
-		if text := field(d, "text"); b.kind == bText && !isEmptyString(text) {
+		if text := jsonraw.Field(d, "text"); b.kind == bText && !isEmptyString(text) {
 			s.content(text)
 			return true
 		}
 	case `"input_json_delta"`:
-		if pj := field(d, "partial_json"); b.kind == bTool && !isEmptyString(pj) {
+		if pj := jsonraw.Field(d, "partial_json"); b.kind == bTool && !isEmptyString(pj) {
 			b.args = true
 			s.toolArgs(b.tool, pj)
 			return true
@@ -385,22 +381,22 @@ func (s *Stream) streamError(data string) error {
 
 // read takes the counts present in a raw usage object.
 func (u *usage) read(obj string) {
-	if v := field(obj, "input_tokens"); v != "" {
+	if v := jsonraw.Field(obj, "input_tokens"); v != "" {
 		u.input = rawInt(v)
 	}
-	if v := field(obj, "output_tokens"); v != "" {
+	if v := jsonraw.Field(obj, "output_tokens"); v != "" {
 		u.output = rawInt(v)
 	}
-	if v := field(obj, "cache_read_input_tokens"); v != "" {
+	if v := jsonraw.Field(obj, "cache_read_input_tokens"); v != "" {
 		u.cacheRead = rawInt(v)
 	}
-	if v := field(obj, "cache_creation_input_tokens"); v != "" {
+	if v := jsonraw.Field(obj, "cache_creation_input_tokens"); v != "" {
 		u.cacheCreation = rawInt(v)
 	}
 }
 
 // emptyObject reports whether raw is an object with no member.
 func emptyObject(raw string) bool {
-	i := skipWS(raw, 1)
+	i := jsonraw.SkipSpace(raw, 1)
 	return i < len(raw) && raw[i] == '}'
 }

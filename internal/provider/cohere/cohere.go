@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -73,12 +72,8 @@ func New(cfg Config, h *provider.HTTP) (*Provider, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("provider %q: base_url must be an absolute http(s) URL", cfg.Name)
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("provider %q: base_url must not contain credentials; use api_key", cfg.Name)
+	if _, err := provider.CheckBaseURLAllowQuery(cfg.Name, cfg.BaseURL); err != nil {
+		return nil, err
 	}
 	if h == nil {
 		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
@@ -123,15 +118,7 @@ func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Respo
 		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
 	}
 	h := req.Header
-	for k, v := range p.cfg.Headers {
-		h[k] = v
-	}
-	h.Set("Content-Type", "application/json")
-	if stream {
-		h.Set("Accept", "text/event-stream")
-	} else {
-		h.Set("Accept", "application/json")
-	}
+	provider.SetJSONHeaders(h, p.cfg.Headers, stream)
 	if p.cfg.APIKey != "" {
 		h.Set("Authorization", "Bearer "+p.cfg.APIKey)
 	}

@@ -4,17 +4,14 @@ import (
 	"errors"
 	"io"
 	"strconv"
-	"sync"
-	"unsafe"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
-
-var readerPool = sync.Pool{New: func() any { return sse.NewReader(nil, 0) }}
 
 // errClosed is returned by Next after Close.
 var errClosed = errors.New("cohere: stream closed")
@@ -66,8 +63,7 @@ type stream struct {
 
 // newStream reads Cohere events from r; closer releases the upstream.
 func newStream(r io.Reader, closer func() error, providerName, model string, created int64, fallbackID string) *stream {
-	rd := readerPool.Get().(*sse.Reader)
-	rd.Reset(r)
+	rd := provider.GetSSEReader(r)
 	return &stream{rd: rd, closer: closer, provider: providerName, model: model, created: created, fallback: fallbackID,
 		head: make([]byte, 0, 160+len(model)), buf: make([]byte, 0, 1024), marks: make([]int, 0, 4)}
 }
@@ -115,8 +111,7 @@ func (s *stream) Next() (sse.Event, error) {
 // Close implements provider.Stream.
 func (s *stream) Close() error {
 	if s.rd != nil {
-		s.rd.Reset(nil)
-		readerPool.Put(s.rd)
+		provider.PutSSEReader(s.rd)
 		s.rd = nil
 	}
 	if c := s.closer; c != nil {
@@ -126,12 +121,9 @@ func (s *stream) Close() error {
 	return nil
 }
 
-// str views b as a string without copying; it must not outlive b's event.
-func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
 // handle translates one Cohere event into zero or more pending chunks.
 func (s *stream) handle(ev sse.Event) error {
-	data := str(ev.Data)
+	data := jsonraw.String(ev.Data)
 	if data == "" {
 		return nil // a bare "event:" line, e.g. a keep-alive
 	}
@@ -142,7 +134,7 @@ func (s *stream) handle(ev sse.Event) error {
 	if !root.IsObject() {
 		return protocolError("event data is not an object")
 	}
-	typ := str(ev.Name)
+	typ := jsonraw.String(ev.Name)
 	if typ == "" {
 		typ = root.Get("type").Str
 	}
@@ -150,7 +142,7 @@ func (s *stream) handle(ev sse.Event) error {
 	case "message-start":
 		s.start(root.Get("id"))
 	case "content-start", "content-delta":
-		text := rawGet(data, "delta", "message", "content", "text")
+		text := jsonraw.Path(data, "delta", "message", "content", "text")
 		if len(text) <= 2 || text[0] != '"' { // no text, or ""
 			return nil
 		}
@@ -185,7 +177,7 @@ func (s *stream) handle(ev sse.Event) error {
 		if s.tools == 0 {
 			return protocolError("tool-call-delta before tool-call-start")
 		}
-		args := rawGet(data, "delta", "message", "tool_calls", "function", "arguments")
+		args := jsonraw.Path(data, "delta", "message", "tool_calls", "function", "arguments")
 		if len(args) <= 2 || args[0] != '"' {
 			return nil
 		}
@@ -260,99 +252,4 @@ func (s *stream) close(final bool, finish string) {
 	}
 	s.buf = append(s.buf, "}]}"...)
 	s.marks = append(s.marks, len(s.buf))
-}
-
-// rawGet returns the raw JSON value found by following the object keys in
-// the valid JSON document j, or "" when there is none. Unlike gjson.Get it
-// never unescapes a string, so it does not allocate: text and arguments
-// fragments are copied in their raw (escaped) form. Keys are compared raw.
-func rawGet(j string, keys ...string) string {
-	for _, k := range keys {
-		if j = member(j, k); j == "" {
-			return ""
-		}
-	}
-	return j
-}
-
-// member returns the raw value of key in the object v (valid JSON).
-func member(v, key string) string {
-	i := skipSpace(v, 0)
-	if i >= len(v) || v[i] != '{' {
-		return ""
-	}
-	i++
-	for {
-		i = skipSpace(v, i)
-		if i >= len(v) || v[i] != '"' {
-			return "" // '}': not found
-		}
-		ks := i
-		i = skipString(v, i)
-		k := v[ks+1 : i-1]
-		i = skipSpace(v, i) + 1 // ':'
-		i = skipSpace(v, i)
-		vs := i
-		i = skipValue(v, i)
-		if k == key {
-			return v[vs:i]
-		}
-		i = skipSpace(v, i)
-		if i >= len(v) || v[i] != ',' {
-			return ""
-		}
-		i++
-	}
-}
-
-func skipSpace(v string, i int) int {
-	for i < len(v) && (v[i] == ' ' || v[i] == '\t' || v[i] == '\n' || v[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string starting at v[i] ('"').
-func skipString(v string, i int) int {
-	for i++; i < len(v); i++ {
-		switch v[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(v)
-}
-
-// skipValue returns the index after the value starting at v[i].
-func skipValue(v string, i int) int {
-	if i >= len(v) {
-		return i
-	}
-	switch v[i] {
-	case '"':
-		return skipString(v, i)
-	case '{', '[':
-		depth := 0
-		for i < len(v) {
-			switch v[i] {
-			case '"':
-				i = skipString(v, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	}
-	for i < len(v) && v[i] != ',' && v[i] != '}' && v[i] != ']' && v[i] != ' ' && v[i] != '\t' && v[i] != '\n' && v[i] != '\r' {
-		i++
-	}
-	return i
 }

@@ -337,39 +337,3 @@ func BenchmarkStream(b *testing.B) {
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(events), "allocs/chunk")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(events), "ns/chunk")
 }
-
-func TestRawGet(t *testing.T) {
-	t.Parallel()
-	doc := ` { "a" : 1, "s":"x\"y", "o": {"k": [1, {"k":"no"}, "]"], "k2" : { "deep" : "\u00e9\\" } }, "t":true,"n":null, "dup":1, "dup":2 } `
-	if !gjson.Valid(doc) {
-		t.Fatal("invalid test document")
-	}
-	for _, path := range [][]string{{"a"}, {"s"}, {"o"}, {"o", "k"}, {"o", "k2", "deep"}, {"t"}, {"n"}, {"dup"}, {"missing"}, {"a", "b"}, {"o", "k", "k"}} {
-		if got, want := rawGet(doc, path...), gjson.Get(doc, strings.Join(path, ".")).Raw; got != want {
-			t.Errorf("%v: %q, gjson %q", path, got, want)
-		}
-	}
-}
-
-func FuzzRawGet(f *testing.F) {
-	f.Add(`{"delta":{"message":{"content":{"text":"a\"b"}}}}`, "delta", "message")
-	f.Add(`{"a":[1,{"b":"}"}],"b":{"c":2}}`, "b", "c")
-	f.Add(`[1,2]`, "a", "b")
-	f.Fuzz(func(t *testing.T, doc, k1, k2 string) {
-		if !gjson.Valid(doc) || !plainKey(k1) || !plainKey(k2) {
-			return // gjson path syntax would get in the way
-		}
-		if got, want := rawGet(doc, k1, k2), gjson.Get(doc, k1+"."+k2).Raw; got != want && !strings.Contains(doc, "\\") {
-			t.Fatalf("rawGet(%q, %q, %q) = %q, gjson %q", doc, k1, k2, got, want)
-		}
-	})
-}
-
-func plainKey(k string) bool {
-	for _, c := range []byte(k) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return k != "" && (k[0] >= 'a' && k[0] <= 'z' || k[0] >= 'A' && k[0] <= 'Z') // digits index arrays in gjson
-}

@@ -22,7 +22,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -69,15 +68,8 @@ func New(cfg Config, h *provider.HTTP) (*Provider, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("provider %q: base_url must be an absolute http(s) URL", cfg.Name)
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("provider %q: base_url must not contain credentials; use api_key", cfg.Name)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("provider %q: base_url must not have a query or fragment", cfg.Name)
+	if _, err := provider.CheckBaseURL(cfg.Name, cfg.BaseURL); err != nil {
+		return nil, err
 	}
 	if h == nil {
 		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
@@ -191,15 +183,7 @@ func (p *Provider) send(ctx context.Context, u string, body []byte, stream bool)
 		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
 	}
 	h := hr.Header
-	for k, v := range p.cfg.Headers {
-		h[k] = v
-	}
-	h.Set("Content-Type", "application/json")
-	if stream {
-		h.Set("Accept", "text/event-stream")
-	} else {
-		h.Set("Accept", "application/json")
-	}
+	provider.SetJSONHeaders(h, p.cfg.Headers, stream)
 	if p.cfg.APIKey != "" {
 		h.Set("X-Goog-Api-Key", p.cfg.APIKey)
 	}

@@ -4,19 +4,15 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 )
 
-// bstr views b as a string without copying. The string must not outlive b
-// nor be used after b changes; gjson results parsed from it alias b.
-func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
 // parse parses JSON held in b without copying it (gjson.ParseBytes copies).
-func parse(b []byte) gjson.Result { return gjson.Parse(bstr(b)) }
+func parse(b []byte) gjson.Result { return gjson.Parse(jsonraw.String(b)) }
 
 // appendCompact appends the JSON value raw without insignificant
 // whitespace. raw must be valid JSON.
@@ -69,98 +65,6 @@ func appendStringInner(dst []byte, raw string) []byte {
 	// drop the quotes AppendString added
 	copy(dst[n:], dst[n+1:len(dst)-1])
 	return dst[:len(dst)-2]
-}
-
-// memberRaw returns the raw JSON value of key in the JSON object obj, or ""
-// when absent. Unlike gjson's Get it never unescapes (nor allocates): the
-// stream copies text literals as they are. obj must be valid JSON; keys are
-// compared as written (Google never escapes its field names).
-func memberRaw(obj, key string) string {
-	i := skipSpace(obj, 0)
-	if i >= len(obj) || obj[i] != '{' {
-		return ""
-	}
-	i++
-	for {
-		i = skipSpace(obj, i)
-		if i >= len(obj) || obj[i] != '"' {
-			return ""
-		}
-		ks := i
-		i = skipString(obj, i)
-		k := obj[ks:i]
-		i = skipSpace(obj, i)
-		if i >= len(obj) || obj[i] != ':' {
-			return ""
-		}
-		i = skipSpace(obj, i+1)
-		vs := i
-		i = skipValue(obj, i)
-		if len(k) == len(key)+2 && k[1:len(k)-1] == key {
-			return obj[vs:i]
-		}
-		i = skipSpace(obj, i)
-		if i >= len(obj) || obj[i] != ',' {
-			return ""
-		}
-		i++
-	}
-}
-
-func skipSpace(s string, i int) int {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string literal starting at i.
-func skipString(s string, i int) int {
-	for i++; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(s)
-}
-
-// skipValue returns the index after the JSON value starting at i.
-func skipValue(s string, i int) int {
-	if i >= len(s) {
-		return i
-	}
-	switch s[i] {
-	case '"':
-		return skipString(s, i)
-	case '{', '[':
-		depth := 0
-		for i < len(s) {
-			switch s[i] {
-			case '"':
-				i = skipString(s, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return len(s)
-	}
-	for ; i < len(s); i++ {
-		switch s[i] {
-		case ',', '}', ']', ' ', '\t', '\r', '\n':
-			return i
-		}
-	}
-	return len(s)
 }
 
 // rawSafe reports whether raw is a JSON string literal that can be copied

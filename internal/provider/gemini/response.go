@@ -6,6 +6,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
@@ -124,7 +125,7 @@ func appendToolCall(dst []byte, part, fc gjson.Result, seed, n uint64, scratch [
 	dst = append(dst, `,"arguments":`...)
 	if args := fc.Get("args"); args.IsObject() {
 		scratch = appendCompact(scratch[:0], args.Raw)
-		dst = openai.AppendString(dst, bstr(scratch))
+		dst = openai.AppendString(dst, jsonraw.String(scratch))
 	} else {
 		dst = append(dst, `"{}"`...)
 	}

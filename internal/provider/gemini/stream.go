@@ -2,18 +2,16 @@ package gemini
 
 import (
 	"io"
-	"sync"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
 
 // maxCandidates bounds the candidate indexes a stream may use.
 const maxCandidates = 128
-
-var readerPool = sync.Pool{New: func() any { return sse.NewReader(nil, 0) }}
 
 // Stream translates Gemini's streamGenerateContent?alt=sse event stream into
 // OpenAI chat.completion.chunk events. It implements provider.Stream.
@@ -69,8 +67,7 @@ type candState struct {
 
 // newStream reads upstream events from r; closer releases the upstream.
 func newStream(r io.Reader, closer io.Closer, prov, model string, created int64, seed uint64) *Stream {
-	rd := readerPool.Get().(*sse.Reader)
-	rd.Reset(r)
+	rd := provider.GetSSEReader(r)
 	return &Stream{rd: rd, closer: closer, provider: prov, model: model, created: created, seed: seed}
 }
 
@@ -207,8 +204,8 @@ func (s *Stream) candidate(idx int, c gjson.Result) {
 		if p.Get("thought").Type == gjson.True {
 			return true
 		}
-		// memberRaw rather than Get: no unescaping, no allocation.
-		if t := memberRaw(p.Raw, "text"); t != "" {
+		// jsonraw.Field rather than Get: no unescaping, no allocation.
+		if t := jsonraw.Field(p.Raw, "text"); t != "" {
 			if len(t) <= 2 || t[0] != '"' {
 				return true // empty text (or not a string)
 			}
@@ -293,8 +290,7 @@ func (s *Stream) close(finish string) {
 // Close implements provider.Stream.
 func (s *Stream) Close() error {
 	if s.rd != nil {
-		s.rd.Reset(nil)
-		readerPool.Put(s.rd)
+		provider.PutSSEReader(s.rd)
 		s.rd = nil
 	}
 	if s.err == nil {

@@ -7,7 +7,6 @@ package openaicompat
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -69,12 +68,8 @@ const numOps = int(openai.OpResponses) + 1
 
 // New validates cfg.
 func New(cfg Config, h *provider.HTTP) (*Provider, error) {
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("provider %q: base_url must be an absolute http(s) URL", cfg.Name)
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("provider %q: base_url must not contain credentials; use api_key", cfg.Name)
+	if _, err := provider.CheckBaseURLAllowQuery(cfg.Name, cfg.BaseURL); err != nil {
+		return nil, err
 	}
 	if cfg.Azure && cfg.APIVersion == "" {
 		cfg.APIVersion = "2024-10-21"
@@ -97,15 +92,7 @@ func New(cfg Config, h *provider.HTTP) (*Provider, error) {
 // the content type, Accept and the credentials.
 func (p *Provider) header(stream bool) http.Header {
 	h := make(http.Header, len(p.cfg.Headers)+3)
-	for k, v := range p.cfg.Headers {
-		h[k] = v
-	}
-	h.Set("Content-Type", "application/json")
-	if stream {
-		h.Set("Accept", "text/event-stream")
-	} else {
-		h.Set("Accept", "application/json")
-	}
+	provider.SetJSONHeaders(h, p.cfg.Headers, stream)
 	if p.cfg.APIKey != "" {
 		if p.cfg.Azure {
 			h.Set("Api-Key", p.cfg.APIKey)
