@@ -73,6 +73,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, req *openai.Request, st pro
 	if info.Format == FormatAnthropic && !native {
 		tr = anthropic.NewOpenAIToAnthropicStream(req.Model)
 	}
+	pd, _ := st.(provider.Pender)
 	ev, err := first, error(nil)
 	for sw.err == nil {
 		switch {
@@ -92,7 +93,9 @@ func (g *Gateway) serveStream(w http.ResponseWriter, req *openai.Request, st pro
 		if err != nil {
 			break
 		}
-		sw.flush()
+		if pd == nil || !pd.Pending() {
+			sw.flush()
+		}
 		if info.TTFT == 0 {
 			info.TTFT = time.Since(start)
 		}

@@ -324,6 +324,9 @@ func (s *SSEStream) Next() (sse.Event, error) {
 	return ev, nil
 }
 
+// Pending implements Pender.
+func (s *SSEStream) Pending() bool { return s.rd != nil && s.rd.HasEvent() }
+
 // Close implements Stream.
 func (s *SSEStream) Close() error {
 	if s.rd != nil {

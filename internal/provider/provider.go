@@ -58,3 +58,11 @@ type Stream interface {
 type MessagesProvider interface {
 	Messages(ctx context.Context, body []byte, model string, stream bool) (*Response, error)
 }
+
+// Pender is implemented by streams that can tell whether their next event is
+// already buffered (Next will not block). The gateway then writes it before
+// flushing, so a burst of upstream events costs one flush, while an event
+// that is not followed at once is flushed at once.
+type Pender interface {
+	Pending() bool
+}

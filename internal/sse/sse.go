@@ -172,3 +172,15 @@ func AppendEvent(dst []byte, name, data []byte) []byte {
 	}
 	return append(dst, '\n', '\n')
 }
+
+// HasEvent reports whether a complete event is already buffered, so that
+// Next will not block on the underlying reader. Writers use it to coalesce
+// flushes: flush only when the next event is not at hand yet.
+func (r *Reader) HasEvent() bool {
+	n := r.br.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := r.br.Peek(n)
+	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+}

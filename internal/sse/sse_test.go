@@ -140,3 +140,25 @@ func BenchmarkReader(b *testing.B) {
 		}
 	}
 }
+
+func TestHasEvent(t *testing.T) {
+	pr, pw := io.Pipe()
+	rd := NewReader(pr, 0)
+	go func() {
+		pw.Write([]byte("data: 1\n\ndata: 2\n\ndata: 3"))
+		pw.Write([]byte("\n\n"))
+		pw.Close()
+	}()
+	if _, err := rd.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if !rd.HasEvent() {
+		t.Fatal("event 2 is buffered")
+	}
+	if _, err := rd.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if rd.HasEvent() {
+		t.Fatal("event 3 is incomplete in the buffer: Next would block")
+	}
+}

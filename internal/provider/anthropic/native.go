@@ -103,6 +103,8 @@ func (s *nativeStream) Next() (sse.Event, error) {
 	return ev, nil
 }
 
+func (s *nativeStream) Pending() bool { return s.rd != nil && !s.done && s.rd.HasEvent() }
+
 func (s *nativeStream) Close() error {
 	if s.rd != nil {
 		provider.PutSSEReader(s.rd)
