@@ -93,7 +93,7 @@ func (s *nativeStream) Next() (sse.Event, error) {
 		e := ParseError(0, ev.Data)
 		e.Provider, e.StreamStarted = s.name, s.started
 		if e.Status == 0 {
-			e.Status = statusOfType(gjson.GetBytes(ev.Data, "error.type").Str)
+			e.Status = errorTypeStatus(gjson.GetBytes(ev.Data, "error.type").Str)
 		}
 		return sse.Event{}, e
 	case "message_stop":
@@ -111,27 +111,6 @@ func (s *nativeStream) Close() error {
 		s.rd = nil
 	}
 	return s.closer.Close()
-}
-
-// statusOfType is the HTTP status Anthropic uses for an error type.
-func statusOfType(t string) int {
-	switch t {
-	case "overloaded_error":
-		return 529
-	case "rate_limit_error":
-		return http.StatusTooManyRequests
-	case "authentication_error":
-		return http.StatusUnauthorized
-	case "permission_error":
-		return http.StatusForbidden
-	case "not_found_error":
-		return http.StatusNotFound
-	case "request_too_large":
-		return http.StatusRequestEntityTooLarge
-	case "invalid_request_error":
-		return http.StatusBadRequest
-	}
-	return http.StatusInternalServerError
 }
 
 // UsageOf reads Anthropic's usage object: prompt tokens include cache reads
