@@ -19,9 +19,11 @@ type Health struct {
 }
 
 type targetState struct {
-	fails   int
-	until   time.Time // cooling down until
-	probing bool
+	fails int
+	until time.Time // cooling down until
+	// probeAt is when the half-open probe started; a probe whose outcome
+	// never came (the client went away) expires after Cooldown.
+	probeAt time.Time
 }
 
 // NewHealth returns a breaker with the given thresholds (zero = defaults).
@@ -55,8 +57,8 @@ func (h *Health) Available(key string, now time.Time) bool {
 	if now.Before(s.until) {
 		return false
 	}
-	// Half-open: let exactly one probe through.
-	return !s.probing
+	// Half-open: let exactly one probe through at a time.
+	return s.probeAt.IsZero() || now.Sub(s.probeAt) >= h.Cooldown
 }
 
 // Begin marks the start of a request to the target; a request that starts
@@ -64,7 +66,7 @@ func (h *Health) Available(key string, now time.Time) bool {
 func (h *Health) Begin(key string, now time.Time) {
 	h.mu.Lock()
 	if s := h.targets[key]; s != nil && !s.until.IsZero() && !now.Before(s.until) {
-		s.probing = true
+		s.probeAt = now
 	}
 	h.mu.Unlock()
 }
@@ -87,7 +89,7 @@ func (h *Health) Failure(key string, now time.Time, coolFor time.Duration) {
 		h.targets[key] = s
 	}
 	s.fails++
-	s.probing = false
+	s.probeAt = time.Time{}
 	if s.fails >= h.MaxFails || !s.until.IsZero() {
 		coolFor = max(coolFor, h.Cooldown)
 	}

@@ -108,6 +108,10 @@ func TestPickWeightsAndBreaker(t *testing.T) {
 	if h.Available(ka, later) {
 		t.Fatal("only one probe at a time")
 	}
+	// A probe whose outcome never comes (client gone) expires.
+	if !h.Available(ka, later.Add(time.Minute)) {
+		t.Fatal("an abandoned probe must not keep the target out forever")
+	}
 	h.Failure(ka, later, 0)
 	if h.Available(ka, later.Add(time.Second)) {
 		t.Fatal("failed probe reopens")
