@@ -150,6 +150,9 @@ func (a *App) adminCreateKey(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusServiceUnavailable, "creating key: %v", err)
 	}
 	a.logger.Info("gateway key created", zapName(k.Name))
+	if !a.RequireKey && len(a.Keys) == 0 {
+		a.logger.Warn("the gateway is open (no key declared, require_key off): clients may omit this key and bypass its limits; set require_key")
+	}
 	created, err := a.keys.Get(r.Context(), k.Name)
 	if err != nil {
 		created = k

@@ -105,6 +105,7 @@ type App struct {
 	clients   []*provider.HTTP
 	routes    *route.Table
 	health    *route.Health
+	healthRef bool // holds a healthPool reference
 	logger    *zap.Logger
 	created   int64
 
@@ -252,7 +253,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.health = v.(healthValue).Health
+	a.health, a.healthRef = v.(healthValue).Health, true
 	a.health.Configure(a.MaxFails, time.Duration(a.Cooldown))
 	return a.provisionGuard(ctx, repl)
 }
@@ -363,6 +364,10 @@ func (a *App) Cleanup() error {
 	for _, k := range a.poolKeys {
 		_, _ = statePool.Delete(k)
 	}
+	if !a.healthRef {
+		return nil // Provision failed before taking a reference
+	}
+	a.healthRef = false
 	_, err := healthPool.Delete(healthKey)
 	return err
 }

@@ -150,6 +150,12 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 	rv, _, err := statePool.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
 		opts.DialTimeout = max(opts.DialTimeout, 200*time.Millisecond)
 		opts.MaxRetries = -1 // the failover decides; retries would stretch the timeout
+		// Honour the per-decision context deadline (go-redis ignores it
+		// otherwise and waits for its 3 s socket timeouts).
+		opts.ContextTimeoutEnabled = true
+		opts.ReadTimeout = max(timeout, 100*time.Millisecond)
+		opts.WriteTimeout = max(timeout, 100*time.Millisecond)
+		opts.PoolTimeout = max(timeout, 100*time.Millisecond)
 		return &redisState{client: redis.NewClient(opts)}, nil
 	})
 	if err != nil {

@@ -64,9 +64,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if app.routes == nil || len(app.Models) == 0 {
 		return fmt.Errorf("ai_gateway: no models configured; declare providers and models in the ai_gateway global option")
 	}
-	if h.metrics, err = registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+	reg := ctx.GetMetricsRegistry()
+	if h.metrics, err = registerMetrics(reg); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
+	ctx.OnCancel(func() { unregisterMetrics(reg) })
 	h.gw, err = app.newGateway(h, ctx.Logger())
 	return err
 }
@@ -78,13 +80,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	start := time.Now()
 	h.gw.Serve(w, r, &info)
 	h.metrics.observe(&info, time.Since(start).Seconds())
-	// Caddy's access log redacts Authorization but not the other headers
-	// SDKs put keys in (Azure's api-key, Anthropic's x-api-key).
-	for _, name := range [...]string{"Api-Key", "X-Api-Key"} {
-		if _, ok := r.Header[name]; ok {
-			r.Header[name] = redacted
-		}
-	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.ai_gateway.key", info.Key)
 		repl.Set("http.ai_gateway.model", info.Model)
@@ -98,8 +93,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	return nil
 }
-
-var redacted = []string{"REDACTED"}
 
 // Interface guards
 var (

@@ -72,6 +72,18 @@ func registerMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
+// unregisterMetrics forgets a config's registry when the config is unloaded.
+func unregisterMetrics(reg prometheus.Registerer) {
+	metricsMu.Lock()
+	if m, ok := metricsBy[reg]; ok {
+		delete(metricsBy, reg)
+		if current == m {
+			current = nil
+		}
+	}
+	metricsMu.Unlock()
+}
+
 func metricRedisDown() {
 	metricsMu.Lock()
 	m := current

@@ -43,8 +43,8 @@ func (p *Policy) Validate() error {
 	switch {
 	case p.RPM < 0, p.TPM < 0, p.Concurrency < 0, p.Burst < 0:
 		return fmt.Errorf("%w: negative rpm, tpm or concurrency", ErrInvalid)
-	case p.Budget < 0 || math.IsNaN(p.Budget) || math.IsInf(p.Budget, 0):
-		return fmt.Errorf("%w: budget %v must be a finite non-negative number", ErrInvalid, p.Budget)
+	case p.Budget < 0 || p.Budget > 1e9 || math.IsNaN(p.Budget) || math.IsInf(p.Budget, 0):
+		return fmt.Errorf("%w: budget %v must be a finite number from 0 to 1e9", ErrInvalid, p.Budget)
 	case p.BudgetPeriod != "" && p.BudgetPeriod != PeriodDay && p.BudgetPeriod != PeriodMonth:
 		return fmt.Errorf("%w: budget_period %q must be %q or %q", ErrInvalid, p.BudgetPeriod, PeriodDay, PeriodMonth)
 	}

@@ -249,7 +249,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		}
 		defer adm.finish(r.Context(), info)
 	}
-	g.proxy(w, r, req, native, rt, info)
+	g.proxy(w, r, key, req, native, rt, info)
 }
 
 func (g *Gateway) readBody(r *http.Request) ([]byte, *openai.Error) {

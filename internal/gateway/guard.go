@@ -290,7 +290,11 @@ func (a *admission) finish(ctx context.Context, info *Info) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.gd.SettleTimeout)
 	defer cancel()
-	a.settle(ctx, info.Usage, info.UpstreamModel, true)
+	// A request that got no answer (an error before any upstream byte) is
+	// refunded in full; one that was answered, broke mid-stream or was
+	// abandoned by its client keeps its reservation unless usage is known.
+	served := info.Status == http.StatusOK || info.Status == 599 || info.Status == 499
+	a.settle(ctx, info.Usage, info.UpstreamModel, served)
 	if a.key == nil || a.gd.Ledger == nil {
 		return
 	}

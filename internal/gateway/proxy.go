@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
@@ -20,7 +21,7 @@ import (
 // fallback model in order. Nothing is retried once a byte went to the client.
 // native is the client's body for /v1/messages, passed untranslated to
 // providers that speak the Messages API.
-func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, req *openai.Request, native []byte, rt *route.Route, info *Info) {
+func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, gwKey *auth.Key, req *openai.Request, native []byte, rt *route.Route, info *Info) {
 	ctx := r.Context()
 	start := time.Now()
 	deadline := start.Add(g.cfg.Deadline)
@@ -93,6 +94,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, req *openai.Requ
 				}
 			}
 			if ctx.Err() != nil {
+				g.cfg.Health.Abort(key)
 				info.Status = 499 // client closed the request
 				return
 			}
@@ -106,6 +108,11 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, req *openai.Requ
 				zap.String("upstream_model", info.UpstreamModel), zap.Int("attempt", info.Attempts),
 				zap.Int("status", pe.Status), zap.Error(pe))
 			if !pe.Retryable() {
+				if pe.Kind == provider.KindStatus {
+					g.cfg.Health.Success(key) // it answered: the target is up
+				} else {
+					g.cfg.Health.Abort(key)
+				}
 				g.fail(w, info, pe.ClientError())
 				return
 			}
@@ -121,8 +128,9 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			tried = append(tried, ti)
 		}
 		for _, fb := range cur.Fallbacks {
+			// A fallback the key (or this route) may not use is skipped.
 			next, ok := g.cfg.Routes.Lookup(fb)
-			if ok && !containsRoute(seen, next) {
+			if ok && !containsRoute(seen, next) && g.allowed(gwKey, fb) {
 				seen = append(seen, next)
 				chain = append(chain, next)
 			}

@@ -71,6 +71,16 @@ func (h *Health) Begin(key string, now time.Time) {
 	h.mu.Unlock()
 }
 
+// Abort forgets a request whose outcome says nothing about the target (the
+// client went away), so a half-open probe slot is freed at once.
+func (h *Health) Abort(key string) {
+	h.mu.Lock()
+	if s := h.targets[key]; s != nil {
+		s.probeAt = time.Time{}
+	}
+	h.mu.Unlock()
+}
+
 // Success closes the breaker for the target.
 func (h *Health) Success(key string) {
 	h.mu.Lock()

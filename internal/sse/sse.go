@@ -176,11 +176,30 @@ func AppendEvent(dst []byte, name, data []byte) []byte {
 // HasEvent reports whether a complete event is already buffered, so that
 // Next will not block on the underlying reader. Writers use it to coalesce
 // flushes: flush only when the next event is not at hand yet.
+// Comment-only blocks (": ping") and blocks Next would skip don't count.
 func (r *Reader) HasEvent() bool {
 	n := r.br.Buffered()
 	if n == 0 {
 		return false
 	}
 	b, _ := r.br.Peek(n)
-	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+	field := false
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return false
+		}
+		line := bytes.TrimSuffix(b[:i], []byte("\r"))
+		b = b[i+1:]
+		switch {
+		case len(line) == 0:
+			if field {
+				return true
+			}
+		case line[0] == ':':
+		case bytes.HasPrefix(line, []byte("data")) || bytes.HasPrefix(line, []byte("event")):
+			field = true
+		}
+	}
+	return false
 }

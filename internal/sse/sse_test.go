@@ -145,7 +145,7 @@ func TestHasEvent(t *testing.T) {
 	pr, pw := io.Pipe()
 	rd := NewReader(pr, 0)
 	go func() {
-		pw.Write([]byte("data: 1\n\ndata: 2\n\ndata: 3"))
+		pw.Write([]byte("data: 1\n\ndata: 2\n\n: ping\n\ndata: 3"))
 		pw.Write([]byte("\n\n"))
 		pw.Close()
 	}()
