@@ -53,7 +53,9 @@ type App struct {
 	MaxTokens int64 `json:"max_tokens,omitempty"`
 
 	// Deadline bounds attempts, backoff and fallbacks before the first byte
-	// of an answer; it never cuts a healthy stream. Default: 2m.
+	// of an answer: no new attempt or wait starts after it (one under way
+	// runs to its first_byte_timeout). It never cuts a healthy stream.
+	// Default: 2m.
 	Deadline caddy.Duration `json:"deadline,omitempty"`
 
 	// RetryBackoff is the base of the exponential retry backoff (full
