@@ -255,7 +255,7 @@ func BenchmarkParseRequest(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		req, oerr := openai.ParseRequest(openai.OpChat, body)
+		req, oerr := openai.ParseRequest(openai.OpChat, body, 0)
 		if oerr != nil || req.Model != "bench" {
 			b.Fatal(oerr)
 		}

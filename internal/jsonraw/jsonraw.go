@@ -139,3 +139,6 @@ func SkipValue(s string, i int) int {
 	}
 	return len(s)
 }
+
+// unsafeBytes views s as bytes without copying; they must not be modified.
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

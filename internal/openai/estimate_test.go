@@ -22,7 +22,7 @@ func TestEstimateInputTokens(t *testing.T) {
 		if !strings.Contains(c.body, "messages") {
 			op = OpResponses
 		}
-		r, err := ParseRequest(op, []byte(c.body))
+		r, err := ParseRequest(op, []byte(c.body), 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,11 +2,14 @@ package openai
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 )
 
 // Op is the kind of OpenAI operation a request asks for.
@@ -70,8 +73,8 @@ type layout struct {
 	srcLen     int
 	modelStart int // offset of the "model" value (its opening quote)
 	modelEnd   int // offset just past its closing quote
-	models     int // number of top-level "model" members
 	streamOpts bool
+	steering   bool // has SteeringMembers to drop
 }
 
 // bytesString views b as a string without copying. The string must not
@@ -87,13 +90,62 @@ func ParseInPlace(data []byte) gjson.Result { return gjson.Parse(bytesString(dat
 // same rule as ParseInPlace.
 func GetInPlace(data []byte, path string) gjson.Result { return gjson.Get(bytesString(data), path) }
 
-// ParseRequest validates body as a JSON object and reads the routing fields.
-// It parses body in place: whatever the size of the body, it allocates the
-// Request and the model string (plus any top-level member name written with
-// escapes). body must not be modified afterwards (see Request.Body).
-func ParseRequest(op Op, body []byte) (*Request, *Error) {
-	if !gjson.ValidBytes(body) {
-		return nil, BadRequest("We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)", "", "invalid_json")
+// MaxModelName bounds the length of a model name in bytes: it is echoed in
+// response headers, logs and metrics labels.
+const MaxModelName = 256
+
+// SteeringMembers are top-level request members that proxies such as
+// LiteLLM read to choose an upstream, a key or a per-request config. The
+// gateway never acts on them and never forwards them, so that no client can
+// steer a proxy behind it.
+var SteeringMembers = []string{"api_base", "base_url", "api_key", "api_version", "user_config",
+	"custom_llm_provider", "extra_headers", "mock_response"}
+
+func isSteering(name string) bool {
+	for _, m := range SteeringMembers {
+		if name == m {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckBody validates a request body before anything reads it: JSON of at
+// most maxDepth levels (0 = jsonraw.DefaultMaxDepth), strings in UTF-8, and
+// no object with two members of one name (escaped spellings count as the
+// same name), so that what the gateway authorizes, limits and prices is
+// exactly what an upstream reads, whichever of duplicates it would take.
+func CheckBody(body []byte, maxDepth int) *Error {
+	ce := jsonraw.Check(body, maxDepth, jsonraw.Unique|jsonraw.UTF8)
+	if ce == nil {
+		return nil
+	}
+	switch ce.Problem {
+	case jsonraw.ProblemUTF8:
+		return BadRequest("The request body is not valid UTF-8 (at byte "+strconv.Itoa(ce.Offset)+").", "", "invalid_json")
+	case jsonraw.ProblemDepth:
+		if maxDepth <= 0 {
+			maxDepth = jsonraw.DefaultMaxDepth
+		}
+		return BadRequest("The request body nests JSON deeper than "+strconv.Itoa(maxDepth)+" levels.", "", "invalid_json")
+	case jsonraw.ProblemDuplicate:
+		param := ce.Member
+		if ce.Path != "" {
+			param = ce.Path + "." + ce.Member
+		}
+		return BadRequest("The request body has a duplicate member "+strconv.Quote(param)+": each member may appear only once.", param, "invalid_json")
+	}
+	return BadRequest("We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)", "", "invalid_json")
+}
+
+// ParseRequest checks body with CheckBody (maxDepth levels at most) and
+// reads the routing fields. It parses body in place: whatever the size of
+// the body, it allocates the Request and the model string (plus any
+// top-level member name written with escapes). body must not be modified
+// afterwards (see Request.Body).
+func ParseRequest(op Op, body []byte, maxDepth int) (*Request, *Error) {
+	if oe := CheckBody(body, maxDepth); oe != nil {
+		return nil, oe
 	}
 	// gjson.ParseBytes would copy the whole body into a string; the results
 	// below alias body instead, and only the model name is kept (cloned).
@@ -109,7 +161,6 @@ func ParseRequest(op Op, body []byte) (*Request, *Error) {
 		switch k.Str {
 		case "model":
 			model = v
-			lay.models++
 		case "stream":
 			stream = v
 		case "stream_options":
@@ -127,11 +178,18 @@ func ParseRequest(op Op, body []byte) (*Request, *Error) {
 			if op == OpResponses {
 				messages = v
 			}
+		default:
+			if isSteering(k.Str) {
+				lay.steering = true
+			}
 		}
 		return true
 	})
 	if model.Type != gjson.String || model.Str == "" {
 		return nil, BadRequest("you must provide a model parameter", "model", "missing_model")
+	}
+	if oe := CheckModelName(model.Str); oe != nil {
+		return nil, oe
 	}
 	if strings.IndexByte(model.Raw, '\\') < 0 {
 		// Without escapes gjson's Str aliases body: keep a copy of our own.
@@ -155,6 +213,8 @@ func ParseRequest(op Op, body []byte) (*Request, *Error) {
 		return nil, BadRequest("Embeddings cannot be streamed.", "stream", "invalid_value")
 	}
 	req.ClientUsage = streamOpts.Get("include_usage").Type == gjson.True
+	// The largest of the output caps given: the one the gateway checks and
+	// reserves for is never below what an upstream may honour.
 	for _, mt := range [...]gjson.Result{maxCompletion, maxTokens, maxOutput} {
 		if !mt.Exists() || mt.Type == gjson.Null {
 			continue
@@ -162,8 +222,7 @@ func ParseRequest(op Op, body []byte) (*Request, *Error) {
 		if mt.Type != gjson.Number || mt.Int() < 1 || float64(mt.Int()) != mt.Num {
 			return nil, BadRequest("Invalid value for max tokens: expected a positive integer.", "max_tokens", "invalid_value")
 		}
-		req.MaxTokens = mt.Int()
-		break
+		req.MaxTokens = max(req.MaxTokens, mt.Int())
 	}
 	switch {
 	case messages.IsArray():
@@ -174,6 +233,38 @@ func ParseRequest(op Op, body []byte) (*Request, *Error) {
 		return nil, BadRequest("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
 	}
 	return req, nil
+}
+
+// CheckModelName refuses a model name longer than MaxModelName bytes or
+// holding control characters.
+func CheckModelName(m string) *Error {
+	if len(m) > MaxModelName {
+		return BadRequest("The model name is too long: at most "+strconv.Itoa(MaxModelName)+" bytes.", "model", "invalid_value")
+	}
+	for i := 0; i < len(m); i++ {
+		if m[i] < ' ' || m[i] == 0x7f {
+			return BadRequest("The model name must not contain control characters.", "model", "invalid_value")
+		}
+	}
+	return nil
+}
+
+// StripSteering returns body without its top-level SteeringMembers (body
+// itself when it has none). body must have passed CheckBody.
+func StripSteering(body []byte) []byte {
+	var drop []string
+	ParseInPlace(body).ForEach(func(k, _ gjson.Result) bool {
+		if isSteering(k.Str) {
+			drop = append(drop, k.Str)
+		}
+		return true
+	})
+	for _, k := range drop {
+		if out, err := sjson.DeleteBytes(body, k); err == nil {
+			body = out
+		}
+	}
+	return body
 }
 
 // offsetIn returns the offset of sub in s; sub must be a substring of s
@@ -187,21 +278,22 @@ func offsetIn(s, sub string) int {
 const usageOption = `"stream_options":{"include_usage":true}`
 
 // UpstreamBody returns the body to send upstream: model replaced by the
-// upstream model name and, for streams, usage requested so the gateway can
-// always account tokens. body is not modified.
+// upstream model name, SteeringMembers dropped and, for streams, usage
+// requested so the gateway can always account tokens. body is not
+// modified.
 //
-// The common cases (one top-level "model" member, a model name that needs no
-// JSON escaping, no stream_options yet) are spliced in one pass into one
+// The common cases (a model name that needs no JSON escaping, no
+// stream_options yet, nothing to drop) are spliced in one pass into one
 // allocation; the others go through sjson, with the same output.
 func (r *Request) UpstreamBody(model string) ([]byte, error) {
+	lay := &r.layout
 	setModel := model != r.Model
 	setUsage := r.Stream && !r.ClientUsage && (r.Op == OpChat || r.Op == OpCompletions)
-	if !setModel && !setUsage {
+	if !setModel && !setUsage && !lay.steering {
 		return r.Body, nil
 	}
-	lay := &r.layout
-	if lay.src == unsafe.SliceData(r.Body) && lay.srcLen == len(r.Body) && lay.src != nil &&
-		(!setModel || lay.models == 1 && plainString(model)) && (!setUsage || !lay.streamOpts) {
+	if lay.src == unsafe.SliceData(r.Body) && lay.srcLen == len(r.Body) && lay.src != nil && !lay.steering &&
+		(!setModel || plainString(model)) && (!setUsage || !lay.streamOpts) {
 		return r.spliceBody(model, setModel, setUsage), nil
 	}
 	return r.upstreamBodySlow(model, setModel, setUsage)
@@ -247,6 +339,9 @@ func (r *Request) spliceBody(model string, setModel, setUsage bool) []byte {
 
 func (r *Request) upstreamBodySlow(model string, setModel, setUsage bool) ([]byte, error) {
 	body := r.Body
+	if r.layout.steering {
+		body = StripSteering(body)
+	}
 	var err error
 	if setModel {
 		if body, err = sjson.SetBytes(body, "model", model); err != nil {

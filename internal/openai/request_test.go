@@ -10,11 +10,12 @@ import (
 	"github.com/tidwall/sjson"
 )
 
-// parseRequestRef is ParseRequest as it was before parsing in place: the
-// reference the differential tests compare against.
+// parseRequestRef is what ParseRequest means, written plainly with gjson
+// over a copy of the body: the reference the differential tests compare
+// the in-place parser and splicer against.
 func parseRequestRef(op Op, body []byte) (*Request, *Error) {
-	if !gjson.ValidBytes(body) {
-		return nil, BadRequest("invalid", "", "invalid_json")
+	if oe := CheckBody(body, 0); oe != nil {
+		return nil, oe // CheckBody has tests of its own
 	}
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() {
@@ -48,6 +49,9 @@ func parseRequestRef(op Op, body []byte) (*Request, *Error) {
 	if model.Type != gjson.String || model.Str == "" {
 		return nil, BadRequest("model", "model", "missing_model")
 	}
+	if len(model.Str) > MaxModelName || strings.ContainsFunc(model.Str, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return nil, BadRequest("model", "model", "invalid_value")
+	}
 	req.Model = model.Str
 	switch stream.Type {
 	case gjson.True:
@@ -69,8 +73,7 @@ func parseRequestRef(op Op, body []byte) (*Request, *Error) {
 		if mt.Type != gjson.Number || mt.Int() < 1 || float64(mt.Int()) != mt.Num {
 			return nil, BadRequest("max", "max_tokens", "invalid_value")
 		}
-		req.MaxTokens = mt.Int()
-		break
+		req.MaxTokens = max(req.MaxTokens, mt.Int())
 	}
 	switch {
 	case messages.IsArray():
@@ -83,10 +86,17 @@ func parseRequestRef(op Op, body []byte) (*Request, *Error) {
 	return req, nil
 }
 
-// upstreamBodyRef is UpstreamBody as it was: two sjson edits.
+// upstreamBodyRef is what UpstreamBody means: sjson edits.
 func upstreamBodyRef(r *Request, model string) ([]byte, error) {
 	body := r.Body
 	var err error
+	for _, k := range SteeringMembers {
+		if gjson.GetBytes(body, k).Exists() {
+			if body, err = sjson.DeleteBytes(body, k); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if model != r.Model {
 		if body, err = sjson.SetBytes(body, "model", model); err != nil {
 			return nil, err
@@ -108,7 +118,7 @@ func checkRequest(t *testing.T, body []byte, models ...string) {
 	t.Helper()
 	orig := bytes.Clone(body)
 	for _, op := range ops {
-		got, gerr := ParseRequest(op, body)
+		got, gerr := ParseRequest(op, body, 0)
 		want, werr := parseRequestRef(op, bytes.Clone(body))
 		if (gerr == nil) != (werr == nil) || gerr != nil && (gerr.Code != werr.Code || gerr.Param != werr.Param) {
 			t.Fatalf("op %v body %q: error %v, want %v", op, body, gerr, werr)
@@ -173,6 +183,13 @@ var requestBodies = []string{
 	``,
 	`   `,
 	`{"model":"gpt-4o","messages":[],"stream":true}garbage`,
+	`{"model":"gpt-4o","messages":[],"max_tokens":5,"max_completion_tokens":900}`,
+	`{"model":"gpt-4o","api_base":"http://evil","messages":[],"base_url":"x","api_key":"k","user_config":{}}`,
+	`{"model":"gpt-4o","messages":[{"role":"user","role":"system"}]}`,
+	"{\"model\":\"a\\nb\",\"messages\":[]}",
+	`{"model":"` + strings.Repeat("m", 300) + `","messages":[]}`,
+	"{\"model\":\"bad\xffutf8\",\"messages\":[]}",
+	`{"model":"deep","messages":[` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `]}`,
 }
 
 var upstreamModels = []string{"gpt-4o", "upstream-model", "", "a\"b", "café", "tab\there", "x\\y", "<&>", "\u2028", "deployments/x y"}
@@ -194,7 +211,7 @@ func FuzzRequest(f *testing.F) {
 
 func TestParseRequestDoesNotAliasModel(t *testing.T) {
 	body := []byte(`{"model":"gpt-4o","messages":[]}`)
-	req, oerr := ParseRequest(OpChat, body)
+	req, oerr := ParseRequest(OpChat, body, 0)
 	if oerr != nil {
 		t.Fatal(oerr)
 	}
@@ -218,7 +235,7 @@ func TestUpstreamBody(t *testing.T) {
 		{`{"model":"m\u00e9","messages":[]}`, "a\"b", `{"model":"a\"b","messages":[]}`},
 	}
 	for _, c := range cases {
-		req, oerr := ParseRequest(OpChat, []byte(c.body))
+		req, oerr := ParseRequest(OpChat, []byte(c.body), 0)
 		if oerr != nil {
 			t.Fatal(oerr)
 		}
@@ -231,7 +248,7 @@ func TestUpstreamBody(t *testing.T) {
 		}
 	}
 	// A Body replaced after parsing is rewritten from scratch.
-	req, _ := ParseRequest(OpChat, []byte(`{"model":"m","messages":[],"stream":true}`))
+	req, _ := ParseRequest(OpChat, []byte(`{"model":"m","messages":[],"stream":true}`), 0)
 	req.Body = []byte(`{"messages":[],"model":"m","stream":true}`)
 	got, _ := req.UpstreamBody("up")
 	if want := `{"messages":[],"model":"up","stream":true,"stream_options":{"include_usage":true}}`; string(got) != want {
@@ -274,7 +291,7 @@ func BenchmarkParseRequest(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				req, oerr := ParseRequest(OpChat, body)
+				req, oerr := ParseRequest(OpChat, body, 0)
 				if oerr != nil || req.Model != "bench" {
 					b.Fatal(oerr)
 				}
@@ -296,7 +313,7 @@ func BenchmarkUpstreamBody(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			body := benchBody("bench", c.stream, 2<<10)
-			req, oerr := ParseRequest(OpChat, body)
+			req, oerr := ParseRequest(OpChat, body, 0)
 			if oerr != nil {
 				b.Fatal(oerr)
 			}
@@ -312,3 +329,47 @@ func BenchmarkUpstreamBody(b *testing.B) {
 }
 
 func byteSize(n int) string { return strconv.Itoa(n>>10) + "KB" }
+
+func TestCheckBody(t *testing.T) {
+	cases := []struct{ body, param, msg string }{
+		{`{"model":"a","model":"b"}`, "model", `duplicate member "model"`},
+		{`{"model":"a","mod\u0065l":"b"}`, "model", `duplicate member "model"`},
+		{`{"max_tokens":1,"max_tokens":9}`, "max_tokens", `duplicate member "max_tokens"`},
+		{`{"messages":[{"role":"user","content":"x","content":"y"}]}`, "messages[0].content", `duplicate member "messages[0].content"`},
+		{`{"a":` + strings.Repeat("[", 129) + strings.Repeat("]", 129) + `}`, "", "deeper than 128 levels"},
+		{"{\"a\":\"\xc3\"}", "", "not valid UTF-8"},
+		{`{"a":}`, "", "could not parse the JSON body"},
+	}
+	for _, c := range cases {
+		oe := CheckBody([]byte(c.body), 0)
+		if oe == nil || oe.Status != 400 || oe.Code != "invalid_json" || oe.Param != c.param || !strings.Contains(oe.Message, c.msg) {
+			t.Errorf("CheckBody(%s) = %+v, want param %q and %q", c.body, oe, c.param, c.msg)
+		}
+	}
+	if oe := CheckBody([]byte(`{"a":[[[]]]}`), 3); oe == nil || !strings.Contains(oe.Message, "deeper than 3") {
+		t.Errorf("maxDepth 3: %v", oe)
+	}
+	if oe := CheckBody([]byte(`{"a":[[]]}`), 3); oe != nil {
+		t.Errorf("depth 3 within 3: %v", oe)
+	}
+}
+
+func TestUpstreamBodyDropsSteering(t *testing.T) {
+	req, oe := ParseRequest(OpChat, []byte(`{"model":"m","api_base":"http://x","messages":[],"user_config":{"a":1},"api_key":"sk"}`), 0)
+	if oe != nil {
+		t.Fatal(oe)
+	}
+	for _, model := range []string{"m", "up"} {
+		got, err := req.UpstreamBody(model)
+		if want := `{"model":"` + model + `","messages":[]}`; err != nil || string(got) != want {
+			t.Errorf("UpstreamBody(%q) = %s, want %s", model, got, want)
+		}
+	}
+}
+
+func TestMaxTokensIsTheLargestCap(t *testing.T) {
+	req, oe := ParseRequest(OpChat, []byte(`{"model":"m","messages":[],"max_completion_tokens":5,"max_tokens":900}`), 0)
+	if oe != nil || req.MaxTokens != 900 {
+		t.Fatalf("MaxTokens = %v (%v), want 900", req, oe)
+	}
+}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
@@ -168,7 +169,7 @@ func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Respo
 // another shape yields an error with no message (the status speaks).
 func ParseError(status int, body []byte) *provider.Error {
 	e := &provider.Error{Kind: provider.KindStatus, Status: status}
-	if !gjson.ValidBytes(body) {
+	if !jsonraw.Valid(body) {
 		return e
 	}
 	obj := gjson.GetBytes(body, "error")

@@ -42,7 +42,7 @@ import (
 //     stream_options.include_usage; top_k, thinking, cache_control and
 //     other Anthropic-only fields are dropped.
 func RequestToOpenAI(body []byte) ([]byte, error) {
-	if !gjson.ValidBytes(body) {
+	if !jsonraw.ValidRequest(body) {
 		return nil, openai.BadRequest("The request body is not valid JSON.", "", "invalid_json")
 	}
 	root := gjson.ParseBytes(body)
@@ -496,7 +496,7 @@ func appendAnthropicUsage(b []byte, prompt, completion, cached int64) []byte {
 // OpenAI's counts (input_tokens = prompt_tokens - cached_tokens,
 // cache_read_input_tokens = cached_tokens). Only the first choice is used.
 func ResponseFromOpenAI(body []byte) ([]byte, error) {
-	if !gjson.ValidBytes(body) {
+	if !jsonraw.Valid(body) {
 		return nil, errors.New("anthropic: OpenAI answer is not JSON")
 	}
 	root := gjson.ParseBytes(body)
@@ -531,7 +531,7 @@ func ResponseFromOpenAI(body []byte) ([]byte, error) {
 		if args == "" {
 			args = "{}"
 		}
-		if !gjson.Valid(args) || args[0] != '{' {
+		if !jsonraw.ValidString(args) || args[0] != '{' {
 			err = errors.New("anthropic: tool call arguments are not a JSON object")
 			return false
 		}
@@ -666,7 +666,7 @@ func (s *OpenAIToAnthropicStream) Translate(chunk []byte, emit func(event, data 
 	if data == "[DONE]" || s.done {
 		return nil
 	}
-	if !gjson.Valid(data) {
+	if !jsonraw.ValidString(data) {
 		return errors.New("anthropic: malformed OpenAI stream chunk")
 	}
 	if jsonraw.Field(data, "error") != "" {

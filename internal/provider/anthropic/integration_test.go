@@ -40,7 +40,7 @@ func setup(t *testing.T, cfg anthropic.Config) (*fakellm.Server, *anthropic.Prov
 
 func call(t *testing.T, op openai.Op, body string, maxTokens int64) *provider.Call {
 	t.Helper()
-	req, oe := openai.ParseRequest(op, []byte(body))
+	req, oe := openai.ParseRequest(op, []byte(body), 0)
 	if oe != nil {
 		t.Fatal(oe)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
@@ -58,7 +59,7 @@ func (p *Provider) Messages(ctx context.Context, body []byte, model string, stre
 	if err != nil {
 		return nil, err
 	}
-	if !gjson.ValidBytes(b) {
+	if !jsonraw.Valid(b) {
 		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "answer is not JSON"}
 	}
 	return &provider.Response{Body: b}, nil
@@ -78,15 +79,35 @@ func (s *nativeStream) Next() (sse.Event, error) {
 	if s.done || s.rd == nil {
 		return sse.Event{}, io.EOF
 	}
-	ev, err := s.rd.Next()
-	if err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF || err == sse.ErrTooLarge {
-			return ev, &provider.Error{Provider: s.name, Kind: provider.KindProtocol, Message: "stream ended unexpectedly", StreamStarted: s.started}
+	var ev sse.Event
+	for {
+		var err error
+		ev, err = s.rd.Next()
+		if err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF || err == sse.ErrTooLarge {
+				return ev, s.protocol("stream ended unexpectedly")
+			}
+			if pe, ok := err.(*provider.Error); ok {
+				pe.StreamStarted = s.started
+			}
+			return ev, err
 		}
-		if pe, ok := err.(*provider.Error); ok {
-			pe.StreamStarted = s.started
+		// Every event of the Messages stream is named and carries a JSON
+		// object whose "type" is that name; one without a name is not of
+		// the protocol (dropped), data that is not such JSON means the
+		// upstream is broken.
+		if len(ev.Name) == 0 {
+			continue
 		}
-		return ev, err
+		if !jsonraw.ValidUTF8(ev.Data) || ev.Data[jsonraw.SkipSpace(jsonraw.String(ev.Data), 0)] != '{' {
+			return sse.Event{}, s.protocol("malformed stream event")
+		}
+		if typ := jsonraw.Field(jsonraw.String(ev.Data), "type"); len(typ) < 2 || typ[1:len(typ)-1] != string(ev.Name) {
+			if string(ev.Name) != "error" {
+				continue
+			}
+		}
+		break
 	}
 	switch string(ev.Name) {
 	case "error":
@@ -101,6 +122,10 @@ func (s *nativeStream) Next() (sse.Event, error) {
 	}
 	s.started = true
 	return ev, nil
+}
+
+func (s *nativeStream) protocol(msg string) *provider.Error {
+	return &provider.Error{Provider: s.name, Kind: provider.KindProtocol, Message: msg, StreamStarted: s.started}
 }
 
 func (s *nativeStream) Pending() bool { return s.rd != nil && !s.done && s.rd.HasEvent() }

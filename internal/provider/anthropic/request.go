@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
@@ -64,7 +65,7 @@ type RequestOptions struct {
 // unknown extensions) are dropped silently: Anthropic rejects unknown
 // fields, and usage is always reported in its streams.
 func RequestFromOpenAI(body []byte, opt RequestOptions) ([]byte, error) {
-	if !gjson.ValidBytes(body) {
+	if !jsonraw.ValidRequest(body) {
 		return nil, invalid("", "invalid_json", "The request body is not valid JSON.")
 	}
 	root := gjson.ParseBytes(body)
@@ -606,7 +607,7 @@ func (c *conv) toolCalls(tcs gjson.Result, param string) error {
 		if input == "" {
 			input = "{}"
 		}
-		if args.Exists() && args.Type != gjson.String || !gjson.Valid(input) || input[0] != '{' {
+		if args.Exists() && args.Type != gjson.String || !jsonraw.ValidRequestString(input) || input[0] != '{' {
 			err = invalid(p+".function.arguments", "invalid_value",
 				"Invalid value for '"+p+".function.arguments': expected a JSON object encoded as a string.")
 			return false

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
@@ -67,7 +68,7 @@ func (u *usage) appendOpenAI(b []byte) []byte {
 // [ParseError] makes of it; a body that is not a message one of kind
 // KindProtocol.
 func ResponseToOpenAI(body []byte, created int64) ([]byte, error) {
-	if !gjson.ValidBytes(body) {
+	if !jsonraw.Valid(body) {
 		return nil, &provider.Error{Kind: provider.KindProtocol, Message: "answer is not JSON"}
 	}
 	root := gjson.ParseBytes(body)

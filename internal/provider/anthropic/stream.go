@@ -185,7 +185,7 @@ func (s *Stream) protocol(msg string) *provider.Error {
 // chunk to return.
 func (s *Stream) handle(ev sse.Event) (bool, error) {
 	data := jsonraw.String(ev.Data)
-	if !gjson.Valid(data) {
+	if !jsonraw.ValidString(data) {
 		return false, s.protocol("malformed stream event")
 	}
 	t := jsonraw.String(ev.Name)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
@@ -163,11 +164,11 @@ func fallbackID() string {
 // is read as well. 429 and 5xx are retryable through their status.
 func ParseError(status int, body []byte) *provider.Error {
 	var e *provider.Error
-	if gjson.ValidBytes(body) && gjson.GetBytes(body, "error").IsObject() {
+	if jsonraw.Valid(body) && gjson.GetBytes(body, "error").IsObject() {
 		e = provider.ParseOpenAIError(status, body)
 	} else {
 		e = &provider.Error{Status: status}
-		if gjson.ValidBytes(body) {
+		if jsonraw.Valid(body) {
 			if m := gjson.GetBytes(body, "message"); m.Type == gjson.String {
 				e.Message = truncate(m.Str)
 			}

@@ -26,7 +26,7 @@ func jsonEqual(t *testing.T, got []byte, want string) {
 
 func parse(t *testing.T, op openai.Op, body string) *openai.Request {
 	t.Helper()
-	req, oe := openai.ParseRequest(op, []byte(body))
+	req, oe := openai.ParseRequest(op, []byte(body), 0)
 	if oe != nil {
 		t.Fatalf("ParseRequest(%s): %v", body, oe)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
@@ -94,7 +95,7 @@ func appendID(b []byte, id gjson.Result, fallback string) []byte {
 // answer only calls tools), tool_calls keep their shape, tool_plan and
 // citations are left out, usage comes from appendUsage.
 func chatResponse(raw []byte, model string, created int64, fallbackID string) ([]byte, *provider.Error) {
-	if !gjson.ValidBytes(raw) {
+	if !jsonraw.Valid(raw) {
 		return nil, protocolError("answer is not JSON")
 	}
 	root := gjson.ParseBytes(raw)
@@ -194,7 +195,7 @@ func appendStr(b []byte, v gjson.Result, def string) []byte {
 // into OpenAI's embedding list; with b64 each vector is encoded as
 // little-endian float32s in base64, as OpenAI's encoding_format "base64".
 func embedResponse(raw []byte, model string, b64 bool) ([]byte, *provider.Error) {
-	if !gjson.ValidBytes(raw) {
+	if !jsonraw.Valid(raw) {
 		return nil, protocolError("answer is not JSON")
 	}
 	root := gjson.ParseBytes(raw)

@@ -127,7 +127,7 @@ func (s *stream) handle(ev sse.Event) error {
 	if data == "" {
 		return nil // a bare "event:" line, e.g. a keep-alive
 	}
-	if !gjson.Valid(data) {
+	if !jsonraw.ValidString(data) {
 		return protocolError("event data is not JSON")
 	}
 	root := gjson.Parse(data)

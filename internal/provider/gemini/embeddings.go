@@ -9,6 +9,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
@@ -101,7 +102,7 @@ func estimateTokens(s string) int64 {
 // [{"values":[...]}]} into OpenAI's embedding list. Usage is the estimate
 // of buildEmbed, unless the answer carries usageMetadata.promptTokenCount.
 func translateEmbeddings(body []byte, model string, info embedInfo) ([]byte, *provider.Error) {
-	if !gjson.ValidBytes(body) {
+	if !jsonraw.Valid(body) {
 		return nil, &provider.Error{Kind: provider.KindProtocol, Message: "answer is not JSON"}
 	}
 	root := parse(body)

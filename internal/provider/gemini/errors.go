@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
@@ -46,7 +47,7 @@ const codeKeyInvalid = "API_KEY_INVALID"
 // parseError is ParseError; it also returns the RetryInfo delay and whether
 // Google rejected the API key.
 func parseError(status int, body []byte) (e *provider.Error, delay time.Duration, keyInvalid bool) {
-	if !gjson.ValidBytes(body) {
+	if !jsonraw.Valid(body) {
 		return &provider.Error{Status: status}, 0, false
 	}
 	root := gjson.ParseBytes(body)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
@@ -758,7 +759,7 @@ func (b *chatBuilder) functionCall(id, name, args, sig gjson.Result, at string, 
 		a = "{}"
 	case args.Type != gjson.String:
 		return invalidType(at+".arguments", "a string")
-	case !gjson.Valid(a) || !gjson.Parse(a).IsObject():
+	case !jsonraw.ValidRequestString(a) || !gjson.Parse(a).IsObject():
 		return invalidValue(at+".arguments", "expected a JSON object.")
 	}
 	if id.Type == gjson.String && id.Str != "" {
@@ -825,7 +826,7 @@ func (b *chatBuilder) functionResponse(id gjson.Result, name string, c gjson.Res
 	b.contents = append(b.contents, `"name":`...)
 	b.contents = openai.AppendString(b.contents, name)
 	b.contents = append(b.contents, `,"response":`...)
-	if t := strings.TrimSpace(text); gjson.Valid(t) && gjson.Parse(t).IsObject() {
+	if t := strings.TrimSpace(text); jsonraw.ValidRequestString(t) && gjson.Parse(t).IsObject() {
 		b.contents = appendCompact(b.contents, t)
 	} else {
 		b.contents = append(b.contents, `{"result":`...)

@@ -12,7 +12,7 @@ import (
 
 func parseReq(t testing.TB, op openai.Op, body string) *openai.Request {
 	t.Helper()
-	req, oe := openai.ParseRequest(op, []byte(body))
+	req, oe := openai.ParseRequest(op, []byte(body), 0)
 	if oe != nil {
 		t.Fatalf("ParseRequest(%s): %v", body, oe)
 	}

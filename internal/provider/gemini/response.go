@@ -160,7 +160,7 @@ func streamError(obj gjson.Result) *provider.Error {
 // candidates) gives one empty choice finished by content_filter.
 // https://ai.google.dev/api/generate-content#generatecontentresponse
 func translateChat(body []byte, model string, created int64, seed uint64) ([]byte, *provider.Error) {
-	if !gjson.ValidBytes(body) {
+	if !jsonraw.Valid(body) {
 		return nil, &provider.Error{Kind: provider.KindProtocol, Message: "answer is not JSON"}
 	}
 	root := parse(body)

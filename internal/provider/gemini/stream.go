@@ -142,7 +142,7 @@ func (s *Stream) protocol(msg string) *provider.Error {
 
 // translate queues the OpenAI chunks of one upstream event.
 func (s *Stream) translate(data []byte) error {
-	if !gjson.ValidBytes(data) {
+	if !jsonraw.Valid(data) {
 		return s.protocol("invalid JSON in stream")
 	}
 	root := parse(data)

@@ -12,8 +12,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/tidwall/gjson"
-
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
@@ -215,7 +214,7 @@ func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Respo
 	if err != nil {
 		return nil, err
 	}
-	if !gjson.ValidBytes(b) {
+	if !jsonraw.Valid(b) {
 		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "answer is not JSON"}
 	}
 	return &provider.Response{Body: b}, nil

@@ -92,7 +92,7 @@ func legacyRequest(p *Provider, ctx context.Context, call *provider.Call) (*http
 
 func parse(t testing.TB, op openai.Op, body string) *openai.Request {
 	t.Helper()
-	req, oerr := openai.ParseRequest(op, []byte(body))
+	req, oerr := openai.ParseRequest(op, []byte(body), 0)
 	if oerr != nil {
 		t.Fatal(oerr)
 	}
