@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
 
@@ -157,6 +158,7 @@ func (x *Exchange) Send(req *http.Request, parse ErrorParser) error {
 	x.Resp = resp
 	x.Body = (*idleBody)(x)
 	x.timer = time.AfterFunc(x.idle, x.onIdle)
+	x.timer.Stop() // armed by each read
 	return nil
 }
 
@@ -252,12 +254,15 @@ func (x *Exchange) Close() error {
 // the exchange itself under another method set, so it costs no allocation.
 type idleBody Exchange
 
+// Read arms the idle timer only while it waits on the upstream: time the
+// gateway spends between reads (writing to a slow client) is not upstream
+// silence. A client that stops reading is the server's write timeout's to
+// handle.
 func (b *idleBody) Read(p []byte) (int, error) {
 	x := (*Exchange)(b)
+	x.timer.Reset(x.idle)
 	n, err := x.Resp.Body.Read(p)
-	if n > 0 {
-		x.timer.Reset(x.idle)
-	}
+	x.timer.Stop()
 	if err != nil && err != io.EOF {
 		if c := context.Cause(x.actx); errors.Is(c, ErrIdleTimeout) {
 			return n, &Error{Provider: x.h.Provider, Kind: KindTimeout}
@@ -290,38 +295,54 @@ func NewSSEStream(x *Exchange, needDone bool) *SSEStream {
 	return s
 }
 
-// Next implements Stream.
+// Next implements Stream. Only events of OpenAI's protocol pass: each
+// data is one JSON object (anything else means the upstream is broken: a
+// protocol error), and Chat and Completions streams carry no event names
+// (named events are dropped; an "error" event is the upstream's error).
 func (s *SSEStream) Next() (sse.Event, error) {
 	if s.rd == nil {
 		return sse.Event{}, io.EOF
 	}
-	ev, err := s.rd.Next()
-	if err != nil {
-		if err == io.EOF && s.NeedDone {
-			err = io.ErrUnexpectedEOF
+	for {
+		ev, err := s.rd.Next()
+		if err != nil {
+			if err == io.EOF && s.NeedDone {
+				err = io.ErrUnexpectedEOF
+			}
+			if err == io.ErrUnexpectedEOF || err == sse.ErrTooLarge {
+				return ev, s.protocol("stream ended unexpectedly")
+			}
+			if pe, ok := err.(*Error); ok {
+				pe.StreamStarted = s.started
+				return ev, pe
+			}
+			return ev, err
 		}
-		if err == io.ErrUnexpectedEOF || err == sse.ErrTooLarge {
-			return ev, &Error{Provider: s.provide, Kind: KindProtocol, Message: "stream ended unexpectedly", StreamStarted: s.started}
+		if ev.IsDone() {
+			return sse.Event{}, io.EOF
 		}
-		if pe, ok := err.(*Error); ok {
-			pe.StreamStarted = s.started
-			return ev, pe
+		named := len(ev.Name) > 0
+		if named && string(ev.Name) == "error" && s.NeedDone || !named && len(ev.Data) > 10 && bytes.HasPrefix(ev.Data, []byte(`{"error"`)) {
+			e := ParseOpenAIError(0, ev.Data)
+			e.Provider, e.Kind, e.StreamStarted = s.provide, KindStatus, s.started
+			if e.Status == 0 {
+				e.Status = http.StatusBadGateway
+			}
+			return sse.Event{}, e
 		}
-		return ev, err
+		if named && s.NeedDone {
+			continue // not an event of Chat's or Completions' protocol
+		}
+		if !jsonraw.ValidUTF8(ev.Data) || ev.Data[jsonraw.SkipSpace(jsonraw.String(ev.Data), 0)] != '{' {
+			return sse.Event{}, s.protocol("malformed stream event")
+		}
+		s.started = true
+		return ev, nil
 	}
-	if ev.IsDone() {
-		return sse.Event{}, io.EOF
-	}
-	if len(ev.Name) == 0 && len(ev.Data) > 10 && bytes.HasPrefix(ev.Data, []byte(`{"error"`)) {
-		e := ParseOpenAIError(0, ev.Data)
-		e.Provider, e.Kind, e.StreamStarted = s.provide, KindStatus, s.started
-		if e.Status == 0 {
-			e.Status = http.StatusBadGateway
-		}
-		return sse.Event{}, e
-	}
-	s.started = true
-	return ev, nil
+}
+
+func (s *SSEStream) protocol(msg string) *Error {
+	return &Error{Provider: s.provide, Kind: KindProtocol, Message: msg, StreamStarted: s.started}
 }
 
 // Pending implements Pender.
@@ -341,7 +362,7 @@ func (s *SSEStream) Close() error {
 // Only well-formed JSON fields are kept; raw bytes never reach the client.
 func ParseOpenAIError(status int, body []byte) *Error {
 	e := &Error{Status: status}
-	if !gjson.ValidBytes(body) {
+	if !jsonraw.Valid(body) {
 		return e
 	}
 	root := gjson.ParseBytes(body)

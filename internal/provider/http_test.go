@@ -501,3 +501,103 @@ func BenchmarkPost(b *testing.B) {
 		return h.Post(context.Background(), tmpl, body, ParseOpenAIError)
 	})
 }
+
+func TestExchangeIdleIgnoresTimeBetweenReads(t *testing.T) {
+	// The upstream has sent everything at once; the reader pausing longer
+	// than the idle timeout between reads (a slow client downstream) is
+	// not upstream silence.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 3 {
+			io.WriteString(w, "data: {}\n\n")
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer srv.Close()
+	h := NewHTTP("p", Timeouts{Idle: 50 * time.Millisecond})
+	defer h.Close()
+	sendKinds(t, func(t *testing.T, send func(context.Context, *HTTP, string, []byte) (*Exchange, error)) {
+		x, err := send(context.Background(), h, srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer x.Close()
+		buf := make([]byte, 10)
+		total := 0
+		for {
+			n, err := x.Body.Read(buf)
+			total += n
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("after %d bytes: %v", total, err)
+			}
+			time.Sleep(120 * time.Millisecond)
+		}
+		if total != 30 {
+			t.Fatalf("read %d bytes, want 30", total)
+		}
+	})
+}
+
+// readSSE streams body through an SSEStream and returns the events' data
+// and the error that ended it.
+func readSSE(t *testing.T, body string, needDone bool) ([]string, error) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	h := NewHTTP("p", Timeouts{})
+	defer h.Close()
+	x, err := h.Post(context.Background(), newTemplate(t, srv.URL), []byte(`{}`), testParser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewSSEStream(x, needDone)
+	defer st.Close()
+	var got []string
+	for {
+		ev, err := st.Next()
+		if err != nil {
+			return got, err
+		}
+		got = append(got, string(ev.Name)+"|"+string(ev.Data))
+	}
+}
+
+func TestSSEStreamRefusesWhatIsNotOpenAIs(t *testing.T) {
+	cases := []struct {
+		name, body string
+		want       string // events joined
+		broken     bool   // ends with a protocol error (else io.EOF)
+	}{
+		{"not json", "data: {\"a\":1}\n\ndata: {not json\n\ndata: [DONE]\n\n", `|{"a":1}`, true},
+		{"invalid bytes", "data: {\"a\":\"\xff\xfe\"}\n\ndata: [DONE]\n\n", ``, true},
+		{"not an object", "data: [1,2]\n\ndata: [DONE]\n\n", ``, true},
+		{"unknown event names dropped", "event: weird\ndata: {\"x\":1}\n\ndata: {\"a\":1}\n\nevent: other\ndata: junk\n\ndata: [DONE]\n\n", `|{"a":1}`, false},
+		{"deep", "data: " + strings.Repeat("[", 200) + strings.Repeat("]", 200) + "\n\ndata: [DONE]\n\n", ``, true},
+		{"spaced json", "data:   {\"a\":1}\n\ndata: [DONE]\n\n", `|  {"a":1}`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := readSSE(t, c.body, true)
+			if strings.Join(got, " ") != c.want {
+				t.Fatalf("events %q, want %q", got, c.want)
+			}
+			if c.broken {
+				if pe, ok := err.(*Error); !ok || pe.Kind != KindProtocol {
+					t.Fatalf("end %v, want a protocol error", err)
+				}
+			} else if err != io.EOF {
+				t.Fatalf("end %v, want EOF", err)
+			}
+		})
+	}
+	// Responses streams are named.
+	got, err := readSSE(t, "event: response.created\ndata: {\"type\":\"response.created\"}\n\n", false)
+	if err != io.EOF || len(got) != 1 {
+		t.Fatalf("responses: %q %v", got, err)
+	}
+}
