@@ -6,6 +6,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -13,10 +14,12 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/cohere"
@@ -51,6 +54,11 @@ type App struct {
 
 	// MaxTokens caps the max_tokens a client may ask for. Default: no cap.
 	MaxTokens int64 `json:"max_tokens,omitempty"`
+
+	// MaxJSONDepth bounds how deeply a request body's JSON may nest (400
+	// above). Upstream answers, admin API bodies and keys files are held to
+	// 128 levels. Default: 128; at most 1024.
+	MaxJSONDepth int `json:"max_json_depth,omitempty"`
 
 	// Deadline bounds attempts, backoff and fallbacks before the first byte
 	// of an answer: no new attempt or wait starts after it (one under way
@@ -105,10 +113,15 @@ type App struct {
 
 	providers map[string]provider.Provider
 	clients   []*provider.HTTP
+	// secrets are the credentials the gateway holds (provider keys, extra
+	// header values, declared key secrets), for redactor.
+	secrets   []string
+	redactor  *provider.Redactor
 	routes    *route.Table
 	health    *route.Health
 	healthRef bool // holds a healthPool reference
 	logger    *zap.Logger
+	ctx       caddy.Context
 	created   int64
 
 	mem      *memoryState
@@ -226,10 +239,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if pc == nil {
 			return fmt.Errorf("provider %q: empty config", name)
 		}
-		p, h, err := buildProvider(name, pc, repl)
+		p, h, secrets, err := buildProvider(name, pc, repl)
 		if err != nil {
 			return err
 		}
+		a.secrets = append(a.secrets, secrets...)
 		a.providers[name] = p
 		a.clients = append(a.clients, h)
 	}
@@ -257,7 +271,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.health, a.healthRef = v.(healthValue).Health, true
 	a.health.Configure(a.MaxFails, time.Duration(a.Cooldown))
-	return a.provisionGuard(ctx, repl)
+	if err := a.provisionGuard(ctx, repl); err != nil {
+		return err
+	}
+	a.redactor = provider.NewRedactor(a.secrets...)
+	a.ctx = ctx
+	return nil
 }
 
 // nativeKeyEnv is where the translated providers' keys conventionally live.
@@ -267,7 +286,9 @@ var nativeKeyEnv = map[string][]string{
 	"cohere":    {"COHERE_API_KEY", "CO_API_KEY"},
 }
 
-func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provider.Provider, *provider.HTTP, error) {
+// buildProvider returns the provider, its HTTP client and the secrets it
+// sends upstream (its key and extra header values).
+func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provider.Provider, *provider.HTTP, []string, error) {
 	typ := strings.ToLower(pc.Type)
 	if typ == "" {
 		typ = "openai"
@@ -285,7 +306,7 @@ func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provi
 		keyEnvs = []string{preset.KeyEnv}
 	}
 	if !compat && keyEnvs == nil {
-		return nil, nil, fmt.Errorf("provider %q: unknown type %q", name, pc.Type)
+		return nil, nil, nil, fmt.Errorf("provider %q: unknown type %q", name, pc.Type)
 	}
 	if pc.APIKey == "" {
 		for _, env := range keyEnvs {
@@ -294,9 +315,12 @@ func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provi
 			}
 		}
 	}
+	secrets := []string{key}
 	headers := make(http.Header, len(pc.Headers))
 	for k, v := range pc.Headers {
-		headers.Set(k, repl.ReplaceKnown(v, ""))
+		v = repl.ReplaceKnown(v, "")
+		headers.Set(k, v)
+		secrets = append(secrets, v)
 	}
 	h := provider.NewHTTP(name, provider.Timeouts{
 		Connect:   time.Duration(pc.ConnectTimeout),
@@ -322,7 +346,7 @@ func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provi
 			baseURL = preset.BaseURL
 		}
 		if baseURL == "" {
-			return nil, nil, fmt.Errorf("provider %q: base_url is required for type %s", name, typ)
+			return nil, nil, nil, fmt.Errorf("provider %q: base_url is required for type %s", name, typ)
 		}
 		p, err = openaicompat.New(openaicompat.Config{
 			Name: name, BaseURL: baseURL, APIKey: key, Headers: headers,
@@ -330,15 +354,18 @@ func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provi
 		}, h)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return p, h, nil
+	return p, h, secrets, nil
 }
 
 // Validate checks the configuration.
 func (a *App) Validate() error {
-	if a.MaxBodySize < 0 || a.MaxMessages < 0 || a.MaxTokens < 0 {
+	if a.MaxBodySize < 0 || a.MaxMessages < 0 || a.MaxTokens < 0 || a.MaxJSONDepth < 0 {
 		return fmt.Errorf("limits must not be negative")
+	}
+	if a.MaxJSONDepth > jsonraw.MaxDepthLimit {
+		return fmt.Errorf("max_json_depth must be at most %d", jsonraw.MaxDepthLimit)
 	}
 	return nil
 }
@@ -349,7 +376,50 @@ var activeApp atomic.Pointer[App]
 // Start implements caddy.App.
 func (a *App) Start() error {
 	activeApp.Store(a)
+	a.warnOpenRelay()
 	return nil
+}
+
+// warnOpenRelay logs once when the gateway holds a provider key, lets
+// anonymous clients in and listens beyond loopback: anyone who can reach
+// the port spends the key.
+func (a *App) warnOpenRelay() {
+	if a.RequireKey || len(a.Keys) > 0 || a.ctx.Context == nil {
+		return
+	}
+	keyed := false
+	for _, s := range a.secrets {
+		keyed = keyed || s != ""
+	}
+	if !keyed {
+		return
+	}
+	httpApp, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return
+	}
+	for name, srv := range httpApp.(*caddyhttp.App).Servers {
+		for _, l := range srv.Listen {
+			if exposed(l) {
+				a.logger.Warn("the gateway is an open relay: it holds provider keys, accepts clients without a gateway key and listens beyond loopback; declare keys or set require_key, or listen on 127.0.0.1",
+					zap.String("server", name), zap.String("listen", l))
+				return
+			}
+		}
+	}
+}
+
+// exposed reports whether a listen address reaches beyond loopback.
+func exposed(listen string) bool {
+	na, err := caddy.ParseNetworkAddress(listen)
+	if err != nil || na.IsUnixNetwork() || na.IsFdNetwork() {
+		return false
+	}
+	if na.Host == "" || na.Host == "localhost" {
+		return na.Host == ""
+	}
+	ip := net.ParseIP(na.Host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 // Stop implements caddy.App.
@@ -384,6 +454,8 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 		MaxBodyBytes:  a.MaxBodySize,
 		MaxMessages:   a.MaxMessages,
 		MaxTokens:     a.MaxTokens,
+		MaxJSONDepth:  a.MaxJSONDepth,
+		Redactor:      a.redactor,
 		Deadline:      time.Duration(a.Deadline),
 		RetryBackoff:  time.Duration(a.RetryBackoff),
 		MaxBackoff:    time.Duration(a.MaxBackoff),
@@ -401,6 +473,9 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 	}
 	if h.MaxTokens > 0 {
 		cfg.MaxTokens = h.MaxTokens
+	}
+	if h.MaxJSONDepth > 0 {
+		cfg.MaxJSONDepth = h.MaxJSONDepth
 	}
 	return gateway.New(cfg)
 }

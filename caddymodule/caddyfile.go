@@ -53,6 +53,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		}
 //		max_body_size   <size>
 //		max_messages    <n>
+//		max_json_depth  <n>
 //		max_tokens      <n>
 //		deadline        <duration>
 //		retry_backoff   <duration>
@@ -176,6 +177,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.MaxBodySize, err = parseSize(d)
 		case "max_messages":
 			a.MaxMessages, err = parseInt(d)
+		case "max_json_depth":
+			a.MaxJSONDepth, err = parseInt(d)
 		case "max_tokens":
 			var n int
 			n, err = parseInt(d)
@@ -416,8 +419,9 @@ func parseInt64(d *caddyfile.Dispenser) (int64, error) {
 // parseHandler sets up the handler from the ai_gateway directive:
 //
 //	ai_gateway {
-//		max_body_size <size>
-//		max_messages  <n>
+//		max_body_size  <size>
+//		max_messages   <n>
+//		max_json_depth <n>
 //		max_tokens    <n>
 //		models        <name|glob>...
 //	}
@@ -440,6 +444,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.MaxBodySize, err = parseSize(d)
 		case "max_messages":
 			h.MaxMessages, err = parseInt(d)
+		case "max_json_depth":
+			h.MaxJSONDepth, err = parseInt(d)
 		case "max_tokens":
 			var n int
 			n, err = parseInt(d)

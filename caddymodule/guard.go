@@ -98,6 +98,7 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 				return fmt.Errorf("key %q: secret is empty (is its environment variable set?)", kc.Name)
 			}
 			k.Hash = auth.HashSecret(secret)
+			a.secrets = append(a.secrets, secret)
 		case kc.SHA256 != "":
 			if k.Hash, err = auth.ParseHash(repl.ReplaceKnown(kc.SHA256, "")); err != nil {
 				return fmt.Errorf("key %q: %v", kc.Name, err)

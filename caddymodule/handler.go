@@ -38,6 +38,9 @@ type Handler struct {
 	MaxMessages int `json:"max_messages,omitempty"`
 	// MaxTokens overrides the app's max_tokens cap for this route.
 	MaxTokens int64 `json:"max_tokens,omitempty"`
+	// MaxJSONDepth overrides the app's request nesting bound for this
+	// route (at most 1024).
+	MaxJSONDepth int `json:"max_json_depth,omitempty"`
 	// Models restricts the models this route serves (names or globs).
 	// Others answer 404 model_not_found. Default: all.
 	Models []string `json:"models,omitempty"`

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
@@ -52,6 +53,12 @@ type Config struct {
 	MaxMessages int
 	// MaxTokens caps max_tokens a client may ask for (400 above); 0 = no cap.
 	MaxTokens int64
+	// MaxJSONDepth bounds the nesting of request bodies (400 above).
+	// Default: jsonraw.DefaultMaxDepth; at most jsonraw.MaxDepthLimit.
+	MaxJSONDepth int
+	// Redactor removes configured secrets from upstream error text before
+	// it reaches a client or a log.
+	Redactor *provider.Redactor
 	// Deadline bounds the time spent on attempts, backoff and fallbacks
 	// before a first byte is sent. It never cuts a healthy stream.
 	Deadline time.Duration
@@ -117,6 +124,10 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.MaxMessages <= 0 {
 		cfg.MaxMessages = DefaultMaxMessages
 	}
+	if cfg.MaxJSONDepth <= 0 {
+		cfg.MaxJSONDepth = jsonraw.DefaultMaxDepth
+	}
+	cfg.MaxJSONDepth = min(cfg.MaxJSONDepth, jsonraw.MaxDepthLimit)
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = DefaultDeadline
 	}
@@ -210,8 +221,12 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 	var err error
 	var native []byte
 	if info.Format == FormatAnthropic {
-		native = body
-		if body, err = anthropic.RequestToOpenAI(body); err != nil {
+		if oerr := openai.CheckBody(body, g.cfg.MaxJSONDepth); oerr != nil {
+			fail(w, info, oerr)
+			return
+		}
+		native = openai.StripSteering(body)
+		if body, err = anthropic.RequestToOpenAI(native); err != nil {
 			oe, ok := err.(*openai.Error)
 			if !ok {
 				oe = openai.BadRequest("The request could not be translated.", "", "invalid_request")
@@ -220,7 +235,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 			return
 		}
 	}
-	req, oerr := openai.ParseRequest(op, body)
+	req, oerr := openai.ParseRequest(op, body, g.cfg.MaxJSONDepth)
 	if oerr != nil {
 		fail(w, info, oerr)
 		return

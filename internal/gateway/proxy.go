@@ -102,6 +102,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, gwKey *auth.Key,
 			if !ok {
 				pe = &provider.Error{Provider: tgt.Provider, Kind: provider.KindConnect}
 			}
+			g.cfg.Redactor.Error(pe) // upstream text may echo our credentials
 			lastErr, lastKey, retryWait = pe, key, 0
 			g.log.Warn("upstream attempt failed",
 				zap.String("model", req.Model), zap.String("provider", tgt.Provider),

@@ -122,7 +122,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, req *openai.Request, st pro
 	// the client's stream shape, never a clean-looking finish.
 	var oe *openai.Error
 	if pe, ok := err.(*provider.Error); ok {
-		oe = pe.ClientError()
+		oe = g.cfg.Redactor.Error(pe).ClientError()
 		if pe.Kind != provider.KindStatus {
 			// Connection broke or went idle mid-stream: say so, not "unreachable".
 			oe.Message = "The stream from upstream provider \"" + pe.Provider + "\" was interrupted."
