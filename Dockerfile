@@ -16,7 +16,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=build /out/caddy /usr/bin/caddy
 COPY --from=build /out/fakellm /usr/bin/fakellm
 COPY Caddyfile.example /etc/caddy/Caddyfile
-ENV XDG_CONFIG_HOME=/var/lib/caddy/config XDG_DATA_HOME=/var/lib/caddy/data
+# A container must listen on all interfaces; declare gateway keys (or set
+# require_key) before exposing it.
+ENV XDG_CONFIG_HOME=/var/lib/caddy/config XDG_DATA_HOME=/var/lib/caddy/data \
+    AI_GATEWAY_BIND=0.0.0.0
 USER caddy
 EXPOSE 8080
 ENTRYPOINT ["/usr/bin/caddy"]

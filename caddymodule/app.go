@@ -161,7 +161,9 @@ type ProviderConfig struct {
 	DropUnsupported bool `json:"drop_unsupported_params,omitempty"`
 
 	// Headers are extra request headers sent upstream (placeholders
-	// expanded at load time).
+	// expanded at load time). The values of those whose name holds auth,
+	// key, token, secret, password, cookie, session or signature are
+	// credentials: redacted from upstream error text like api_key.
 	Headers map[string]string `json:"headers,omitempty"`
 
 	// ConnectTimeout bounds dialing and TLS. Default: 10s.
@@ -320,7 +322,9 @@ func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provi
 	for k, v := range pc.Headers {
 		v = repl.ReplaceKnown(v, "")
 		headers.Set(k, v)
-		secrets = append(secrets, v)
+		if secretHeader(k) {
+			secrets = append(secrets, v)
+		}
 	}
 	h := provider.NewHTTP(name, provider.Timeouts{
 		Connect:   time.Duration(pc.ConnectTimeout),
@@ -357,6 +361,19 @@ func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provi
 		return nil, nil, nil, err
 	}
 	return p, h, secrets, nil
+}
+
+// secretHeader reports whether an extra header's value is a credential, by
+// its name: one holding auth, key, token, secret, password, cookie, session
+// or signature.
+func secretHeader(name string) bool {
+	name = strings.ToLower(name)
+	for _, w := range [...]string{"auth", "key", "token", "secret", "password", "cookie", "session", "signature"} {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // Validate checks the configuration.
