@@ -282,6 +282,11 @@ func TestProbeBadInputIsRefused(t *testing.T) {
 		{"control characters in the model", "/v1/chat/completions", `{"model":"a\r\nX-Injected: 1","messages":[]}`, "invalid_value"},
 		{"invalid UTF-8", "/v1/chat/completions", "{\"model\":\"ok\",\"messages\":[{\"role\":\"user\",\"content\":\"\xc3\x28\"}]}", "invalid_json"},
 		{"invalid UTF-8 to /v1/messages", "/v1/messages", "{\"model\":\"claude-x\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}", ""},
+		{"n over 128", "/v1/chat/completions", `{"model":"ok","n":129,"messages":[]}`, "invalid_value"},
+		{"129 tools", "/v1/chat/completions", `{"model":"ok","messages":[],"tools":[` + strings.Repeat(`{"type":"function","function":{"name":"f"}},`, 128) + `{"type":"function","function":{"name":"f"}}]}`, "invalid_value"},
+		{"129 tools to /v1/messages", "/v1/messages", `{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"tools":[` + strings.Repeat(`{"name":"f","input_schema":{"type":"object"}},`, 128) + `{"name":"f","input_schema":{"type":"object"}}]}`, ""},
+		{"2049 embedding inputs", "/v1/embeddings", `{"model":"ok","input":[` + strings.Repeat(`"a",`, 2048) + `"a"]}`, "invalid_value"},
+		{"max_tokens over the cap", "/v1/chat/completions", `{"model":"ok","max_tokens":1001,"messages":[]}`, "max_tokens_exceeded"},
 	}
 	for _, c := range cases {
 		code, hdr, resp := p.post(t, c.path, c.body)
@@ -293,6 +298,13 @@ func TestProbeBadInputIsRefused(t *testing.T) {
 				t.Errorf("%s: header %s is %d bytes", c.name, k, len(strings.Join(v, "")))
 			}
 		}
+	}
+	// Header values beyond the server's bound never reach the gateway.
+	req := mustReq(t, http.MethodPost, p.gw.URL+"/v1/chat/completions", `{"model":"ok","messages":[]}`)
+	req.Header.Set("Authorization", "Bearer "+canaryGatewayKey)
+	req.Header.Set("X-Huge", strings.Repeat("h", 2<<20))
+	if code, _, _ := do(t, req); code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("2 MiB header: %d", code)
 	}
 	// A model name at the bound is served, and echoed in the header.
 	name := strings.Repeat("m", 256)

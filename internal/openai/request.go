@@ -90,6 +90,14 @@ func ParseInPlace(data []byte) gjson.Result { return gjson.Parse(bytesString(dat
 // same rule as ParseInPlace.
 func GetInPlace(data []byte, path string) gjson.Result { return gjson.Get(bytesString(data), path) }
 
+// Bounds on a request's counts, as OpenAI documents them: n at most 128
+// choices, at most 128 tools, at most 2048 embedding inputs.
+const (
+	MaxChoices         = 128
+	MaxTools           = 128
+	MaxEmbeddingInputs = 2048
+)
+
 // MaxModelName bounds the length of a model name in bytes: it is echoed in
 // response headers, logs and metrics labels.
 const MaxModelName = 256
@@ -156,7 +164,7 @@ func ParseRequest(op Op, body []byte, maxDepth int) (*Request, *Error) {
 	}
 	req := &Request{Op: op, Body: body}
 	lay := &req.layout
-	var model, stream, streamOpts, maxTokens, maxCompletion, maxOutput, messages gjson.Result
+	var model, stream, streamOpts, maxTokens, maxCompletion, maxOutput, messages, n, tools, input gjson.Result
 	root.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
@@ -175,9 +183,14 @@ func ParseRequest(op Op, body []byte, maxDepth int) (*Request, *Error) {
 		case "messages":
 			messages = v
 		case "input":
+			input = v
 			if op == OpResponses {
 				messages = v
 			}
+		case "n":
+			n = v
+		case "tools":
+			tools = v
 		default:
 			if isSteering(k.Str) {
 				lay.steering = true
@@ -226,13 +239,26 @@ func ParseRequest(op Op, body []byte, maxDepth int) (*Request, *Error) {
 	}
 	switch {
 	case messages.IsArray():
-		n := 0
-		messages.ForEach(func(_, _ gjson.Result) bool { n++; return true })
-		req.Messages = n
+		req.Messages = count(messages)
 	case op == OpChat:
 		return nil, BadRequest("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
 	}
+	if n.Exists() && n.Type != gjson.Null && (n.Type != gjson.Number || n.Num < 1 || n.Num > MaxChoices || n.Num != float64(int64(n.Num))) {
+		return nil, BadRequest("Invalid value for 'n': expected an integer from 1 to "+strconv.Itoa(MaxChoices)+".", "n", "invalid_value")
+	}
+	if tools.IsArray() && count(tools) > MaxTools {
+		return nil, BadRequest("Too many tools: at most "+strconv.Itoa(MaxTools)+" are supported.", "tools", "invalid_value")
+	}
+	if op == OpEmbeddings && input.IsArray() && count(input) > MaxEmbeddingInputs {
+		return nil, BadRequest("Too many inputs: at most "+strconv.Itoa(MaxEmbeddingInputs)+" are supported.", "input", "invalid_value")
+	}
 	return req, nil
+}
+
+func count(arr gjson.Result) int {
+	n := 0
+	arr.ForEach(func(_, _ gjson.Result) bool { n++; return true })
+	return n
 }
 
 // CheckModelName refuses a model name longer than MaxModelName bytes or

@@ -83,6 +83,15 @@ func parseRequestRef(op Op, body []byte) (*Request, *Error) {
 	case op == OpChat:
 		return nil, BadRequest("messages", "messages", "missing_required_parameter")
 	}
+	if n := root.Get("n"); n.Exists() && n.Type != gjson.Null && (n.Type != gjson.Number || n.Num < 1 || n.Num > MaxChoices || n.Num != float64(int64(n.Num))) {
+		return nil, BadRequest("n", "n", "invalid_value")
+	}
+	if len(root.Get("tools").Array()) > MaxTools {
+		return nil, BadRequest("tools", "tools", "invalid_value")
+	}
+	if in := root.Get("input"); op == OpEmbeddings && in.IsArray() && len(in.Array()) > MaxEmbeddingInputs {
+		return nil, BadRequest("input", "input", "invalid_value")
+	}
 	return req, nil
 }
 
@@ -190,6 +199,12 @@ var requestBodies = []string{
 	`{"model":"` + strings.Repeat("m", 300) + `","messages":[]}`,
 	"{\"model\":\"bad\xffutf8\",\"messages\":[]}",
 	`{"model":"deep","messages":[` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `]}`,
+	`{"model":"m","messages":[],"n":129}`,
+	`{"model":"m","messages":[],"n":128}`,
+	`{"model":"m","messages":[],"n":1.5}`,
+	`{"model":"m","messages":[],"n":"2"}`,
+	`{"model":"m","messages":[],"tools":[` + strings.Repeat(`{},`, 128) + `{}]}`,
+	`{"model":"m","input":[` + strings.Repeat(`"a",`, 2048) + `"a"]}`,
 }
 
 var upstreamModels = []string{"gpt-4o", "upstream-model", "", "a\"b", "café", "tab\there", "x\\y", "<&>", "\u2028", "deployments/x y"}
