@@ -285,6 +285,8 @@ func TestHardeningAbandonedStreams(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			_, _, dump := do(t, mustReq(t, http.MethodGet, gw.AdminURL+"/debug/pprof/goroutine?debug=1", ""))
+			t.Logf("goroutines:\n%s", tail(dump, 8000))
 			t.Fatalf("5 s after %d abandoned streams: goroutines %d (baseline %d); upstream cancelled %d of %d, in flight %d; upstream conns open %d (baseline %d), active %d",
 				total, now, base, st.Cancelled, st.Total, st.InFlight, open, baseOpen, active)
 		}
@@ -493,18 +495,25 @@ func TestHardeningShutdownEndsStreams(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, func() bool { return started.Load() == int64(len(clients)) }, "streams did not all start")
 
+	exited := make(chan time.Time, 1)
+	go func() { <-gw.done; exited <- time.Now() }()
 	sigAt := time.Now()
 	if err := gw.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
+	var exitedAt time.Time
 	select {
-	case <-gw.done:
+	case exitedAt = <-exited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("caddy did not exit 10 s after SIGTERM")
 	}
-	exitedAfter := time.Since(sigAt)
+	var lastEnd time.Duration
 	for i, r := range results {
+		lastEnd = max(lastEnd, r.endedAt.Sub(sigAt))
+		if !r.endedAt.Before(exitedAt) {
+			t.Errorf("client %d (kind %d): stream ended when the process exited, not before", i, r.kind)
+		}
 		if r.err != nil {
 			t.Errorf("client %d (kind %d): %v", i, r.kind, r.err)
 			continue
@@ -530,7 +539,7 @@ func TestHardeningShutdownEndsStreams(t *testing.T) {
 			t.Errorf("client %d: no content before the end", i)
 		}
 	}
-	t.Logf("caddy exited %v after SIGTERM", exitedAfter)
+	t.Logf("streams ended at most %v after SIGTERM; caddy exited after %v", lastEnd, exitedAt.Sub(sigAt))
 }
 
 // envelopeCheck verifies a 401 in OpenAI's envelope (or Anthropic's on
