@@ -58,6 +58,9 @@ const hardeningCaddyfile = `{
 		model claude-slow {
 			target claude slow-model
 		}
+		model hang {
+			target up hang-model
+		}
 		{{.Guard}}
 	}
 }
@@ -415,6 +418,7 @@ func TestHardeningShutdownEndsStreams(t *testing.T) {
 	up := startFake(t, fakellm.Options{Name: "fake"})
 	// 300 chunks 100 ms apart: 30 s, far beyond the grace period.
 	up.Script("slow-model", fakellm.Behavior{ChunkDelay: 100 * time.Millisecond, Chunks: 300})
+	up.Script("hang-model", fakellm.Behavior{Hang: true})
 	const grace = 2 * time.Second
 	gw := startHardeningGateway(t, up, "grace_period 2s", "")
 
@@ -493,7 +497,28 @@ func TestHardeningShutdownEndsStreams(t *testing.T) {
 			res.endedAt = time.Now()
 		}()
 	}
-	eventually(t, 30*time.Second, func() bool { return started.Load() == int64(len(clients)) }, "streams did not all start")
+	// A stream request still waiting for its first upstream byte.
+	var waiting struct {
+		status  int
+		body    string
+		endedAt time.Time
+		err     error
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		resp, err := client.Post(gw.URL+"/v1/chat/completions", "application/json", strings.NewReader(chatBody("hang", true)))
+		if err != nil {
+			waiting.err = err
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		waiting.status, waiting.body, waiting.endedAt, waiting.err = resp.StatusCode, string(b), time.Now(), err
+	}()
+	eventually(t, 30*time.Second, func() bool {
+		return started.Load() == int64(len(clients)) && up.Stats().InFlight == len(clients)+1
+	}, "streams did not all start")
 
 	exited := make(chan time.Time, 1)
 	go func() { <-gw.done; exited <- time.Now() }()
@@ -538,6 +563,11 @@ func TestHardeningShutdownEndsStreams(t *testing.T) {
 		if r.content == 0 {
 			t.Errorf("client %d: no content before the end", i)
 		}
+	}
+	if waiting.err != nil || waiting.status != http.StatusServiceUnavailable || gjson.Get(waiting.body, "error.code").Str != "gateway_shutting_down" {
+		t.Errorf("a stream request waiting for its first byte: %d %v %.300s, want 503 gateway_shutting_down", waiting.status, waiting.err, waiting.body)
+	} else if took := waiting.endedAt.Sub(sigAt); took > grace {
+		t.Errorf("the waiting request was answered %v after SIGTERM", took)
 	}
 	t.Logf("streams ended at most %v after SIGTERM; caddy exited after %v", lastEnd, exitedAt.Sub(sigAt))
 }
