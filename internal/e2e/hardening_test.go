@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -303,21 +304,22 @@ func TestHardeningAbandonedStreams(t *testing.T) {
 
 // streamResult is what one raw SSE client saw.
 type streamResult struct {
-	content  int    // chunks with delta content
-	done     bool   // [DONE] was the last event
-	usage    string // the usage object, raw
-	last     sseEvent
-	err      error
-	endedAt  time.Time
-	finished bool
+	content int    // chunks with delta content
+	done    bool   // [DONE] was the last event
+	usage   string // the usage object, raw
+	last    sseEvent
+	err     error
 }
 
 // readChatStream reads an OpenAI chat stream to its end.
 func readChatStream(r io.Reader, started func()) streamResult {
-	var res streamResult
-	res.err = readSSE(r, func(ev sseEvent) bool {
+	var (
+		res   streamResult
+		after error
+	)
+	err := readSSE(r, func(ev sseEvent) bool {
 		if res.done {
-			res.err = errors.New("event after [DONE]")
+			after = errors.New("event after [DONE]")
 			return false
 		}
 		res.last = ev
@@ -336,7 +338,7 @@ func readChatStream(r io.Reader, started func()) streamResult {
 		}
 		return true
 	})
-	res.endedAt = time.Now()
+	res.err = cmp.Or(after, err)
 	return res
 }
 
@@ -572,7 +574,7 @@ func TestHardeningShutdownEndsStreams(t *testing.T) {
 	t.Logf("streams ended at most %v after SIGTERM; caddy exited after %v", lastEnd, exitedAt.Sub(sigAt))
 }
 
-// envelopeCheck verifies a 401 in OpenAI's envelope (or Anthropic's on
+// checkUnauthorized verifies a 401 in OpenAI's envelope (or Anthropic's on
 // /v1/messages) that does not echo secret.
 func checkUnauthorized(t *testing.T, what string, anthropicShape bool, status int, hdr http.Header, body, secret string) {
 	t.Helper()
