@@ -121,8 +121,13 @@ type App struct {
 	health    *route.Health
 	healthRef bool // holds a healthPool reference
 	logger    *zap.Logger
-	ctx       caddy.Context
 	created   int64
+
+	ctx        caddy.Context
+	drain      *gateway.Drain // shared across reloads (drainPool)
+	drainRef   bool
+	grace      time.Duration // the http app's grace period
+	graceKnown bool
 
 	mem      *memoryState
 	poolKeys []string
@@ -234,6 +239,14 @@ const healthKey = "ai_gateway.health"
 // Provision sets defaults, builds providers and the routing table.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ctx = ctx
+	dv, _, err := drainPool.LoadOrNew(drainKey, func() (caddy.Destructor, error) {
+		return drainValue{new(gateway.Drain)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.drain, a.drainRef = dv.(drainValue).Drain, true
 	a.created = time.Now().Unix()
 	repl := caddy.NewReplacer()
 	a.providers = make(map[string]provider.Provider, len(a.Providers))
@@ -277,7 +290,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.redactor = provider.NewRedactor(a.secrets...)
-	a.ctx = ctx
 	return nil
 }
 
@@ -394,6 +406,11 @@ var activeApp atomic.Pointer[App]
 func (a *App) Start() error {
 	activeApp.Store(a)
 	a.warnOpenRelay()
+	if app, err := a.ctx.AppIfConfigured("http"); err == nil {
+		if h, ok := app.(*caddyhttp.App); ok {
+			a.grace, a.graceKnown = time.Duration(h.GracePeriod), true
+		}
+	}
 	return nil
 }
 
@@ -439,6 +456,37 @@ func exposed(listen string) bool {
 	return ip == nil || !ip.IsLoopback()
 }
 
+
+// drainPool shares one gateway.Drain across reloads, so that the process
+// exit also ends the streams still served by older configurations.
+var drainPool = caddy.NewUsagePool()
+
+type drainValue struct{ *gateway.Drain }
+
+func (drainValue) Destruct() error { return nil }
+
+const drainKey = "ai_gateway.drain"
+
+// drainOnExit is registered with every server that runs an ai_gateway
+// handler, which calls it when it begins to shut down. On a config reload
+// it does nothing: streams run to their end on the old server. When the
+// process exits, live streams end with a gateway_shutting_down error event
+// shortly before the http app's grace period runs out (a quarter of it
+// before, at most 1s), where Caddy would cut their connections; at once if
+// the grace period is unknown; never with the eternal default grace period,
+// with which Caddy waits for every stream to end.
+func (a *App) drainOnExit() {
+	if !caddy.Exiting() {
+		return
+	}
+	switch {
+	case !a.graceKnown:
+		a.drain.DrainIn(0)
+	case a.grace > 0:
+		a.drain.DrainIn(a.grace - min(a.grace/4, time.Second))
+	}
+}
+
 // Stop implements caddy.App.
 func (a *App) Stop() error {
 	activeApp.CompareAndSwap(a, nil)
@@ -447,6 +495,10 @@ func (a *App) Stop() error {
 
 // Cleanup releases pooled state and connections.
 func (a *App) Cleanup() error {
+	if a.drainRef {
+		a.drainRef = false
+		_, _ = drainPool.Delete(drainKey)
+	}
 	for _, h := range a.clients {
 		h.Close()
 	}
@@ -481,6 +533,7 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 		Created:       a.created,
 		Models:        h.Models,
 		Guard:         a.guard(logger),
+		Drain:         a.drain,
 	}
 	if h.MaxBodySize > 0 {
 		cfg.MaxBodyBytes = h.MaxBodySize

@@ -72,6 +72,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
 	ctx.OnCancel(func() { unregisterMetrics(reg) })
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		srv.RegisterOnShutdown(app.drainOnExit)
+	}
 	h.gw, err = app.newGateway(h, ctx.Logger())
 	return err
 }

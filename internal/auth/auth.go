@@ -95,8 +95,13 @@ func NewSecret() (string, error) {
 // SDKs send it), "api-key" (Azure OpenAI SDKs) and "x-api-key" (Anthropic
 // SDKs). A header that is present but malformed (another scheme, an empty
 // value, embedded spaces or control characters) is skipped. It returns "" when
-// no header carries a secret.
+// no header carries a secret, and when any of these headers appears more
+// than once: which of two credentials counts would be a guess (and a proxy
+// in front may have checked the other).
 func SecretFromRequest(h http.Header) string {
+	if len(h["Authorization"]) > 1 || len(h["Api-Key"]) > 1 || len(h["X-Api-Key"]) > 1 {
+		return ""
+	}
 	if v := h.Get("Authorization"); v != "" {
 		scheme, token, ok := strings.Cut(strings.TrimSpace(v), " ")
 		if ok && strings.EqualFold(scheme, "Bearer") {

@@ -96,3 +96,28 @@ func TestSecretFromRequest(t *testing.T) {
 		}
 	}
 }
+
+// A credential header sent twice is ambiguous: no secret, even when one of
+// the values (or both) would do.
+func TestSecretFromRequestDuplicates(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		headers [][2]string
+	}{
+		{"two bearers", [][2]string{{"Authorization", "Bearer a"}, {"Authorization", "Bearer b"}}},
+		{"the same bearer twice", [][2]string{{"Authorization", "Bearer a"}, {"Authorization", "Bearer a"}}},
+		{"basic then bearer", [][2]string{{"Authorization", "Basic eDp5"}, {"Authorization", "Bearer a"}}},
+		{"two bearers and an api-key", [][2]string{{"Authorization", "Bearer a"}, {"Authorization", "Bearer b"}, {"api-key", "c"}}},
+		{"two api-keys", [][2]string{{"api-key", "a"}, {"api-key", "b"}}},
+		{"two x-api-keys", [][2]string{{"x-api-key", "a"}, {"x-api-key", "b"}}},
+	} {
+		h := http.Header{}
+		for _, kv := range tc.headers {
+			h.Add(kv[0], kv[1])
+		}
+		if got := auth.SecretFromRequest(h); got != "" {
+			t.Errorf("%s: got %q, want none", tc.name, got)
+		}
+	}
+}

@@ -75,6 +75,9 @@ type Config struct {
 	Models []string
 	// Guard enforces gateway keys, limits and budgets; nil = open gateway.
 	Guard *Guard
+	// Drain, when set, ends live streams with a terminal error event when
+	// the process exits; shared by the caller across reloads.
+	Drain *Drain
 }
 
 // Gateway serves OpenAI-compatible requests. It is safe for concurrent use.
@@ -263,6 +266,10 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 			return
 		}
 		defer adm.finish(r.Context(), info)
+	}
+	if req.Stream && g.cfg.Drain != nil {
+		g.proxyDrainable(w, r, key, req, native, rt, info)
+		return
 	}
 	g.proxy(w, r, key, req, native, rt, info)
 }

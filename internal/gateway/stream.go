@@ -134,6 +134,9 @@ func (g *Gateway) serveStream(w http.ResponseWriter, req *openai.Request, st pro
 	if oe.Code == "" || oe.Code == "upstream_invalid_response" {
 		oe.Code = "upstream_stream_error"
 	}
+	if g.cfg.Drain.Drained() {
+		oe = errShuttingDown() // the drain cancelled the upstream attempt
+	}
 	info.Status = 599 // logged as a broken stream; the client already has 200
 	switch {
 	case info.Format == FormatAnthropic:
