@@ -67,6 +67,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		"bad size":             "ai_gateway {\nmax_body_size huge\n}",
 		"unknown provider key": "ai_gateway {\nprovider a {\ncolour blue\n}\n}",
 		"option twice":         "ai_gateway {\nmax_fails 1\nmax_fails 2\n}",
+		"NaN price":            "ai_gateway {\nprice m NaN 1\n}",
+		"infinite budget":      "ai_gateway {\nkey k {\nsecret s\nbudget Inf\n}\n}",
 	}
 	for name, in := range bad {
 		t.Run(name, func(t *testing.T) {
