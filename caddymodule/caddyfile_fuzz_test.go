@@ -10,7 +10,8 @@ import (
 )
 
 // caddyfileSeeds are valid ai_gateway blocks (the global option and the
-// handler directive) and hostile ones.
+// handler directive) and hostile ones. testdata/fuzz/FuzzCaddyfile holds
+// inputs the fuzzer found.
 var caddyfileSeeds = []string{
 	`ai_gateway`,
 	`ai_gateway {
@@ -104,7 +105,13 @@ func FuzzCaddyfile(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, input string) {
-		v, err := parseGlobalOption(caddyfile.NewTestDispenser(input), nil)
+		// Not caddyfile.NewTestDispenser: it exits the process on input the
+		// lexer rejects (Caddy's adapter reports those as errors).
+		tokens, err := caddyfile.Tokenize([]byte(input), "Caddyfile")
+		if err != nil {
+			return
+		}
+		v, err := parseGlobalOption(caddyfile.NewDispenser(tokens), nil)
 		if err == nil {
 			ha, ok := v.(httpcaddyfile.App)
 			if !ok || ha.Name != "ai_gateway" {
@@ -125,7 +132,7 @@ func FuzzCaddyfile(f *testing.F) {
 		}
 
 		var h Handler
-		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil {
+		if err := h.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err == nil {
 			out, err := json.Marshal(&h)
 			if err != nil {
 				t.Fatalf("handler JSON: %v", err)
