@@ -83,3 +83,11 @@ func TestCaddyfileErrors(t *testing.T) {
 		t.Fatal("handler accepted unknown subdirective")
 	}
 }
+
+func TestCaddyfileNumberErrorNamesTheOption(t *testing.T) {
+	var a App
+	err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ai_gateway {\nmax_fails many\n}"))
+	if err == nil || !strings.Contains(err.Error(), `max_fails: invalid number "many"`) {
+		t.Fatalf("error %v, want it to name max_fails", err)
+	}
+}

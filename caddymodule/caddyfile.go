@@ -478,13 +478,14 @@ func parseString(d *caddyfile.Dispenser, dst *string) error {
 }
 
 func parseInt(d *caddyfile.Dispenser) (int, error) {
+	dir := d.Val()
 	var s string
 	if err := parseString(d, &s); err != nil {
 		return 0, err
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
-		return 0, d.Errf("%s: invalid number %q", d.Val(), s)
+		return 0, d.Errf("%s: invalid number %q", dir, s)
 	}
 	return n, nil
 }
