@@ -4,8 +4,9 @@ BIN       := bin
 CADDY     := $(BIN)/caddy
 FAKELLM   := $(BIN)/fakellm
 PKG       := github.com/caddy-ai-gateway/caddy-ai-gateway
+FUZZTIME  ?= 30s
 
-.PHONY: all build run test vet fmt bench bench-go clean
+.PHONY: all build run test vet fmt fuzz bench bench-go clean
 
 all: build
 
@@ -26,6 +27,20 @@ run: build
 test:
 	$(GO) vet ./...
 	$(GO) test -race -timeout 30m ./...
+
+# Runs every Fuzz* target in the repository for FUZZTIME each, one after
+# another (go test fuzzes one target per invocation), and fails at the end if
+# any target failed; the failing input is saved under the package's
+# testdata/fuzz/<Target>/. Not part of `make test`.
+fuzz:
+	@failed=; \
+	for t in $$(grep -rE --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . | \
+			sed -E 's|^(.*)/[^/]*:func (Fuzz[A-Za-z0-9_]*)$$|\1:\2|' | sort); do \
+		dir=$${t%%:*}; name=$${t#*:}; \
+		echo "== $$dir $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$dir || failed="$$failed $$dir:$$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz targets failed:$$failed"; exit 1; fi
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

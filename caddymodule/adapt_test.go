@@ -67,6 +67,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		"bad size":             "ai_gateway {\nmax_body_size huge\n}",
 		"unknown provider key": "ai_gateway {\nprovider a {\ncolour blue\n}\n}",
 		"option twice":         "ai_gateway {\nmax_fails 1\nmax_fails 2\n}",
+		"NaN price":            "ai_gateway {\nprice m NaN 1\n}",
+		"infinite budget":      "ai_gateway {\nkey k {\nsecret s\nbudget Inf\n}\n}",
 	}
 	for name, in := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -79,5 +81,13 @@ func TestCaddyfileErrors(t *testing.T) {
 	var h Handler
 	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ai_gateway {\nfoo\n}")); err == nil {
 		t.Fatal("handler accepted unknown subdirective")
+	}
+}
+
+func TestCaddyfileNumberErrorNamesTheOption(t *testing.T) {
+	var a App
+	err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ai_gateway {\nmax_fails many\n}"))
+	if err == nil || !strings.Contains(err.Error(), `max_fails: invalid number "many"`) {
+		t.Fatalf("error %v, want it to name max_fails", err)
 	}
 }

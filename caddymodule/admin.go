@@ -51,6 +51,12 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	if a == nil {
 		return apiErr(http.StatusServiceUnavailable, "the ai_gateway app is not running")
 	}
+	return a.serveAdmin(w, r)
+}
+
+// serveAdmin routes an admin request to a's endpoints. Errors are
+// caddy.APIError values, which Caddy's admin server answers as JSON.
+func (a *App) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, "/ai_gateway/")
 	switch {
 	case rest == "keys":
@@ -125,12 +131,38 @@ type createKeyRequest struct {
 	auth.Policy
 }
 
-func (a *App) adminCreateKey(w http.ResponseWriter, r *http.Request) error {
+// maxAdminBody bounds the body of an admin request.
+const maxAdminBody = 1 << 20
+
+// decodeCreateKey reads the body of POST /ai_gateway/keys: one JSON object
+// of known fields and nothing after it. A body over maxAdminBody is 413,
+// anything else malformed 400.
+func decodeCreateKey(w http.ResponseWriter, r *http.Request) (createKeyRequest, error) {
 	var req createKeyRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return apiErr(http.StatusBadRequest, "invalid key JSON: %v", err)
+	err := dec.Decode(&req)
+	if err == nil {
+		if _, err = dec.Token(); err == io.EOF {
+			err = nil
+		} else if err == nil {
+			err = errors.New("unexpected data after the JSON object")
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return req, apiErr(http.StatusRequestEntityTooLarge, "key JSON larger than %d bytes", tooBig.Limit)
+	case err != nil:
+		return req, apiErr(http.StatusBadRequest, "invalid key JSON: %v", err)
+	}
+	return req, nil
+}
+
+func (a *App) adminCreateKey(w http.ResponseWriter, r *http.Request) error {
+	req, err := decodeCreateKey(w, r)
+	if err != nil {
+		return err
 	}
 	secret, err := auth.NewSecret()
 	if err != nil {

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"math"
 	"strconv"
 	"strings"
 
@@ -26,7 +27,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if err := app.UnmarshalCaddyfile(d); err != nil {
 		return nil, err
 	}
-	return httpcaddyfile.App{Name: "ai_gateway", Value: caddyconfig.JSON(app, nil)}, nil
+	var warnings []caddyconfig.Warning
+	raw := caddyconfig.JSON(app, &warnings)
+	if len(warnings) > 0 {
+		return nil, d.Errf("ai_gateway: encoding the configuration: %s", warnings[0].Message)
+	}
+	return httpcaddyfile.App{Name: "ai_gateway", Value: raw}, nil
 }
 
 // UnmarshalCaddyfile sets up the app from the ai_gateway global option:
@@ -155,8 +161,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			var nums [3]float64
 			for i, s := range args[1:] {
-				f, err := strconv.ParseFloat(s, 64)
-				if err != nil || f < 0 {
+				f, ok := parseAmount(s)
+				if !ok {
 					return d.Errf("price %s: invalid number %q", args[0], s)
 				}
 				nums[i] = f
@@ -345,8 +351,8 @@ func (kc *KeyConfig) unmarshal(d *caddyfile.Dispenser) error {
 			if len(args) < 1 || len(args) > 2 {
 				return d.ArgErr()
 			}
-			f, perr := strconv.ParseFloat(strings.TrimPrefix(args[0], "$"), 64)
-			if perr != nil || f < 0 {
+			f, ok := parseAmount(strings.TrimPrefix(args[0], "$"))
+			if !ok {
 				return d.Errf("budget: invalid amount %q", args[0])
 			}
 			kc.Budget = f
@@ -478,15 +484,26 @@ func parseString(d *caddyfile.Dispenser, dst *string) error {
 }
 
 func parseInt(d *caddyfile.Dispenser) (int, error) {
+	dir := d.Val()
 	var s string
 	if err := parseString(d, &s); err != nil {
 		return 0, err
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
-		return 0, d.Errf("%s: invalid number %q", d.Val(), s)
+		return 0, d.Errf("%s: invalid number %q", dir, s)
 	}
 	return n, nil
+}
+
+// parseAmount parses a price or a budget: a finite, non-negative number
+// (NaN and Inf would make the configuration impossible to encode as JSON).
+func parseAmount(s string) (float64, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false
+	}
+	return f, true
 }
 
 func parseDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
