@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
 
@@ -139,21 +141,22 @@ const maxAdminBody = 1 << 20
 // anything else malformed 400.
 func decodeCreateKey(w http.ResponseWriter, r *http.Request) (createKeyRequest, error) {
 	var req createKeyRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&req)
-	if err == nil {
-		if _, err = dec.Token(); err == io.EOF {
-			err = nil
-		} else if err == nil {
-			err = errors.New("unexpected data after the JSON object")
-		}
-	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdminBody))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
 		return req, apiErr(http.StatusRequestEntityTooLarge, "key JSON larger than %d bytes", tooBig.Limit)
 	case err != nil:
+		return req, apiErr(http.StatusBadRequest, "reading the key JSON: %v", err)
+	}
+	// Bounded nesting, UTF-8 and no member twice, before encoding/json
+	// (which would keep the last of duplicates).
+	if ce := jsonraw.Check(body, 0, jsonraw.Unique|jsonraw.UTF8); ce != nil {
+		return req, apiErr(http.StatusBadRequest, "invalid key JSON: %v", ce)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
 		return req, apiErr(http.StatusBadRequest, "invalid key JSON: %v", err)
 	}
 	return req, nil

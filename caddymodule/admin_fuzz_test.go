@@ -142,6 +142,10 @@ func TestAdminCreateKeyBodies(t *testing.T) {
 		{"too large", `{"name":"a","cache":"` + strings.Repeat("x", maxAdminBody) + `"}`, http.StatusRequestEntityTooLarge},
 		{"invalid name", `{"name":"a b"}`, http.StatusBadRequest},
 		{"taken", `{"name":"static-key"}`, http.StatusConflict},
+		{"duplicate member", `{"name":"a","name":"b"}`, http.StatusBadRequest},
+		{"escaped duplicate", `{"name":"a","n\u0061me":"b"}`, http.StatusBadRequest},
+		{"deep", `{"name":"a","metadata":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `}`, http.StatusBadRequest},
+		{"invalid UTF-8", "{\"name\":\"a\",\"cache\":\"\xff\"}", http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got, out := adminRequest(t, newAdminApp(t), http.MethodPost, "keys", []byte(tc.body)); got != tc.want {

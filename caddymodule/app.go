@@ -456,7 +456,6 @@ func exposed(listen string) bool {
 	return ip == nil || !ip.IsLoopback()
 }
 
-
 // drainPool shares one gateway.Drain across reloads, so that the process
 // exit also ends the streams still served by older configurations.
 var drainPool = caddy.NewUsagePool()

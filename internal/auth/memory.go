@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 )
 
 // Memory is an in-process [Store]. Runtime keys live in memory and, when a
@@ -56,6 +58,9 @@ func NewMemory(static []*Key, file string) (*Memory, error) {
 		return m, nil
 	}
 	var kf keyFile
+	if ce := jsonraw.Check(data, 0, jsonraw.Unique|jsonraw.UTF8); ce != nil {
+		return nil, fmt.Errorf("auth: reading keys from %s: %v", file, ce)
+	}
 	if err := json.Unmarshal(data, &kf); err != nil {
 		return nil, fmt.Errorf("auth: reading keys from %s: %w", file, err)
 	}

@@ -110,9 +110,11 @@ func TestMemoryBadFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	for name, content := range map[string]string{
-		"garbage":   "{",
-		"bad key":   `{"keys":[{"name":"a b","sha256":"` + auth.HashSecret("x").String() + `"}]}`,
-		"duplicate": `{"keys":[{"name":"a","sha256":"` + auth.HashSecret("x").String() + `"},{"name":"a","sha256":"` + auth.HashSecret("y").String() + `"}]}`,
+		"garbage":          "{",
+		"bad key":          `{"keys":[{"name":"a b","sha256":"` + auth.HashSecret("x").String() + `"}]}`,
+		"duplicate":        `{"keys":[{"name":"a","sha256":"` + auth.HashSecret("x").String() + `"},{"name":"a","sha256":"` + auth.HashSecret("y").String() + `"}]}`,
+		"duplicate member": `{"keys":[{"name":"a","name":"b","sha256":"` + auth.HashSecret("x").String() + `"}]}`,
+		"deep":             `{"keys":[{"name":"a","metadata":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `}]}`,
 	} {
 		file := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
 		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
