@@ -203,7 +203,7 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 		},
 	})
 	a.ledger = usage.NewRedisLedger(client, prefix+"usage:")
-	store, err := auth.NewRedis(client, prefix+"keys:", static)
+	store, err := auth.NewRedis(client, prefix, static)
 	if err != nil {
 		return fmt.Errorf("key store: %v", err)
 	}
