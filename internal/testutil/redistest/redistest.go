@@ -208,6 +208,20 @@ func (s *Server) Client() *redis.Client {
 	return c
 }
 
+// Keys returns the keys on the server matching pattern.
+func (s *Server) Keys(pattern string) []string {
+	s.t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	keys, err := c.Keys(ctx, pattern).Result()
+	if err != nil {
+		s.t.Fatalf("redistest: KEYS on %s: %v", s.Addr(), err)
+	}
+	return keys
+}
+
 // FlushAll empties the server.
 func (s *Server) FlushAll() {
 	s.t.Helper()
