@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto/tls"
 	"slices"
 	"strings"
@@ -8,6 +9,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/testutil/redistest"
 )
 
 func TestParseRedisURL(t *testing.T) {
@@ -116,5 +121,60 @@ func TestRedisPoolKeyHidesURL(t *testing.T) {
 	}
 	if k == redisPoolKey(url, time.Second) || k == redisPoolKey("redis://user:other@host:6379/0", 50*time.Millisecond) {
 		t.Fatal("different clients share a pool key")
+	}
+}
+
+// Each URL form gives a client that runs the limiter's scripts and the key
+// store's three-key scripts against a real deployment of its kind.
+func TestRedisClientsOnRealDeployments(t *testing.T) {
+	single := redistest.Start(t)
+	cl := redistest.StartCluster(t)
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "main")
+	addrs := cl.Addrs()
+	cases := []struct {
+		name string
+		url  string
+		mode redisMode
+	}{
+		{"single", "redis://" + single.Addr() + "/0", redisSingle},
+		{"cluster", "redis+cluster://" + addrs[0] + "?addr=" + addrs[1], redisCluster},
+		{"sentinel", "redis+sentinel://" + sentinel.Addr() + "?master_name=main", redisSentinel},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			target, err := parseRedisURL(tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if target.mode != tc.mode {
+				t.Fatalf("mode %s, want %s", target.mode, tc.mode)
+			}
+			client := target.client(2 * time.Second)
+			defer client.Close()
+			lim := ratelimit.NewRedis(client, "aigw:rl:")
+			rate := ratelimit.Rate{Limit: 1, Period: time.Minute}
+			for i, want := range []bool{true, false} {
+				res, err := lim.Take(ctx, "k", rate, 1)
+				if err != nil || res.Allowed != want {
+					t.Fatalf("take %d: %+v, %v; want allowed=%v", i, res, err, want)
+				}
+			}
+			store, err := auth.NewRedis(client, "aigw:", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			secret, _ := auth.NewSecret()
+			if err := store.Create(ctx, &auth.Key{Name: "k", Hash: auth.HashSecret(secret)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.Delete(ctx, "k"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if n := len(master.Keys("aigw:rl:*")); n != 1 {
+		t.Fatalf("the sentinel client wrote %d limiter keys to the master, want 1", n)
 	}
 }

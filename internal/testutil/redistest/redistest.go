@@ -2,7 +2,8 @@
 //
 // Start launches redis-server on a free 127.0.0.1 port without persistence
 // and stops it when the test ends; StartCluster does the same for a
-// three-master Redis Cluster. When redis-server (or, for a cluster,
+// three-master Redis Cluster and StartSentinel for a Sentinel watching a
+// server. When redis-server (or, for a cluster,
 // redis-cli) is not on PATH the test is skipped, unless the environment
 // variable CI is set, in which case it fails: CI must exercise the Redis code
 // paths.
@@ -33,6 +34,7 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	conf string   // configuration file, the first argument when set
 	args []string // extra redis-server arguments
 
 	mu   sync.Mutex
@@ -104,7 +106,11 @@ func (s *Server) start() error {
 		return fmt.Errorf("already running")
 	}
 	out := &bytes.Buffer{}
-	cmd := exec.Command(s.bin, append([]string{
+	var argv []string
+	if s.conf != "" {
+		argv = append(argv, s.conf)
+	}
+	cmd := exec.Command(s.bin, append(append(argv,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -112,7 +118,7 @@ func (s *Server) start() error {
 		"--dir", s.dir,
 		"--daemonize", "no",
 		"--loglevel", "warning",
-	}, s.args...)...)
+	), s.args...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return err
