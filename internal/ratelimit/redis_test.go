@@ -206,7 +206,8 @@ func testSharedLimit(t *testing.T, newClient func() redis.UniversalClient) {
 	expected := rps * elapsed.Seconds()
 	got := float64(admitted.Load())
 	t.Logf("sent %d, admitted %.0f in %v (rate alone: %.1f, +burst %d)", sent.Load(), got, elapsed, expected, burst)
-	if float64(sent.Load()) < 1.5*expected {
+	// The limiter is only tested when more was offered than it may admit.
+	if float64(sent.Load()) < 1.2*(expected+burst) {
 		t.Fatalf("offered load too low to test the limit: sent %d", sent.Load())
 	}
 	if got > expected+burst || got < 0.99*expected {
