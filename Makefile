@@ -6,7 +6,7 @@ FAKELLM   := $(BIN)/fakellm
 PKG       := github.com/caddy-ai-gateway/caddy-ai-gateway
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test vet fmt fuzz bench bench-go clean
+.PHONY: all build run test test-deps vet fmt fuzz bench bench-go clean
 
 all: build
 
@@ -23,10 +23,33 @@ run: build
 	kill $$fake 2>/dev/null; exit $$status
 
 # Vet, then every test with the race detector (the e2e tests build and start
-# the real Caddy; Redis tests need redis-server on PATH).
-test:
+# the real Caddy and their own redis-server processes).
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test -race -timeout 30m ./...
+
+# What the tests need besides Go. Each dependency is a deps-<name> target
+# listed in TEST_DEPS; its recipe is $(call need,<commands>,<apt packages>,<how
+# to get them>). A later dependency with another installer gets its own
+# target and recipe.
+TEST_DEPS := deps-redis
+
+test-deps: $(TEST_DEPS)
+
+deps-redis:
+	$(call need,redis-server redis-cli,redis-server,install the redis-server package as root (apt-get install redis-server) or put both on PATH)
+
+# missing: the commands of $(1) that are not on PATH.
+missing = $(strip $(foreach c,$(1),$(if $(shell command -v $(c) 2>/dev/null),,$(c))))
+# can_apt: non-empty when running as root on a machine with apt-get.
+can_apt = $(and $(filter 0,$(shell id -u 2>/dev/null)),$(shell command -v apt-get 2>/dev/null))
+# need: a recipe line that does nothing when the commands $(1) are on PATH,
+# installs the packages $(2) when it can, and otherwise stops make with one
+# line naming what is missing and $(3).
+need = $(if $(call missing,$(1)),$(if $(can_apt),$(call apt_install,$(1),$(2)),$(error test-deps: $(call missing,$(1)) not on PATH: $(3))),@:)
+apt_install = @echo "test-deps: installing $(2) (for $(call missing,$(1)))"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null || exit 1; \
+	for c in $(1); do command -v $$c >/dev/null 2>&1 || { echo "test-deps: $$c still not on PATH after installing $(2)" >&2; exit 1; }; done
 
 # Runs every Fuzz* target in the repository for FUZZTIME each, one after
 # another (go test fuzzes one target per invocation), and fails at the end if

@@ -81,7 +81,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		}
 //		require_key
 //		keys_file   <path>
-//		redis <url> {
+//		redis <redis|rediss|redis+cluster|rediss+cluster|redis+sentinel|rediss+sentinel://...> {
 //			timeout    <duration>
 //			on_failure fail_open|fail_closed
 //			prefix     <prefix>

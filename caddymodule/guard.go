@@ -33,14 +33,30 @@ type KeyConfig struct {
 
 // RedisConfig shares keys, limits, budgets and usage between gateways.
 type RedisConfig struct {
-	// URL is a redis:// or rediss:// URL (placeholders expanded).
+	// URL names the Redis deployment (placeholders such as {env.REDIS_URL}
+	// are expanded at load time); its scheme picks the kind:
+	//
+	//	redis://[user:password@]host:port[/db]             one server
+	//	redis+cluster://[user:password@]host:port?addr=host:port&addr=...
+	//	                                                   Redis Cluster: seed nodes, the rest is discovered
+	//	redis+sentinel://[user:password@]host:port[/db]?master_name=<name>&addr=host:port&password=...
+	//	                                                   Sentinel: the sentinels' addresses and the master's name
+	//
+	// and rediss, rediss+cluster, rediss+sentinel for the same over TLS.
+	// Query options are go-redis's (redis.ParseURL, redis.ParseClusterURL,
+	// redis.ParseFailoverURL). With Sentinel the password in front of the
+	// host is the sentinels' and the password option the master's.
+	// Passwords are never logged or shown; keep them out of the config with
+	// a placeholder.
 	URL string `json:"url"`
 	// Timeout bounds one limiter decision. Default: 50ms.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// OnFailure is fail_open (decide in process while Redis is slow or
 	// down) or fail_closed (answer 503). Default: fail_open.
 	OnFailure string `json:"on_failure,omitempty"`
-	// Prefix of every Redis key. Default: "aigw:".
+	// Prefix of every Redis key. Keys that scripts use together carry a
+	// hash tag of their own, so the prefix needs none for Redis Cluster.
+	// Default: "aigw:".
 	Prefix string `json:"prefix,omitempty"`
 }
 
@@ -63,7 +79,7 @@ type memoryState struct {
 
 func (m *memoryState) Destruct() error { m.cancel(); return nil }
 
-type redisState struct{ client *redis.Client }
+type redisState struct{ client redis.UniversalClient }
 
 func (r *redisState) Destruct() error { return r.client.Close() }
 
@@ -138,29 +154,24 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 		return nil
 	}
 
-	url := repl.ReplaceKnown(a.Redis.URL, "")
-	opts, err := redis.ParseURL(url)
+	rawURL := repl.ReplaceKnown(a.Redis.URL, "")
+	target, err := parseRedisURL(rawURL)
 	if err != nil {
-		return fmt.Errorf("redis: invalid url")
+		return fmt.Errorf("redis: %v", err)
 	}
 	timeout := time.Duration(a.Redis.Timeout)
 	if timeout <= 0 {
 		timeout = 50 * time.Millisecond
 	}
-	poolKey := "ai_gateway.redis." + url
-	rv, _, err := statePool.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
-		opts.DialTimeout = max(opts.DialTimeout, 200*time.Millisecond)
-		opts.MaxRetries = -1 // the failover decides; retries would stretch the timeout
-		// Honour the per-decision context deadline (go-redis ignores it
-		// otherwise and waits for its 3 s socket timeouts).
-		opts.ContextTimeoutEnabled = true
-		opts.ReadTimeout = max(timeout, 100*time.Millisecond)
-		opts.WriteTimeout = max(timeout, 100*time.Millisecond)
-		opts.PoolTimeout = max(timeout, 100*time.Millisecond)
-		return &redisState{client: redis.NewClient(opts)}, nil
+	poolKey := redisPoolKey(rawURL, timeout)
+	rv, loaded, err := statePool.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
+		return &redisState{client: target.client(timeout)}, nil
 	})
 	if err != nil {
 		return err
+	}
+	if !loaded {
+		logger.Info("redis client", zap.String("mode", string(target.mode)), zap.Stringer("url", target))
 	}
 	a.poolKeys = append(a.poolKeys, poolKey)
 	client := rv.(*redisState).client
@@ -193,7 +204,7 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 		},
 	})
 	a.ledger = usage.NewRedisLedger(client, prefix+"usage:")
-	store, err := auth.NewRedis(client, prefix+"keys:", static)
+	store, err := auth.NewRedis(client, prefix, static)
 	if err != nil {
 		return fmt.Errorf("key store: %v", err)
 	}

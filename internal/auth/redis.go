@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,13 +29,14 @@ const (
 //
 // Key layout, below prefix:
 //
-//	key:<name>   hash {sha256, policy (JSON), created (RFC 3339)}
-//	hash:<hex>   string: the name of the key with that secret hash
-//	names        set of all runtime key names (for List)
+//	{keys}:key:<name>   hash {sha256, policy (JSON), created (RFC 3339)}
+//	{keys}:hash:<hex>   string: the name of the key with that secret hash
+//	{keys}:names        set of all runtime key names (for List)
 //
-// Create and Delete are atomic Lua scripts, so name and hash uniqueness hold
-// across processes. With Redis Cluster, prefix must contain a hash tag (e.g.
-// "{aigw}:keys:") so that all keys share a slot.
+// Create and Delete are atomic Lua scripts over three of these keys, so name
+// and hash uniqueness hold across processes. The hash tag {keys} keeps every
+// key of the store in one Redis Cluster slot, which such scripts need (a
+// hash tag in prefix itself does the same).
 //
 // Lookup, the per-request path, is served from an in-process cache: a found
 // key is cached for PositiveCacheTTL and an unknown hash for
@@ -61,16 +63,25 @@ type cacheEntry struct {
 
 var _ Store = (*Redis)(nil)
 
+// slotTag follows the prefix of every key of a [Redis] store: a Redis
+// Cluster hash tag that puts them all in one slot.
+const slotTag = "{keys}:"
+
 // NewRedis returns a store keeping runtime keys in client under keys starting
-// with prefix (e.g. "aigw:keys:"). Static keys are validated as by
-// [NewMemory]. The client is owned by the caller.
+// with prefix (e.g. "aigw:"). Static keys are validated as by [NewMemory].
+// The client is owned by the caller.
 func NewRedis(client redis.UniversalClient, prefix string, static []*Key) (*Redis, error) {
+	// Redis Cluster hashes the text between the first '{' and the first '}'
+	// after it; an empty "{}" there would make it hash whole key names.
+	if i := strings.IndexByte(prefix, '{'); i >= 0 && strings.HasPrefix(prefix[i+1:], "}") {
+		return nil, fmt.Errorf("auth: redis: prefix %q starts an empty hash tag {}", prefix)
+	}
 	st, err := staticIndex(static)
 	if err != nil {
 		return nil, err
 	}
 	return &Redis{
-		client: client, prefix: prefix, static: st,
+		client: client, prefix: prefix + slotTag, static: st,
 		posTTL: PositiveCacheTTL, negTTL: NegativeCacheTTL,
 		cache: make(map[Hash]cacheEntry),
 	}, nil

@@ -22,15 +22,73 @@ func TestRedisSuite(t *testing.T) {
 	})
 }
 
+func TestRedisClusterSuite(t *testing.T) {
+	// Create and Delete are scripts over three keys: on a cluster they only
+	// run when the keys share a slot.
+	t.Parallel()
+	cl := redistest.StartCluster(t)
+	client := cl.Client()
+	runStoreSuite(t, func(t *testing.T, static []*auth.Key) (auth.Store, error) {
+		return auth.NewRedis(client, "test:"+t.Name()+":", static)
+	})
+}
+
+func TestRedisClusterSharedBetweenProcesses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cl := redistest.StartCluster(t)
+	a, err := auth.NewRedis(cl.Client(), "aigw:", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := auth.NewRedis(cl.Client(), "aigw:", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, secret := newKey(t, "shared")
+	h := auth.HashSecret(secret)
+	if err := a.Create(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	waitLookup(t, b, h, true, auth.NegativeCacheTTL)
+	if list, err := b.List(ctx); err != nil || len(list) != 1 || list[0].Name != "shared" {
+		t.Fatalf("B List = %v, %v", list, err)
+	}
+	if err := b.Create(ctx, k); !errors.Is(err, auth.ErrExists) {
+		t.Fatalf("B Create of A's key: %v", err)
+	}
+	if err := b.Delete(ctx, "shared"); err != nil {
+		t.Fatal(err)
+	}
+	waitLookup(t, a, h, false, auth.PositiveCacheTTL)
+	if keys := cl.Keys("aigw:*"); len(keys) != 0 {
+		t.Fatalf("keys left after Delete: %v", keys)
+	}
+}
+
+func TestRedisRejectsEmptyHashTag(t *testing.T) {
+	// NewRedis does not talk to Redis.
+	for _, prefix := range []string{"{}", "gw:{}:", "{}{x}"} {
+		if _, err := auth.NewRedis(nil, prefix, nil); err == nil {
+			t.Errorf("prefix %q accepted", prefix)
+		}
+	}
+	for _, prefix := range []string{"", "gw:", "{gw}:", "gw{"} {
+		if _, err := auth.NewRedis(nil, prefix, nil); err != nil {
+			t.Errorf("prefix %q: %v", prefix, err)
+		}
+	}
+}
+
 func TestRedisSharedBetweenProcesses(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	a, err := auth.NewRedis(srv.Client(), "aigw:keys:", nil)
+	a, err := auth.NewRedis(srv.Client(), "aigw:", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := auth.NewRedis(srv.Client(), "aigw:keys:", nil)
+	b, err := auth.NewRedis(srv.Client(), "aigw:", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,10 +138,10 @@ func TestRedisSharedBetweenProcesses(t *testing.T) {
 	if err := b.Delete(ctx, "shared"); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("B Delete of a deleted key: %v", err)
 	}
-	if n, _ := client.Exists(ctx, "aigw:keys:key:shared", "aigw:keys:hash:"+h.String()).Result(); n != 0 {
+	if n, _ := client.Exists(ctx, "aigw:{keys}:key:shared", "aigw:{keys}:hash:"+h.String()).Result(); n != 0 {
 		t.Fatalf("%d redis keys left after Delete", n)
 	}
-	if n, _ := client.SCard(ctx, "aigw:keys:names").Result(); n != 0 {
+	if n, _ := client.SCard(ctx, "aigw:{keys}:names").Result(); n != 0 {
 		t.Fatalf("%d names left after Delete", n)
 	}
 }

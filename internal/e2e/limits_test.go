@@ -331,7 +331,10 @@ func TestKeysAndLimits(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
-		if n := admitted.Load(); n < 1 || n > 2 {
+		// Two reservations fill the budget; a third fits once the first
+		// two have settled (2 x $0.009 < $0.02), which a loaded machine
+		// can allow before the last requests arrive. Never a fourth.
+		if n := admitted.Load(); n < 1 || n > 3 {
 			t.Fatalf("admitted %d of 8 simultaneous first requests", n)
 		}
 		// Spend until refused; the overspend stays within one reservation.

@@ -29,6 +29,16 @@ func TestRedisLedger(t *testing.T) {
 	})
 }
 
+func TestRedisClusterLedger(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t)
+	a, b := cl.Client(), cl.Client()
+	runLedgerSuite(t, func(t *testing.T) [2]usage.Ledger {
+		prefix := "test:" + t.Name() + ":"
+		return [2]usage.Ledger{usage.NewRedisLedger(a, prefix), usage.NewRedisLedger(b, prefix)}
+	})
+}
+
 // runLedgerSuite checks a Ledger; the factory returns two ledgers sharing
 // their state (the same one twice for Memory).
 func runLedgerSuite(t *testing.T, newLedgers func(*testing.T) [2]usage.Ledger) {

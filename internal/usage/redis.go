@@ -16,7 +16,8 @@ import (
 //	<prefix><key>@<window>  {requests, input, output, cached, cost}
 //
 // incremented with HINCRBY in a MULTI/EXEC transaction together with a
-// PEXPIREAT at the window's end, so records never outlive their window.
+// PEXPIREAT at the window's end, so records never outlive their window. A
+// transaction touches that one key only, so Redis Cluster works too.
 type RedisLedger struct {
 	client redis.UniversalClient
 	prefix string

@@ -1,9 +1,12 @@
 // Package redistest runs real redis-server processes for tests.
 //
 // Start launches redis-server on a free 127.0.0.1 port without persistence
-// and stops it when the test ends. When redis-server is not on PATH the test
-// is skipped, unless the environment variable CI is set, in which case it
-// fails: CI must exercise the Redis code paths.
+// and stops it when the test ends; StartCluster does the same for a
+// three-master Redis Cluster and StartSentinel for a Sentinel watching a
+// server. When redis-server (or, for a cluster,
+// redis-cli) is not on PATH the test is skipped, unless the environment
+// variable CI is set, in which case it fails: CI must exercise the Redis code
+// paths.
 package redistest
 
 import (
@@ -31,6 +34,8 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	conf string   // configuration file, the first argument when set
+	args []string // extra redis-server arguments
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -41,22 +46,24 @@ type Server struct {
 // answers PING and registers its termination with t.Cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("redistest: redis-server not found on PATH (required when CI is set): %v", err)
-		}
-		t.Skipf("redistest: redis-server not found on PATH: %v", err)
-	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	return start(t, freePort, nil)
+}
+
+// start launches a redis-server with args on a port from pick.
+func start(t testing.TB, pick func() (int, error), args func(s *Server) []string) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: lookPath(t, "redis-server"), dir: t.TempDir()}
 	t.Cleanup(s.Kill)
 	// A free port can be taken by someone else between probing and binding;
 	// try a few.
 	var lastErr error
 	for range 5 {
-		s.port, lastErr = freePort()
+		s.port, lastErr = pick()
 		if lastErr != nil {
 			continue
+		}
+		if args != nil {
+			s.args = args(s)
 		}
 		if lastErr = s.start(); lastErr == nil {
 			return s
@@ -64,6 +71,20 @@ func Start(t testing.TB) *Server {
 	}
 	t.Fatalf("redistest: starting redis-server: %v", lastErr)
 	return nil
+}
+
+// lookPath finds a Redis program on PATH, skipping the test (failing it
+// when CI is set) when it is missing.
+func lookPath(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("redistest: %s not found on PATH (required when CI is set): %v", name, err)
+		}
+		t.Skipf("redistest: %s not found on PATH: %v", name, err)
+	}
+	return bin
 }
 
 func freePort() (int, error) {
@@ -85,7 +106,11 @@ func (s *Server) start() error {
 		return fmt.Errorf("already running")
 	}
 	out := &bytes.Buffer{}
-	cmd := exec.Command(s.bin,
+	var argv []string
+	if s.conf != "" {
+		argv = append(argv, s.conf)
+	}
+	cmd := exec.Command(s.bin, append(append(argv,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -93,7 +118,7 @@ func (s *Server) start() error {
 		"--dir", s.dir,
 		"--daemonize", "no",
 		"--loglevel", "warning",
-	)
+	), s.args...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return err
@@ -187,6 +212,20 @@ func (s *Server) Client() *redis.Client {
 	})
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// Keys returns the keys on the server matching pattern.
+func (s *Server) Keys(pattern string) []string {
+	s.t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	keys, err := c.Keys(ctx, pattern).Result()
+	if err != nil {
+		s.t.Fatalf("redistest: KEYS on %s: %v", s.Addr(), err)
+	}
+	return keys
 }
 
 // FlushAll empties the server.

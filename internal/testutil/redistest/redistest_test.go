@@ -2,6 +2,8 @@ package redistest_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,5 +35,38 @@ func TestKillRestart(t *testing.T) {
 	}
 	if n, err := c.Exists(ctx, "k").Result(); err != nil || n != 0 {
 		t.Fatalf("restarted server kept data: %d, %v", n, err)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	c := cl.Client()
+	ctx := context.Background()
+	// Keys in different slots land on different masters; a hash tag keeps
+	// keys together so a multi-key command works.
+	for i := range 30 {
+		if err := c.Set(ctx, fmt.Sprintf("k%d", i), "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perNode := map[string]int{}
+	for _, n := range cl.Nodes {
+		perNode[n.Addr()] = len(n.Keys("k*"))
+	}
+	if len(perNode) != 3 || perNode[cl.Nodes[0].Addr()] == 0 || perNode[cl.Nodes[1].Addr()] == 0 || perNode[cl.Nodes[2].Addr()] == 0 {
+		t.Fatalf("keys per node %v: want all three masters used", perNode)
+	}
+	if n := len(cl.Keys("k*")); n != 30 {
+		t.Fatalf("Keys found %d of 30", n)
+	}
+	if err := c.MSet(ctx, "{t}a", 1, "{t}b", 2).Err(); err != nil {
+		t.Fatalf("MSET in one slot: %v", err)
+	}
+	if err := c.MSet(ctx, "a", 1, "b", 2).Err(); err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
+		t.Fatalf("MSET across slots: %v, want CROSSSLOT", err)
+	}
+	cl.FlushAll()
+	if n := len(cl.Keys("*")); n != 0 {
+		t.Fatalf("%d keys after FlushAll", n)
 	}
 }
