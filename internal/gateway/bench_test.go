@@ -263,8 +263,6 @@ func BenchmarkParseRequest(b *testing.B) {
 }
 
 func BenchmarkTapUsage(b *testing.B) {
-	g := &Gateway{}
-	req := &openai.Request{Op: openai.OpChat, Model: "bench", Stream: true}
 	cases := []struct {
 		name string
 		data string
@@ -281,13 +279,15 @@ func BenchmarkTapUsage(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			ev := sse.Event{Data: []byte(c.data)}
-			var info Info
+			info := Info{Op: openai.OpChat}
+			u := usageTap{info: &info}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(ev.Data)))
 			for b.Loop() {
-				if g.tapUsage(req, ev, &info) != c.pass {
-					b.Fatal("wrong verdict")
-				}
+				u.Event(&ev, provider.FormatOpenAI)
+			}
+			if info.Usage.Known == c.pass {
+				b.Fatal("wrong verdict")
 			}
 		})
 	}

@@ -8,9 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 )
 
 // ErrShuttingDown is the cause with which a Drain cancels the upstream
@@ -98,17 +96,4 @@ func (d *Drain) untrack(id uint64) {
 func errShuttingDown() *openai.Error {
 	return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "gateway_shutting_down",
 		Message: "The gateway is shutting down. Retry the request.", RetryAfter: 1}
-}
-
-// proxyDrainable is proxy for a stream request the drain can end. Ended
-// before its first byte, the request answers 503 gateway_shutting_down;
-// serveStream ends a stream under way with the same error as an event.
-func (g *Gateway) proxyDrainable(w http.ResponseWriter, r *http.Request, key *auth.Key, req *openai.Request, native []byte, rt *route.Route, info *Info) {
-	r, id := g.cfg.Drain.track(r)
-	defer g.cfg.Drain.untrack(id)
-	g.proxy(w, r, key, req, native, rt, info)
-	// proxy answers nothing when its context ends before a byte was sent.
-	if info.Status == 499 && errors.Is(context.Cause(r.Context()), ErrShuttingDown) {
-		g.fail(w, info, errShuttingDown())
-	}
 }

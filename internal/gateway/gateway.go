@@ -8,17 +8,18 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
+	antdialect "github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect/anthropic"
+	oaidialect "github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 )
 
@@ -75,6 +76,9 @@ type Config struct {
 	Models []string
 	// Guard enforces gateway keys, limits and budgets; nil = open gateway.
 	Guard *Guard
+	// Stages run after the admission, in order, before the attempt loop
+	// (see Stage).
+	Stages []Stage
 	// Drain, when set, ends live streams with a terminal error event when
 	// the process exits; shared by the caller across reloads.
 	Drain *Drain
@@ -86,18 +90,9 @@ type Gateway struct {
 	log *zap.Logger
 }
 
-// Format is the wire format a client speaks.
-type Format uint8
-
-// Client wire formats.
-const (
-	FormatOpenAI    Format = iota
-	FormatAnthropic        // POST /v1/messages
-)
-
 // Info describes how a request was served, for placeholders and logs.
 type Info struct {
-	Format        Format
+	Format        provider.Format // the client's wire format
 	Op            openai.Op
 	Key           string // gateway key name ("" when the gateway is open)
 	Model         string // requested model
@@ -108,7 +103,11 @@ type Info struct {
 	Stream        bool
 	Usage         openai.Usage
 	TTFT          time.Duration // time to first streamed event / to the answer
-	Status        int
+	// Status is the HTTP status the client got: 499 when it left first,
+	// 599 when a stream broke after its 200 (for logs and metrics).
+	Status int
+	// Outcome is how the request ended.
+	Outcome Outcome
 	// Limited is the error code when the guard refused the request.
 	Limited string
 }
@@ -161,53 +160,69 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.Serve(w, r, &info)
 }
 
+// endpoint is what a path serves: an operation in a client's dialect, or
+// the models list.
+type endpoint struct {
+	op      openai.Op
+	dialect dialect.Dialect
+	models  bool
+}
+
+var (
+	openaiDialect    = oaidialect.Dialect{}
+	anthropicDialect = antdialect.Dialect{}
+	// endpoints by path below /v1.
+	endpoints = map[string]endpoint{
+		"/chat/completions": {op: openai.OpChat, dialect: openaiDialect},
+		"/completions":      {op: openai.OpCompletions, dialect: openaiDialect},
+		"/embeddings":       {op: openai.OpEmbeddings, dialect: openaiDialect},
+		"/responses":        {op: openai.OpResponses, dialect: openaiDialect},
+		"/messages":         {op: openai.OpChat, dialect: anthropicDialect},
+		"/models":           {dialect: openaiDialect, models: true},
+	}
+)
+
 // Serve handles one request and fills info. The path may carry any prefix
-// before the OpenAI path (e.g. /openai/v1/chat/completions).
+// before the API path (e.g. /openai/v1/chat/completions).
+//
+// A request reads as: the endpoint picks the client's dialect, which parses
+// the body; the stages run in order (authentication came first, then the
+// request checks, the routing table, admission, and any configured
+// stages); the attempt loop calls providers; the reply goes through the taps
+// to the dialect, which writes it.
 func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 	path := r.URL.Path
 	if i := strings.Index(path, "/v1/"); i >= 0 {
 		path = path[i+3:]
 	}
-	var op openai.Op
-	modelID, models := "", false
-	switch path {
-	case "/chat/completions":
-		op = openai.OpChat
-	case "/completions":
-		op = openai.OpCompletions
-	case "/embeddings":
-		op = openai.OpEmbeddings
-	case "/responses":
-		op = openai.OpResponses
-	case "/messages":
-		op, info.Format = openai.OpChat, FormatAnthropic
-	case "/models":
-		models = true
-	default:
-		var ok bool
+	ep, ok := endpoints[path]
+	modelID := ""
+	if !ok {
 		if modelID, ok = strings.CutPrefix(path, "/models/"); !ok || modelID == "" {
-			fail(w, info, &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
+			fail(w, openaiDialect, info, &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
 				Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."})
 			return
 		}
-		models = true
+		ep = endpoint{dialect: openaiDialect, models: true}
 	}
-	if models {
-		if !allow(w, r, info, http.MethodGet, http.MethodHead) {
+	d := ep.dialect
+	info.Format = d.Format()
+	if ep.models {
+		if !allow(w, r, d, info, http.MethodGet, http.MethodHead) {
 			return
 		}
-	} else if !allow(w, r, info, http.MethodPost) {
+	} else if !allow(w, r, d, info, http.MethodPost) {
 		return
 	}
 	key, oerr := g.cfg.Guard.authenticate(r)
 	if oerr != nil {
-		fail(w, info, oerr)
+		fail(w, d, info, oerr)
 		return
 	}
 	if key != nil {
 		info.Key = key.Name
 	}
-	if models {
+	if ep.models {
 		if modelID == "" {
 			g.listModels(w, key, info)
 		} else {
@@ -215,63 +230,69 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		}
 		return
 	}
-	info.Op = op
+	info.Op = ep.op
 	body, oerr := g.readBody(r)
 	if oerr != nil {
-		fail(w, info, oerr)
+		fail(w, d, info, oerr)
 		return
 	}
-	var err error
-	var native []byte
-	if info.Format == FormatAnthropic {
-		if oerr := openai.CheckBody(body, g.cfg.MaxJSONDepth); oerr != nil {
-			fail(w, info, oerr)
-			return
-		}
-		native = openai.StripSteering(body)
-		if body, err = anthropic.RequestToOpenAI(native); err != nil {
-			oe, ok := err.(*openai.Error)
-			if !ok {
-				oe = openai.BadRequest("The request could not be translated.", "", "invalid_request")
-			}
-			fail(w, info, oe)
-			return
-		}
-	}
-	req, oerr := openai.ParseRequest(op, body, g.cfg.MaxJSONDepth)
+	req, oerr := d.Parse(ep.op, body, r.Header, g.cfg.MaxJSONDepth)
 	if oerr != nil {
-		fail(w, info, oerr)
+		fail(w, d, info, oerr)
 		return
 	}
-	info.Model, info.Stream = req.Model, req.Stream
-	if req.Messages > g.cfg.MaxMessages {
-		fail(w, info, openai.BadRequest("Too many messages: the gateway accepts at most "+itoa(int64(g.cfg.MaxMessages))+".", "messages", "too_many_messages"))
+	x := &Exchange{Req: req, Key: key, Info: info, g: g, w: w, r: r, d: d, start: time.Now()}
+	x.taps = x.tapBuf[:0]
+	x.usage.info = info
+	x.AddTap(&x.usage)
+	info.Model, info.Stream = req.OpenAI.Model, req.OpenAI.Stream
+	if oerr := g.check(x); oerr != nil {
+		fail(w, d, info, oerr)
 		return
+	}
+	reply, oerr := g.runStages(x)
+	if oerr != nil {
+		x.end(OutcomeRefused)
+		g.fail(w, d, info, oerr)
+		return
+	}
+	if reply == nil {
+		if req.OpenAI.Stream && g.cfg.Drain != nil {
+			// The drain may end the request: its attempts run on a context
+			// the drain cancels.
+			var id uint64
+			x.r, id = g.cfg.Drain.track(r)
+			defer g.cfg.Drain.untrack(id)
+		}
+		var o Outcome
+		if reply, o, oerr = g.attempt(x); reply == nil {
+			if oerr != nil {
+				g.fail(w, d, info, oerr)
+			}
+			x.end(o)
+			return
+		}
+	}
+	x.end(g.serveReply(x, reply))
+}
+
+// check holds the request to the gateway's bounds, finds its route and
+// checks the key may use its model.
+func (g *Gateway) check(x *Exchange) *openai.Error {
+	req := x.Req.OpenAI
+	if req.Messages > g.cfg.MaxMessages {
+		return openai.BadRequest("Too many messages: the gateway accepts at most "+itoa(int64(g.cfg.MaxMessages))+".", "messages", "too_many_messages")
 	}
 	if g.cfg.MaxTokens > 0 && req.MaxTokens > g.cfg.MaxTokens {
-		fail(w, info, openai.BadRequest("max_tokens is too large: the gateway accepts at most "+itoa(g.cfg.MaxTokens)+".", "max_tokens", "max_tokens_exceeded"))
-		return
+		return openai.BadRequest("max_tokens is too large: the gateway accepts at most "+itoa(g.cfg.MaxTokens)+".", "max_tokens", "max_tokens_exceeded")
 	}
 	rt, ok := g.cfg.Routes.Lookup(req.Model)
-	if !ok || !g.allowed(key, req.Model) {
-		fail(w, info, openai.ModelNotFound(req.Model))
-		return
+	if !ok || !g.allowed(x.Key, req.Model) {
+		return openai.ModelNotFound(req.Model)
 	}
-	info.Route = rt.Pattern
-	if g.cfg.Guard != nil {
-		adm, oerr := g.cfg.Guard.admit(r.Context(), w.Header(), key, req, rt)
-		if oerr != nil {
-			info.Limited = oerr.Code
-			fail(w, info, oerr)
-			return
-		}
-		defer adm.finish(r.Context(), info)
-	}
-	if req.Stream && g.cfg.Drain != nil {
-		g.proxyDrainable(w, r, key, req, native, rt, info)
-		return
-	}
-	g.proxy(w, r, key, req, native, rt, info)
+	x.Route = rt
+	x.Info.Route = rt.Pattern
+	return nil
 }
 
 func (g *Gateway) readBody(r *http.Request) ([]byte, *openai.Error) {
@@ -323,32 +344,20 @@ func (g *Gateway) allowed(key *auth.Key, model string) bool {
 }
 
 // allow checks the method, answering 405 with Allow otherwise.
-func allow(w http.ResponseWriter, r *http.Request, info *Info, methods ...string) bool {
+func allow(w http.ResponseWriter, r *http.Request, d dialect.Dialect, info *Info, methods ...string) bool {
 	for _, m := range methods {
 		if r.Method == m {
 			return true
 		}
 	}
 	w.Header().Set("Allow", strings.Join(methods, ", "))
-	fail(w, info, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest, Code: "method_not_allowed",
+	fail(w, d, info, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest, Code: "method_not_allowed",
 		Message: "Method " + r.Method + " is not allowed here; use " + strings.Join(methods, " or ") + "."})
 	return false
 }
 
-// fail answers with an error in the client's format: OpenAI's envelope, or
-// Anthropic's for /v1/messages.
-func fail(w http.ResponseWriter, info *Info, e *openai.Error) {
+// fail answers e in the client's dialect.
+func fail(w http.ResponseWriter, d dialect.Dialect, info *Info, e *openai.Error) {
 	info.Status = e.Status
-	if info.Format != FormatAnthropic {
-		openai.WriteError(w, e)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Del("Content-Length")
-	if e.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
-	}
-	w.WriteHeader(e.Status)
-	_, _ = w.Write(anthropic.ErrorBody(e.Status, e.Message))
+	d.WriteError(w, e)
 }

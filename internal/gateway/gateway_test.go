@@ -5,33 +5,37 @@ import (
 	"time"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
 
-func TestTapUsage(t *testing.T) {
-	tbl, _ := route.New([]route.Route{{Pattern: "m", Targets: []route.Target{{Provider: "p"}}}}, nil)
-	g, _ := New(Config{Routes: tbl})
+func TestUsageTap(t *testing.T) {
 	usageChunk := []byte(`{"id":"x","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":2}}}`)
 	content := []byte(`{"id":"x","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}`)
-	for _, clientUsage := range []bool{false, true} {
-		req := &openai.Request{Op: openai.OpChat, ClientUsage: clientUsage}
-		var info Info
-		if !g.tapUsage(req, sse.Event{Data: content}, &info) || info.Usage.Known {
-			t.Fatal("content chunk must pass without usage")
-		}
-		if got := g.tapUsage(req, sse.Event{Data: usageChunk}, &info); got != clientUsage {
-			t.Fatalf("clientUsage=%v: usage chunk forwarded=%v", clientUsage, got)
-		}
-		if info.Usage != (openai.Usage{InputTokens: 7, OutputTokens: 3, CachedTokens: 2, Known: true}) {
-			t.Fatalf("usage %+v", info.Usage)
-		}
+	info := Info{Op: openai.OpChat}
+	u := usageTap{info: &info}
+	u.Event(&sse.Event{Data: content}, provider.FormatOpenAI)
+	if info.Usage.Known {
+		t.Fatal("a content chunk carries no usage")
 	}
-	var info Info
-	req := &openai.Request{Op: openai.OpResponses}
-	g.tapUsage(req, sse.Event{Name: []byte("response.completed"), Data: []byte(`{"response":{"usage":{"input_tokens":5,"output_tokens":6}}}`)}, &info)
+	u.Event(&sse.Event{Data: usageChunk}, provider.FormatOpenAI)
+	if info.Usage != (openai.Usage{InputTokens: 7, OutputTokens: 3, CachedTokens: 2, Known: true}) {
+		t.Fatalf("usage %+v", info.Usage)
+	}
+	info = Info{Op: openai.OpResponses}
+	u.Event(&sse.Event{Name: []byte("response.completed"), Data: []byte(`{"response":{"usage":{"input_tokens":5,"output_tokens":6}}}`)}, provider.FormatOpenAI)
 	if info.Usage.InputTokens != 5 || info.Usage.OutputTokens != 6 {
 		t.Fatalf("responses usage %+v", info.Usage)
+	}
+	// Native events are the stream's to account (provider.UsageReporter).
+	info = Info{Op: openai.OpChat}
+	u.Event(&sse.Event{Data: usageChunk}, provider.FormatAnthropic)
+	if info.Usage.Known {
+		t.Fatal("native events must not be read as OpenAI's")
+	}
+	if u.Body([]byte(`{"usage":{"prompt_tokens":1,"completion_tokens":2}}`), provider.FormatOpenAI); info.Usage.OutputTokens != 2 {
+		t.Fatalf("body usage %+v", info.Usage)
 	}
 }
 

@@ -284,7 +284,7 @@ func (a *admission) undo() {
 // finish settles reservations to the real usage, releases the concurrency
 // slot and books the request in the ledger. It runs after the client is
 // gone too.
-func (a *admission) finish(ctx context.Context, info *Info) {
+func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
 	if a == nil || (a.key == nil && !a.mtpm && !a.mrpm) {
 		return
 	}
@@ -293,7 +293,7 @@ func (a *admission) finish(ctx context.Context, info *Info) {
 	// A request that got no answer (an error before any upstream byte) is
 	// refunded in full; one that was answered, broke mid-stream or was
 	// abandoned by its client keeps its reservation unless usage is known.
-	served := info.Status == http.StatusOK || info.Status == 599 || info.Status == 499
+	served := o.Answered()
 	a.settle(ctx, info.Usage, info.UpstreamModel, served)
 	if a.key == nil || a.gd.Ledger == nil {
 		return

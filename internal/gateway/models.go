@@ -33,7 +33,7 @@ func (g *Gateway) listModels(w http.ResponseWriter, key *auth.Key, info *Info) {
 // globs included. https://platform.openai.com/docs/api-reference/models/retrieve
 func (g *Gateway) getModel(w http.ResponseWriter, key *auth.Key, id string, info *Info) {
 	if _, ok := g.cfg.Routes.Lookup(id); !ok || !g.allowed(key, id) {
-		fail(w, info, openai.ModelNotFound(id))
+		fail(w, openaiDialect, info, openai.ModelNotFound(id))
 		return
 	}
 	writeJSON(w, info, g.appendModel(nil, id))

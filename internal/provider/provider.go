@@ -6,6 +6,7 @@ package provider
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
@@ -32,12 +33,61 @@ type Provider interface {
 	Do(ctx context.Context, call *Call) (*Response, error)
 }
 
-// Response is a successful upstream answer in OpenAI's format.
+// Response is a successful upstream answer, in OpenAI's format unless the
+// provider answered a NativeCall.
 type Response struct {
+	// Format is the wire format of Body or Stream.
+	Format Format
 	// Body is the complete JSON body of a non-stream answer.
 	Body []byte
+	// Usage is Body's usage when the provider read it (native answers);
+	// otherwise the gateway reads it from the OpenAI body.
+	Usage openai.Usage
 	// Stream yields the events of a streamed answer.
 	Stream Stream
+}
+
+// UsageReporter is implemented by streams that account their own usage
+// (native streams, translators): the gateway reads Usage when the stream
+// ends instead of reading it from the events.
+type UsageReporter interface {
+	Usage() openai.Usage
+}
+
+// NativeCall is an attempt that sends the client's own request in a wire
+// format the provider speaks, untranslated but for the model.
+type NativeCall struct {
+	Format Format
+	Body   []byte
+	Model  string
+	Stream bool
+	// Header holds the client's protocol headers (anthropic-beta,
+	// anthropic-version), sent as they are.
+	Header http.Header
+}
+
+// Speaker is implemented by providers that speak a client wire format
+// natively (OpenAI-compatible servers speak OpenAI's, Anthropic its
+// Messages API): the client's protocol headers are theirs to honour. A
+// provider that speaks no client format translates every request.
+type Speaker interface {
+	Speaks(f Format) bool
+}
+
+// NativeProvider is implemented by providers that speak a client wire
+// format other than OpenAI's (Anthropic's Messages API): a request in that
+// format passes to them untranslated (the identity translation);
+// Response.Format is then that format.
+type NativeProvider interface {
+	Speaker
+	DoNative(ctx context.Context, call *NativeCall) (*Response, error)
+}
+
+// UnsupportedDropper is implemented by providers configured to drop the
+// parameters they cannot honour (drop_unsupported_params) instead of
+// refusing them.
+type UnsupportedDropper interface {
+	DropsUnsupported() bool
 }
 
 // Stream yields OpenAI-shaped SSE events. Next returns io.EOF after the

@@ -16,13 +16,41 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
 
-var _ provider.MessagesProvider = (*Provider)(nil)
+var (
+	_ provider.MessagesProvider   = (*Provider)(nil)
+	_ provider.NativeProvider     = (*Provider)(nil)
+	_ provider.UnsupportedDropper = (*Provider)(nil)
+)
+
+// Speaks implements provider.NativeProvider: Anthropic's Messages API.
+func (p *Provider) Speaks(f provider.Format) bool { return f == provider.FormatAnthropic }
+
+// DropsUnsupported implements provider.UnsupportedDropper.
+func (p *Provider) DropsUnsupported() bool { return p.cfg.DropUnsupported }
+
+// DoNative implements provider.NativeProvider with Messages; the client's
+// anthropic-beta and anthropic-version headers are sent as they are.
+func (p *Provider) DoNative(ctx context.Context, call *provider.NativeCall) (*provider.Response, error) {
+	resp, err := p.messages(ctx, call.Body, call.Model, call.Stream, call.Header)
+	if err != nil {
+		return nil, err
+	}
+	resp.Format = provider.FormatAnthropic
+	if resp.Body != nil {
+		resp.Usage = UsageOf(gjson.GetBytes(resp.Body, "usage"))
+	}
+	return resp, nil
+}
 
 // Messages passes an Anthropic Messages request through untouched but for
 // the model name, and returns Anthropic's answer untouched: the gateway's
 // inbound /v1/messages uses it when the target is an Anthropic provider.
 // https://docs.anthropic.com/en/api/messages
 func (p *Provider) Messages(ctx context.Context, body []byte, model string, stream bool) (*provider.Response, error) {
+	return p.messages(ctx, body, model, stream, nil)
+}
+
+func (p *Provider) messages(ctx context.Context, body []byte, model string, stream bool, client http.Header) (*provider.Response, error) {
 	if gjson.GetBytes(body, "model").Str != model {
 		var err error
 		if body, err = sjson.SetBytes(body, "model", model); err != nil {
@@ -39,6 +67,9 @@ func (p *Provider) Messages(ctx context.Context, body []byte, model string, stre
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Anthropic-Version", p.cfg.Version)
+	for k, v := range client {
+		h[k] = v // the client's anthropic-beta, anthropic-version
+	}
 	if p.cfg.APIKey != "" {
 		h.Set("X-Api-Key", p.cfg.APIKey)
 	}
@@ -68,6 +99,7 @@ func (p *Provider) Messages(ctx context.Context, body []byte, model string, stre
 // nativeStream yields Anthropic's events as they come; an "error" event is
 // a *provider.Error, the end without message_stop a cut stream.
 type nativeStream struct {
+	usage   openai.Usage
 	rd      *sse.Reader
 	closer  io.Closer
 	name    string
@@ -117,12 +149,27 @@ func (s *nativeStream) Next() (sse.Event, error) {
 			e.Status = errorTypeStatus(gjson.GetBytes(ev.Data, "error.type").Str)
 		}
 		return sse.Event{}, e
+	case "message_start":
+		s.usage = UsageOf(openai.GetInPlace(ev.Data, "message.usage"))
+	case "message_delta":
+		// Input tokens arrive in message_start, output tokens here.
+		u := openai.GetInPlace(ev.Data, "usage")
+		if out := u.Get("output_tokens"); out.Exists() {
+			s.usage.OutputTokens = out.Int()
+			s.usage.Known = true
+		}
+		if in := u.Get("input_tokens"); in.Exists() {
+			s.usage.InputTokens = UsageOf(u).InputTokens
+		}
 	case "message_stop":
 		s.done = true
 	}
 	s.started = true
 	return ev, nil
 }
+
+// Usage implements provider.UsageReporter.
+func (s *nativeStream) Usage() openai.Usage { return s.usage }
 
 func (s *nativeStream) protocol(msg string) *provider.Error {
 	return &provider.Error{Provider: s.name, Kind: provider.KindProtocol, Message: msg, StreamStarted: s.started}

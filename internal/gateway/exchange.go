@@ -1,0 +1,175 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
+)
+
+// Exchange is one request on its way through the pipeline, from its
+// dialect's parse to the end of its reply. Stages read and change it; taps
+// are added to it.
+type Exchange struct {
+	// Req is the parsed request. A stage may replace Req.OpenAI (a
+	// rewritten prompt) before the attempt loop.
+	Req *dialect.Request
+	// Key is the gateway key, nil on an open gateway.
+	Key *auth.Key
+	// Route is the routing table entry of the requested model.
+	Route *route.Route
+	// Info is filled for placeholders, logs and metrics.
+	Info *Info
+
+	g     *Gateway
+	w     http.ResponseWriter
+	r     *http.Request
+	d     dialect.Dialect
+	start time.Time
+
+	usage  usageTap
+	taps   []Tap
+	tapBuf [4]Tap
+	ended  bool
+}
+
+// Context is the request's context (the drain's for a stream it may end).
+func (x *Exchange) Context() context.Context { return x.r.Context() }
+
+// Header is the response header, for stages that answer with headers of
+// their own (rate limits).
+func (x *Exchange) Header() http.Header { return x.w.Header() }
+
+// AddTap adds t to the taps of the reply, after those added before.
+func (x *Exchange) AddTap(t Tap) { x.taps = append(x.taps, t) }
+
+// end tells every tap the outcome, once.
+func (x *Exchange) end(o Outcome) {
+	if x.ended {
+		return
+	}
+	x.ended = true
+	x.Info.Outcome = o
+	for _, t := range x.taps {
+		t.End(o, x.Info)
+	}
+}
+
+// Stage is one step between the dialect's parse and the attempt loop; the
+// gateway runs its admission first, then Config.Stages in order (the
+// response cache lookup, RAG and guardrail rewrites plug in here).
+//
+// A stage may change x.Req (a rewritten prompt), answer the request itself
+// by returning a Reply (a cache hit, a coalesced follower: the reply then
+// goes through the taps and the dialect like an upstream one), or refuse it
+// with an error in OpenAI's shape (the client's dialect renders it). A
+// stage that takes something (a limit, a lock) adds a Tap whose End gives
+// it back: End runs once with the outcome whatever happens later.
+type Stage interface {
+	Run(x *Exchange) (*Reply, *openai.Error)
+}
+
+// Reply is an answer on its way to the client: a body or a stream of
+// events, in Format (the client's dialect translates another format).
+type Reply struct {
+	Format provider.Format
+	// Body is a non-stream answer.
+	Body []byte
+	// Usage is the body's usage when its producer knows it (else it is
+	// read from an OpenAI body).
+	Usage openai.Usage
+	// Stream yields a streamed answer's events after First, which was read
+	// already (so that a failure before it could still be retried).
+	Stream provider.Stream
+	First  sse.Event
+}
+
+// Tap observes a reply on its way to the client. Taps run in the order
+// they were added: the gateway's usage accounting first, then those that
+// stages added (a cache recorder, telemetry, a PII restorer).
+//
+// Event sees every event of a streamed answer exactly once, in order,
+// before the client's dialect writes it, in the reply's format; it may
+// rewrite ev.Data (PII restore: a tap that holds text back until a
+// placeholder is whole may shorten ev.Data to nothing and emit the rest
+// later). Body sees a non-stream answer once and returns the body to send
+// on. End learns the request's outcome exactly once, also for requests
+// that never got a reply (refused, every attempt failed).
+type Tap interface {
+	Event(ev *sse.Event, f provider.Format)
+	Body(body []byte, f provider.Format) []byte
+	End(o Outcome, info *Info)
+}
+
+// runStages runs the admission and the configured stages.
+func (g *Gateway) runStages(x *Exchange) (*Reply, *openai.Error) {
+	if g.cfg.Guard != nil {
+		adm, oerr := g.cfg.Guard.admit(x.Context(), x.Header(), x.Key, x.Req.OpenAI, x.Route)
+		if oerr != nil {
+			x.Info.Limited = oerr.Code
+			return nil, oerr
+		}
+		x.AddTap(admissionTap{adm, x.r.Context()})
+	}
+	for _, s := range g.cfg.Stages {
+		if reply, oerr := s.Run(x); reply != nil || oerr != nil {
+			return reply, oerr
+		}
+	}
+	return nil, nil
+}
+
+// admissionTap settles an admission's holds from the outcome.
+type admissionTap struct {
+	a   *admission
+	ctx context.Context
+}
+
+func (t admissionTap) Event(*sse.Event, provider.Format)       {}
+func (t admissionTap) Body(b []byte, _ provider.Format) []byte { return b }
+func (t admissionTap) End(o Outcome, info *Info)               { t.a.finish(t.ctx, o, info) }
+
+// usageTap accounts the reply's token usage into Info: typed from a stream
+// that reports it (provider.UsageReporter) or from the reply, else read
+// from OpenAI's events (the usage chunk, a Responses completion).
+type usageTap struct {
+	info *Info
+}
+
+var (
+	responseCompleted = []byte("response.completed")
+	responseIncomp    = []byte("response.incomplete")
+)
+
+func (u *usageTap) Event(ev *sse.Event, f provider.Format) {
+	if f != provider.FormatOpenAI {
+		return // native streams report their usage (provider.UsageReporter)
+	}
+	if u.info.Op == openai.OpResponses {
+		if string(ev.Name) == string(responseCompleted) || string(ev.Name) == string(responseIncomp) {
+			if us := openai.UsageAt(ev.Data, "response.usage"); us.Known {
+				u.info.Usage = us
+			}
+		}
+		return
+	}
+	// Chunks carry "usage":null until the last one: a cheap scan, no parse.
+	if us, present, _ := openai.ChunkUsage(ev.Data); present {
+		u.info.Usage = us
+	}
+}
+
+func (u *usageTap) Body(b []byte, f provider.Format) []byte {
+	if f == provider.FormatOpenAI && !u.info.Usage.Known {
+		u.info.Usage = openai.UsageOf(b)
+	}
+	return b
+}
+
+func (u *usageTap) End(Outcome, *Info) {}

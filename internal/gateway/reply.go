@@ -1,0 +1,182 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
+)
+
+// serveReply sends reply to the client through the taps and the client's
+// dialect, and returns how it ended.
+func (g *Gateway) serveReply(x *Exchange, reply *Reply) Outcome {
+	if reply.Stream != nil {
+		return g.serveStream(x, reply)
+	}
+	return g.serveBody(x, reply)
+}
+
+func (g *Gateway) serveBody(x *Exchange, reply *Reply) Outcome {
+	info := x.Info
+	info.TTFT = time.Since(x.start)
+	if reply.Usage.Known {
+		info.Usage = reply.Usage
+	}
+	body := reply.Body
+	for _, t := range x.taps {
+		body = t.Body(body, reply.Format)
+	}
+	out, oerr := x.d.Body(x.Req, body, reply.Format)
+	if oerr != nil {
+		g.fail(x.w, x.d, info, oerr)
+		return OutcomeUpstreamError
+	}
+	info.Status = http.StatusOK
+	h := x.w.Header()
+	g.setHeaders(h, info)
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(out)))
+	x.w.WriteHeader(http.StatusOK)
+	if _, err := x.w.Write(out); err != nil {
+		return OutcomeClientGone
+	}
+	return OutcomeCompleted
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// streamWriter writes SSE events to the client (it is the dialect's Sink);
+// the first write error (client gone) sticks and stops the stream.
+type streamWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf []byte
+	err error
+}
+
+// Event implements dialect.Sink.
+func (s *streamWriter) Event(name, data []byte) {
+	if s.err != nil {
+		return
+	}
+	s.buf = sse.AppendEvent(s.buf[:0], name, data)
+	_, s.err = s.w.Write(s.buf)
+}
+
+func (s *streamWriter) flush() {
+	if s.err == nil {
+		s.err = s.rc.Flush()
+	}
+}
+
+// serveStream writes the events of a streamed reply to the client as they
+// arrive: each goes through the taps, then the dialect writes what it
+// becomes. An event already buffered from upstream is written before the
+// flush of the one before it, so that a burst costs one flush while an
+// event not followed at once is flushed at once.
+func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
+	st := reply.Stream
+	defer st.Close()
+	info := x.Info
+	info.Status = http.StatusOK
+	h := x.w.Header()
+	g.setHeaders(h, info)
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	// no-transform keeps compressing middleware (encode) away from the stream.
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	h.Del("Content-Length")
+	x.w.WriteHeader(http.StatusOK)
+
+	bp := bufPool.Get().(*[]byte)
+	sw := &streamWriter{w: x.w, rc: http.NewResponseController(x.w), buf: *bp}
+	defer func() { *bp = sw.buf; bufPool.Put(bp) }()
+
+	out := x.d.Stream(x.Req, reply.Format)
+	pd, _ := st.(provider.Pender)
+	ur, _ := st.(provider.UsageReporter)
+	ev, err := reply.First, error(nil)
+	for sw.err == nil {
+		for _, t := range x.taps {
+			t.Event(&ev, reply.Format)
+		}
+		if werr := out.Event(ev, sw); werr != nil {
+			err = &provider.Error{Provider: info.Provider, Kind: provider.KindProtocol, Message: "untranslatable stream", StreamStarted: true}
+			break
+		}
+		if pd == nil || !pd.Pending() {
+			sw.flush()
+		}
+		if info.TTFT == 0 {
+			info.TTFT = time.Since(x.start)
+		}
+		if ev, err = st.Next(); err != nil {
+			break
+		}
+	}
+	if ur != nil {
+		if u := ur.Usage(); u.Known {
+			info.Usage = u
+		}
+	}
+	if sw.err != nil {
+		info.Status = 499
+		return OutcomeClientGone // Close cancels the upstream
+	}
+	if err == io.EOF {
+		out.End(sw)
+		sw.flush()
+		return OutcomeCompleted
+	}
+	// After the first byte the status is sent: end with an error event in
+	// the client's stream shape, never a clean-looking finish.
+	o := OutcomeStreamBroken
+	var oe *openai.Error
+	switch pe, ok := err.(*provider.Error); {
+	case g.cfg.Drain.Drained():
+		oe, o = errShuttingDown(), OutcomeShutdown // the drain cancelled the upstream attempt
+	case ok:
+		oe = g.cfg.Redactor.Error(pe).ClientError()
+		if pe.Kind != provider.KindStatus {
+			// Connection broke or went idle mid-stream: say so, not "unreachable".
+			oe.Message = "The stream from upstream provider \"" + pe.Provider + "\" was interrupted."
+			oe.Code = "upstream_stream_error"
+		}
+	default:
+		oe = &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeUpstream, Message: "The upstream stream failed."}
+	}
+	if oe.Code == "" || oe.Code == "upstream_invalid_response" {
+		oe.Code = "upstream_stream_error"
+	}
+	info.Status = 599 // logged as a broken stream; the client already has 200
+	out.Fail(oe, sw)
+	sw.flush()
+	if sw.err != nil {
+		return OutcomeClientGone
+	}
+	return o
+}
+
+func (g *Gateway) setHeaders(h http.Header, info *Info) {
+	if info.Provider != "" {
+		h.Set(HeaderProvider, info.Provider)
+		h.Set(HeaderModel, info.UpstreamModel)
+	}
+	if info.Attempts > 0 {
+		h.Set(HeaderAttempts, strconv.Itoa(info.Attempts))
+	}
+}
+
+// fail answers e in the client's dialect with the gateway's headers.
+func (g *Gateway) fail(w http.ResponseWriter, d dialect.Dialect, info *Info, e *openai.Error) {
+	g.setHeaders(w.Header(), info)
+	fail(w, d, info, e)
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
