@@ -473,3 +473,33 @@ func TestDialects(t *testing.T) {
 		t.Fatalf("anthropic error: %d %s", w.Code, w.Body)
 	}
 }
+
+func TestEndpoints(t *testing.T) {
+	routes := []route.Route{{Pattern: "m", Targets: []route.Target{{Provider: "a"}}}, {Pattern: "gpt-*", Targets: []route.Target{{Provider: "a"}}}}
+	e := newEnv(t, routes, map[string]provider.Provider{"a": stub(step{body: okBody})}, nil)
+	get := func(path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		e.g.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		return w
+	}
+	if w := get("/v1/models"); w.Code != 200 || gjson.Get(w.Body.String(), "data.#").Int() != 1 || gjson.Get(w.Body.String(), "data.0.owned_by").Str != "a" {
+		t.Fatalf("models: %d %s", w.Code, w.Body)
+	}
+	if w := get("/openai/v1/models/gpt-4o"); w.Code != 200 || gjson.Get(w.Body.String(), "id").Str != "gpt-4o" {
+		t.Fatalf("model by glob: %d %s", w.Code, w.Body)
+	}
+	if w := get("/v1/models/other"); w.Code != 404 {
+		t.Fatalf("unknown model: %d", w.Code)
+	}
+	if w := get("/v1/chat/completions"); w.Code != 405 || w.Header().Get("Allow") != "POST" {
+		t.Fatalf("GET chat: %d %q", w.Code, w.Header().Get("Allow"))
+	}
+	if w, _ := e.serve(t, "/v1/nope", "{}"); w.Code != 404 || gjson.Get(w.Body.String(), "error.code").Str != "unknown_url" {
+		t.Fatalf("unknown path: %d %s", w.Code, w.Body)
+	}
+	for _, o := range []Outcome{OutcomeRefused, OutcomeCompleted, OutcomeUpstreamError, OutcomeTimeout, OutcomeStreamBroken, OutcomeClientGone, OutcomeShutdown} {
+		if o.String() == "" {
+			t.Fatal("unnamed outcome")
+		}
+	}
+}
