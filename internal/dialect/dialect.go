@@ -41,14 +41,26 @@ type Dialect interface {
 	// Format is the wire format the dialect speaks.
 	Format() provider.Format
 	// Parse validates the client's body (nesting at most maxDepth, see
-	// openai.CheckBody) and reads it; h is the client's request header.
-	Parse(op openai.Op, body []byte, h http.Header, maxDepth int) (*Request, *openai.Error)
+	// openai.CheckBody) and reads it into r (the caller's, so that a
+	// request costs no allocation of its own); h is the client's request
+	// header.
+	Parse(r *Request, op openai.Op, body []byte, h http.Header, maxDepth int) *openai.Error
 	// WriteError answers e in the dialect's error shape.
 	WriteError(w http.ResponseWriter, e *openai.Error)
 	// Body renders a non-stream answer that came in format f.
 	Body(r *Request, body []byte, f provider.Format) ([]byte, *openai.Error)
 	// Stream returns the writer of a streamed answer that comes in format f.
 	Stream(r *Request, f provider.Format) StreamWriter
+}
+
+// Event is an upstream event on its way to the client.
+type Event struct {
+	sse.Event
+	// UsageOnly marks OpenAI's usage-only chunk (no choices), which the
+	// gateway asks for on every Chat and Completions stream; the gateway's
+	// usage accounting, which reads every chunk first, sets it. The OpenAI
+	// dialect drops the chunk unless the client asked for usage.
+	UsageOnly bool
 }
 
 // Sink receives the events a StreamWriter writes (name empty for data-only
@@ -63,7 +75,7 @@ type StreamWriter interface {
 	// (zero or more events), or nothing (OpenAI's usage chunk the client
 	// did not ask for). An error means the event cannot be rendered: the
 	// upstream is broken.
-	Event(ev sse.Event, to Sink) error
+	Event(ev *Event, to Sink) error
 	// End writes the end of a complete stream (OpenAI's data: [DONE]).
 	End(to Sink)
 	// Fail writes the terminal error event of a stream that broke after

@@ -75,7 +75,7 @@ func (g *Gateway) attempt(x *Exchange) (*Reply, Outcome, *openai.Error) {
 			info.Attempts++
 			info.Provider, info.UpstreamModel = tgt.Provider, tgt.UpstreamModel(req.OpenAI.Model)
 			g.cfg.Health.Begin(key, now)
-			reply, err := g.call(ctx, p, req, info.UpstreamModel, cur)
+			reply, err := g.call(ctx, p, req, info.UpstreamModel, cur, &x.reply)
 			if err == nil {
 				g.cfg.Health.Success(key)
 				return reply, OutcomeCompleted, nil
@@ -143,8 +143,8 @@ func failedOutcome(pe *provider.Error) Outcome {
 }
 
 // call makes one attempt against p and, for a stream, reads its first
-// event: a reply only counts once its first byte is in.
-func (g *Gateway) call(ctx context.Context, p provider.Provider, req *dialect.Request, model string, rt *route.Route) (*Reply, error) {
+// event: a reply (written to reply) only counts once its first byte is in.
+func (g *Gateway) call(ctx context.Context, p provider.Provider, req *dialect.Request, model string, rt *route.Route, reply *Reply) (*Reply, error) {
 	var (
 		resp *provider.Response
 		err  error
@@ -160,7 +160,7 @@ func (g *Gateway) call(ctx context.Context, p provider.Provider, req *dialect.Re
 	if err != nil {
 		return nil, err
 	}
-	reply := &Reply{Format: resp.Format, Body: resp.Body, Usage: resp.Usage, Stream: resp.Stream}
+	*reply = Reply{Format: resp.Format, Body: resp.Body, Usage: resp.Usage, Stream: resp.Stream}
 	if resp.Stream == nil {
 		return reply, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/fakellm"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
@@ -278,7 +279,7 @@ func BenchmarkTapUsage(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			ev := sse.Event{Data: []byte(c.data)}
+			ev := dialect.Event{Event: sse.Event{Data: []byte(c.data)}}
 			info := Info{Op: openai.OpChat}
 			u := usageTap{info: &info}
 			b.ReportAllocs()

@@ -37,6 +37,11 @@ type Exchange struct {
 	taps   []Tap
 	tapBuf [4]Tap
 	ended  bool
+	// Storage of the request's parts, so that a request costs one
+	// allocation for all of them.
+	req   dialect.Request
+	reply Reply
+	ev    dialect.Event
 }
 
 // Context is the request's context (the drain's for a stream it may end).
@@ -102,7 +107,7 @@ type Reply struct {
 // on. End learns the request's outcome exactly once, also for requests
 // that never got a reply (refused, every attempt failed).
 type Tap interface {
-	Event(ev *sse.Event, f provider.Format)
+	Event(ev *dialect.Event, f provider.Format)
 	Body(body []byte, f provider.Format) []byte
 	End(o Outcome, info *Info)
 }
@@ -131,13 +136,15 @@ type admissionTap struct {
 	ctx context.Context
 }
 
-func (t admissionTap) Event(*sse.Event, provider.Format)       {}
+func (t admissionTap) Event(*dialect.Event, provider.Format)   {}
 func (t admissionTap) Body(b []byte, _ provider.Format) []byte { return b }
 func (t admissionTap) End(o Outcome, info *Info)               { t.a.finish(t.ctx, o, info) }
 
 // usageTap accounts the reply's token usage into Info: typed from a stream
 // that reports it (provider.UsageReporter) or from the reply, else read
-// from OpenAI's events (the usage chunk, a Responses completion).
+// from OpenAI's events (the usage chunk, a Responses completion). It runs
+// first and marks the usage-only chunk (dialect.Event.UsageOnly), so that
+// each chunk is scanned once.
 type usageTap struct {
 	info *Info
 }
@@ -147,7 +154,7 @@ var (
 	responseIncomp    = []byte("response.incomplete")
 )
 
-func (u *usageTap) Event(ev *sse.Event, f provider.Format) {
+func (u *usageTap) Event(ev *dialect.Event, f provider.Format) {
 	if f != provider.FormatOpenAI {
 		return // native streams report their usage (provider.UsageReporter)
 	}
@@ -160,8 +167,9 @@ func (u *usageTap) Event(ev *sse.Event, f provider.Format) {
 		return
 	}
 	// Chunks carry "usage":null until the last one: a cheap scan, no parse.
-	if us, present, _ := openai.ChunkUsage(ev.Data); present {
+	if us, present, choicesEmpty := openai.ChunkUsage(ev.Data); present {
 		u.info.Usage = us
+		ev.UsageOnly = choicesEmpty
 	}
 }
 

@@ -236,12 +236,13 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		fail(w, d, info, oerr)
 		return
 	}
-	req, oerr := d.Parse(ep.op, body, r.Header, g.cfg.MaxJSONDepth)
-	if oerr != nil {
+	x := &Exchange{Key: key, Info: info, g: g, w: w, r: r, d: d, start: time.Now()}
+	if oerr := d.Parse(&x.req, ep.op, body, r.Header, g.cfg.MaxJSONDepth); oerr != nil {
 		fail(w, d, info, oerr)
 		return
 	}
-	x := &Exchange{Req: req, Key: key, Info: info, g: g, w: w, r: r, d: d, start: time.Now()}
+	req := &x.req
+	x.Req = req
 	x.taps = x.tapBuf[:0]
 	x.usage.info = info
 	x.AddTap(&x.usage)
@@ -297,34 +298,37 @@ func (g *Gateway) check(x *Exchange) *openai.Error {
 
 func (g *Gateway) readBody(r *http.Request) ([]byte, *openai.Error) {
 	max := g.cfg.MaxBodyBytes
-	tooLarge := &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest, Code: "request_too_large",
-		Message: "Request body too large: the limit is " + itoa(max) + " bytes."}
 	if r.ContentLength > max {
-		return nil, tooLarge
+		return nil, g.tooLarge()
 	}
 	size := r.ContentLength
 	if size < 0 {
 		size = 4096
 	}
+	// One buffer sized by Content-Length (+1 so that the read that sees EOF
+	// needs no growth), read into directly, never past max+1 bytes.
 	buf := make([]byte, 0, size+1)
-	body := http.MaxBytesReader(nil, r.Body, max)
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
+		n, err := r.Body.Read(buf[len(buf):min(int64(cap(buf)), max+1)])
 		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > max {
+			return nil, g.tooLarge()
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
 		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return nil, tooLarge
-			}
-			if err == io.EOF {
-				return buf, nil
-			}
 			return nil, openai.BadRequest("Could not read the request body.", "", "invalid_body")
 		}
 	}
+}
+
+func (g *Gateway) tooLarge() *openai.Error {
+	return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest, Code: "request_too_large",
+		Message: "Request body too large: the limit is " + itoa(g.cfg.MaxBodyBytes) + " bytes."}
 }
 
 // allowed reports whether this gateway, and the key if any, serve model.

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
@@ -15,22 +16,22 @@ func TestUsageTap(t *testing.T) {
 	content := []byte(`{"id":"x","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}`)
 	info := Info{Op: openai.OpChat}
 	u := usageTap{info: &info}
-	u.Event(&sse.Event{Data: content}, provider.FormatOpenAI)
+	u.Event(&dialect.Event{Event: sse.Event{Data: content}}, provider.FormatOpenAI)
 	if info.Usage.Known {
 		t.Fatal("a content chunk carries no usage")
 	}
-	u.Event(&sse.Event{Data: usageChunk}, provider.FormatOpenAI)
+	u.Event(&dialect.Event{Event: sse.Event{Data: usageChunk}}, provider.FormatOpenAI)
 	if info.Usage != (openai.Usage{InputTokens: 7, OutputTokens: 3, CachedTokens: 2, Known: true}) {
 		t.Fatalf("usage %+v", info.Usage)
 	}
 	info = Info{Op: openai.OpResponses}
-	u.Event(&sse.Event{Name: []byte("response.completed"), Data: []byte(`{"response":{"usage":{"input_tokens":5,"output_tokens":6}}}`)}, provider.FormatOpenAI)
+	u.Event(&dialect.Event{Event: sse.Event{Name: []byte("response.completed"), Data: []byte(`{"response":{"usage":{"input_tokens":5,"output_tokens":6}}}`)}}, provider.FormatOpenAI)
 	if info.Usage.InputTokens != 5 || info.Usage.OutputTokens != 6 {
 		t.Fatalf("responses usage %+v", info.Usage)
 	}
 	// Native events are the stream's to account (provider.UsageReporter).
 	info = Info{Op: openai.OpChat}
-	u.Event(&sse.Event{Data: usageChunk}, provider.FormatAnthropic)
+	u.Event(&dialect.Event{Event: sse.Event{Data: usageChunk}}, provider.FormatAnthropic)
 	if info.Usage.Known {
 		t.Fatal("native events must not be read as OpenAI's")
 	}

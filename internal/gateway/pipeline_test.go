@@ -13,6 +13,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
@@ -184,7 +185,7 @@ type recordingTap struct {
 	outcomes []Outcome
 }
 
-func (r *recordingTap) Event(ev *sse.Event, _ provider.Format) {
+func (r *recordingTap) Event(ev *dialect.Event, _ provider.Format) {
 	r.mu.Lock()
 	r.events = append(r.events, string(ev.Data))
 	r.mu.Unlock()

@@ -101,10 +101,13 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	out := x.d.Stream(x.Req, reply.Format)
 	pd, _ := st.(provider.Pender)
 	ur, _ := st.(provider.UsageReporter)
-	ev, err := reply.First, error(nil)
+	ev := &x.ev // in the exchange: taps see it by pointer without an allocation
+	ev.Event = reply.First
+	var err error
 	for sw.err == nil {
+		ev.UsageOnly = false
 		for _, t := range x.taps {
-			t.Event(&ev, reply.Format)
+			t.Event(ev, reply.Format)
 		}
 		if werr := out.Event(ev, sw); werr != nil {
 			err = &provider.Error{Provider: info.Provider, Kind: provider.KindProtocol, Message: "untranslatable stream", StreamStarted: true}
@@ -116,7 +119,7 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 		if info.TTFT == 0 {
 			info.TTFT = time.Since(x.start)
 		}
-		if ev, err = st.Next(); err != nil {
+		if ev.Event, err = st.Next(); err != nil {
 			break
 		}
 	}

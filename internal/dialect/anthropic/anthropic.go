@@ -36,9 +36,9 @@ func (Dialect) Format() provider.Format { return provider.FormatAnthropic }
 // Parse implements dialect.Dialect: the body is checked (openai.CheckBody),
 // stripped of proxy-steering members, kept as the native body and
 // translated to an OpenAI chat request.
-func (Dialect) Parse(op openai.Op, body []byte, h http.Header, maxDepth int) (*dialect.Request, *openai.Error) {
+func (Dialect) Parse(r *dialect.Request, op openai.Op, body []byte, h http.Header, maxDepth int) *openai.Error {
 	if oe := openai.CheckBody(body, maxDepth); oe != nil {
-		return nil, oe
+		return oe
 	}
 	native := openai.StripSteering(body)
 	translated, err := anthropic.RequestToOpenAI(native)
@@ -47,13 +47,13 @@ func (Dialect) Parse(op openai.Op, body []byte, h http.Header, maxDepth int) (*d
 		if !ok {
 			oe = openai.BadRequest("The request could not be translated.", "", "invalid_request")
 		}
-		return nil, oe
+		return oe
 	}
 	req, oe := openai.ParseRequest(op, translated, maxDepth)
 	if oe != nil {
-		return nil, oe
+		return oe
 	}
-	r := &dialect.Request{OpenAI: req, Format: provider.FormatAnthropic, Native: native}
+	*r = dialect.Request{OpenAI: req, Format: provider.FormatAnthropic, Native: native}
 	for _, k := range [...]string{HeaderBeta, HeaderVersion} {
 		if v := h[k]; len(v) > 0 {
 			if r.Header == nil {
@@ -62,7 +62,7 @@ func (Dialect) Parse(op openai.Op, body []byte, h http.Header, maxDepth int) (*d
 			r.Header[k] = v
 		}
 	}
-	return r, nil
+	return nil
 }
 
 // WriteError implements dialect.Dialect: Anthropic's error shape
@@ -111,9 +111,9 @@ func writeFail(e *openai.Error, to dialect.Sink) {
 // message_stop, which the upstream sent.
 type native struct{}
 
-func (native) Event(ev sse.Event, to dialect.Sink) error { to.Event(ev.Name, ev.Data); return nil }
-func (native) End(dialect.Sink)                          {}
-func (native) Fail(e *openai.Error, to dialect.Sink)     { writeFail(e, to) }
+func (native) Event(ev *dialect.Event, to dialect.Sink) error { to.Event(ev.Name, ev.Data); return nil }
+func (native) End(dialect.Sink)                               {}
+func (native) Fail(e *openai.Error, to dialect.Sink)          { writeFail(e, to) }
 
 // translated turns OpenAI chunks into Anthropic's events.
 type translated struct {
@@ -123,7 +123,7 @@ type translated struct {
 
 func (t *translated) emit(name, data []byte) { t.to.Event(name, data) }
 
-func (t *translated) Event(ev sse.Event, to dialect.Sink) error {
+func (t *translated) Event(ev *dialect.Event, to dialect.Sink) error {
 	if bytes.Equal(ev.Data, sse.Done) {
 		return nil
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
 
 // HeaderBeta is OpenAI's protocol header (opt-in to beta APIs), as Go
@@ -28,16 +27,16 @@ var _ dialect.Dialect = Dialect{}
 func (Dialect) Format() provider.Format { return provider.FormatOpenAI }
 
 // Parse implements dialect.Dialect with openai.ParseRequest.
-func (Dialect) Parse(op openai.Op, body []byte, h http.Header, maxDepth int) (*dialect.Request, *openai.Error) {
+func (Dialect) Parse(r *dialect.Request, op openai.Op, body []byte, h http.Header, maxDepth int) *openai.Error {
 	req, oe := openai.ParseRequest(op, body, maxDepth)
 	if oe != nil {
-		return nil, oe
+		return oe
 	}
-	r := &dialect.Request{OpenAI: req, Format: provider.FormatOpenAI}
+	*r = dialect.Request{OpenAI: req, Format: provider.FormatOpenAI}
 	if v := h[HeaderBeta]; len(v) > 0 {
 		r.Header = http.Header{HeaderBeta: v}
 	}
-	return r, nil
+	return nil
 }
 
 // WriteError implements dialect.Dialect: OpenAI's error envelope.
@@ -70,13 +69,9 @@ var (
 	doneEvent = []byte("[DONE]")
 )
 
-func (s stream) Event(ev sse.Event, to dialect.Sink) error {
-	if s.req.Op != openai.OpResponses && !s.req.ClientUsage {
-		// The usage chunk the gateway asked for has no choices: dropped.
-		// Chunks carry "usage":null until then: a cheap scan, no parse.
-		if _, present, choicesEmpty := openai.ChunkUsage(ev.Data); present && choicesEmpty {
-			return nil
-		}
+func (s stream) Event(ev *dialect.Event, to dialect.Sink) error {
+	if ev.UsageOnly && !s.req.ClientUsage {
+		return nil // the usage chunk the gateway asked for
 	}
 	to.Event(ev.Name, ev.Data)
 	return nil
