@@ -34,6 +34,11 @@ type Request struct {
 	// anthropic-beta, anthropic-version): passed to a native target, and
 	// refused (or dropped) by a translating one when it cannot honour them.
 	Header http.Header
+	// Unsupported names the members of the client's request that its
+	// OpenAI view cannot carry (Anthropic's top_k, thinking, …): a native
+	// target honours them, a translating one refuses the request (or drops
+	// them under drop_unsupported_params).
+	Unsupported []string
 }
 
 // Dialect is one client wire format.

@@ -155,7 +155,11 @@ func (g *Gateway) call(ctx context.Context, p provider.Provider, req *dialect.Re
 	} else if pe := refuseBetas(p, req); pe != nil {
 		return nil, pe
 	} else {
-		resp, err = p.Do(ctx, &provider.Call{Req: req.OpenAI, Model: model, MaxTokens: rt.MaxTokens})
+		call := &provider.Call{Req: req.OpenAI, Model: model, MaxTokens: rt.MaxTokens}
+		if len(req.Header) > 0 && speaks(p, req.Format) {
+			call.Header = req.Header
+		}
+		resp, err = p.Do(ctx, call)
 	}
 	if err != nil {
 		return nil, err
@@ -176,23 +180,31 @@ func (g *Gateway) call(ctx context.Context, p provider.Provider, req *dialect.Re
 	return reply, nil
 }
 
-// refuseBetas answers 400 unsupported_parameter for the client's beta
-// headers (anthropic-beta, OpenAI-Beta) when p does not speak the client's
-// format (it translates the request and cannot honour them), unless p drops
-// what it cannot honour (drop_unsupported_params).
+// refuseBetas answers 400 unsupported_parameter for what of the client's
+// request only its own format carries — beta headers (anthropic-beta,
+// OpenAI-Beta) and members such as Anthropic's top_k — when p does not
+// speak the client's format (it translates the request and cannot honour
+// them), unless p drops what it cannot honour (drop_unsupported_params).
 func refuseBetas(p provider.Provider, req *dialect.Request) *provider.Error {
-	if len(req.Header) == 0 || speaks(p, req.Format) {
+	if len(req.Header) == 0 && len(req.Unsupported) == 0 || speaks(p, req.Format) {
 		return nil
 	}
 	if d, ok := p.(provider.UnsupportedDropper); ok && d.DropsUnsupported() {
 		return nil
 	}
+	unsupported := func(param, what string) *provider.Error {
+		return &provider.Error{Provider: p.Name(), Kind: provider.KindStatus, Status: http.StatusBadRequest,
+			Type: openai.TypeInvalidRequest, Code: "unsupported_parameter", Param: param,
+			Message: what + " is not supported by provider \"" + p.Name() + "\", which translates the request; its drop_unsupported_params option drops it instead."}
+	}
+	if len(req.Unsupported) > 0 {
+		m := req.Unsupported[0]
+		return unsupported(m, "The parameter "+m)
+	}
 	for k := range req.Header {
 		if strings.HasSuffix(k, "-Beta") {
 			name := strings.ToLower(k)
-			return &provider.Error{Provider: p.Name(), Kind: provider.KindStatus, Status: http.StatusBadRequest,
-				Type: openai.TypeInvalidRequest, Code: "unsupported_parameter", Param: name,
-				Message: "The " + name + " header is not supported by provider \"" + p.Name() + "\", which translates the request; its drop_unsupported_params option drops it instead."}
+			return unsupported(name, "The "+name+" header")
 		}
 	}
 	return nil

@@ -21,6 +21,9 @@ type Call struct {
 	// MaxTokens is the route's default output cap for providers that require
 	// one (Anthropic); 0 means the provider's own default.
 	MaxTokens int64
+	// Header holds the client's protocol headers (OpenAI-Beta) when the
+	// provider speaks the client's format (see Speaker): sent as they are.
+	Header http.Header
 }
 
 // Provider is one configured upstream.

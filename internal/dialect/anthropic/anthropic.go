@@ -10,7 +10,10 @@ package anthropic
 import (
 	"bytes"
 	"net/http"
+	"slices"
 	"strconv"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
@@ -24,6 +27,12 @@ const (
 	HeaderBeta    = "Anthropic-Beta"
 	HeaderVersion = "Anthropic-Version"
 )
+
+// nativeOnly are the top-level Messages API members that change the answer
+// and have no OpenAI counterpart: only an Anthropic target honours them.
+// (cache_control hints, which change no answer, are dropped when
+// translating.)
+var nativeOnly = []string{"top_k", "thinking", "mcp_servers", "container", "context_management"}
 
 // Dialect is Anthropic's client format. The zero value is ready to use.
 type Dialect struct{}
@@ -54,6 +63,12 @@ func (Dialect) Parse(r *dialect.Request, op openai.Op, body []byte, h http.Heade
 		return oe
 	}
 	*r = dialect.Request{OpenAI: req, Format: provider.FormatAnthropic, Native: native}
+	openai.ParseInPlace(native).ForEach(func(k, _ gjson.Result) bool {
+		if slices.Contains(nativeOnly, k.Str) {
+			r.Unsupported = append(r.Unsupported, k.Str)
+		}
+		return true
+	})
 	for _, k := range [...]string{HeaderBeta, HeaderVersion} {
 		if v := h[k]; len(v) > 0 {
 			if r.Header == nil {

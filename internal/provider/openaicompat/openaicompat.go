@@ -198,6 +198,16 @@ func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Respo
 	if err != nil {
 		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
 	}
+	if len(call.Header) > 0 {
+		// The client's OpenAI-Beta: a copy of the template with it (the
+		// template is shared and never changes).
+		t := *tmpl
+		t.Header = tmpl.Header.Clone()
+		for k, v := range call.Header {
+			t.Header[k] = v
+		}
+		tmpl = &t
+	}
 	x, err := p.http.Post(ctx, tmpl, body, provider.ParseOpenAIError)
 	if err != nil {
 		return nil, err
