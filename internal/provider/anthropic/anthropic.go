@@ -19,8 +19,6 @@
 package anthropic
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -63,104 +61,100 @@ type Config struct {
 	DefaultMaxTokens int64
 }
 
-// Provider is an Anthropic Messages API upstream. It implements
-// provider.Provider for chat completions only.
-type Provider struct {
-	cfg  Config
-	url  string // {base}/v1/messages
-	http *provider.HTTP
+// Translator maps OpenAI chat completions to the Messages API.
+type Translator struct {
+	version         string
+	dropUnsupported bool
+	maxTokens       int64
 }
+
+var (
+	_ provider.Translator = (*Translator)(nil)
+	_ provider.Answer     = (*Translator)(nil)
+)
+
+// NewTranslator returns the translator; zero values take the defaults
+// ([DefaultVersion], [DefaultMaxTokens]).
+func NewTranslator(version string, dropUnsupported bool, defaultMaxTokens int64) *Translator {
+	if version == "" {
+		version = DefaultVersion
+	}
+	if defaultMaxTokens <= 0 {
+		defaultMaxTokens = DefaultMaxTokens
+	}
+	return &Translator{version: version, dropUnsupported: dropUnsupported, maxTokens: defaultMaxTokens}
+}
+
+// Endpoint implements provider.Translator: the base URL without "/v1",
+// then "/v1"; every request carries the anthropic-version header.
+func (t *Translator) Endpoint(base string, h http.Header) string {
+	h.Set("Anthropic-Version", t.version)
+	return strings.TrimSuffix(base, "/v1") + "/v1"
+}
+
+// messagesPath is the Messages endpoint below [Translator.Endpoint].
+const messagesPath = "messages"
+
+// Request implements provider.Translator. Only chat completions are
+// supported; other operations fail with a 400 naming the operation.
+func (t *Translator) Request(call *provider.Call) (provider.Request, error) {
+	if call.Req.Op != openai.OpChat {
+		return provider.Request{}, provider.Unsupported(call.Req.Op, "the Anthropic Messages API", openai.OpChat)
+	}
+	maxTokens := call.MaxTokens
+	if maxTokens <= 0 {
+		maxTokens = t.maxTokens
+	}
+	body, err := RequestFromOpenAI(call.Req.Body, RequestOptions{
+		Model: call.Model, MaxTokens: maxTokens, DropUnsupported: t.dropUnsupported,
+	})
+	if err != nil {
+		return provider.Request{}, err
+	}
+	return provider.Request{Path: messagesPath, Body: body, Stream: call.Req.Stream, Answer: t}, nil
+}
+
+// Body implements provider.Answer with [ResponseToOpenAI].
+func (t *Translator) Body(native []byte) ([]byte, error) {
+	return ResponseToOpenAI(native, time.Now().Unix())
+}
+
+// Decoder implements provider.Answer.
+func (t *Translator) Decoder() provider.Decoder { return NewDecoder(time.Now().Unix()) }
+
+// ParseError implements provider.Translator with [ParseError].
+func (t *Translator) ParseError(status int, body []byte) *provider.Error {
+	return ParseError(status, body)
+}
+
+// Provider is an Anthropic Messages API upstream: provider.Provider for
+// chat completions, and provider.MessagesProvider.
+type Provider struct{ *provider.Transport }
 
 var _ provider.Provider = (*Provider)(nil)
 
-// New validates cfg and fills in its defaults.
+// New checks cfg, fills in its defaults and returns the provider; h is its
+// pooled client.
 func New(cfg Config, h *provider.HTTP) (*Provider, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
-	if _, err := provider.CheckBaseURL(cfg.Name, cfg.BaseURL); err != nil {
-		return nil, err
-	}
-	if cfg.Version == "" {
-		cfg.Version = DefaultVersion
-	}
-	if cfg.DefaultMaxTokens <= 0 {
-		cfg.DefaultMaxTokens = DefaultMaxTokens
-	}
 	if h == nil {
 		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
 	}
-	base := strings.TrimRight(cfg.BaseURL, "/")
-	base = strings.TrimSuffix(base, "/v1")
-	return &Provider{cfg: cfg, url: base + "/v1/messages", http: h}, nil
+	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cfg.BaseURL, APIKey: cfg.APIKey,
+		Auth: Auth, Headers: cfg.Headers, HTTP: h}, NewTranslator(cfg.Version, cfg.DropUnsupported, cfg.DefaultMaxTokens))
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{t}, nil
 }
 
-// Name implements provider.Provider.
-func (p *Provider) Name() string { return p.cfg.Name }
+// Auth is how Anthropic takes the API key: the x-api-key header.
+var Auth = provider.KeyHeader("X-Api-Key")
 
 // URL is the Messages endpoint requests are sent to.
-func (p *Provider) URL() string { return p.url }
-
-// Do implements provider.Provider. Only chat completions are supported;
-// other operations fail with a 400 naming the operation.
-func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Response, error) {
-	if call.Req.Op != openai.OpChat {
-		return nil, &provider.Error{
-			Provider: p.cfg.Name, Kind: provider.KindStatus, Status: http.StatusBadRequest,
-			Type: openai.TypeInvalidRequest, Code: "unsupported_operation",
-			Message: "The operation '" + call.Req.Op.String() + "' is not supported by provider " +
-				quote(p.cfg.Name) + " (Anthropic Messages API supports chat completions only).",
-		}
-	}
-	maxTokens := call.MaxTokens
-	if maxTokens <= 0 {
-		maxTokens = p.cfg.DefaultMaxTokens
-	}
-	body, err := RequestFromOpenAI(call.Req.Body, RequestOptions{
-		Model: call.Model, MaxTokens: maxTokens, DropUnsupported: p.cfg.DropUnsupported,
-	})
-	if err != nil {
-		if pe, ok := err.(*provider.Error); ok {
-			pe.Provider = p.cfg.Name
-			return nil, pe
-		}
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "could not translate request"}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
-	if err != nil {
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
-	}
-	h := req.Header
-	provider.SetJSONHeaders(h, p.cfg.Headers, call.Req.Stream)
-	h.Set("Anthropic-Version", p.cfg.Version)
-	if p.cfg.APIKey != "" {
-		h.Set("X-Api-Key", p.cfg.APIKey)
-	}
-	x, err := p.http.Send(ctx, req, ParseError)
-	if err != nil {
-		return nil, err
-	}
-	if call.Req.Stream {
-		if ct := x.Resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-			x.Close()
-			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "expected an event stream"}
-		}
-		return &provider.Response{Stream: NewStream(x.Body, x, p.cfg.Name)}, nil
-	}
-	defer x.Close()
-	b, err := x.ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	out, err := ResponseToOpenAI(b, time.Now().Unix())
-	if err != nil {
-		if pe, ok := err.(*provider.Error); ok {
-			pe.Provider = p.cfg.Name
-		}
-		return nil, err
-	}
-	return &provider.Response{Body: out}, nil
-}
+func (p *Provider) URL() string { return p.Transport.URL(messagesPath) }
 
 // ParseError is the provider.ErrorParser for Anthropic's error body
 // {"type":"error","error":{"type","message"},"request_id"}
@@ -180,7 +174,7 @@ func ParseError(status int, body []byte) *provider.Error {
 		return pe
 	}
 	if m := obj.Get("message"); m.Type == gjson.String {
-		e.Message = truncate(m.Str)
+		e.Message = provider.Truncate(m.Str)
 	}
 	if t := obj.Get("type"); t.Type == gjson.String {
 		e.Type, e.Code = ErrorTypeToOpenAI(t.Str)
@@ -249,14 +243,6 @@ func errorTypeStatus(typ string) int {
 		return 529
 	}
 	return http.StatusInternalServerError
-}
-
-func truncate(s string) string {
-	const max = 1024
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
 }
 
 func quote(s string) string { return string(openai.AppendString(nil, s)) }

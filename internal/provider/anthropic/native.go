@@ -1,11 +1,7 @@
 package anthropic
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"net/http"
-	"strings"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -26,116 +22,56 @@ func (p *Provider) Messages(ctx context.Context, body []byte, model string, stre
 	if gjson.GetBytes(body, "model").Str != model {
 		var err error
 		if body, err = sjson.SetBytes(body, "model", model); err != nil {
-			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "could not rewrite request"}
+			return nil, &provider.Error{Provider: p.Name(), Kind: provider.KindProtocol, Message: "could not rewrite request"}
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
-	if err != nil {
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
-	}
-	h := req.Header
-	for k, v := range p.cfg.Headers {
-		h[k] = v
-	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Anthropic-Version", p.cfg.Version)
-	if p.cfg.APIKey != "" {
-		h.Set("X-Api-Key", p.cfg.APIKey)
-	}
-	x, err := p.http.Send(ctx, req, ParseError)
+	x, b, err := p.Send(ctx, messagesPath, body, stream, provider.AcceptAny)
 	if err != nil {
 		return nil, err
 	}
-	if stream {
-		if ct := x.Resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-			x.Close()
-			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "expected an event stream"}
-		}
-		rd := provider.GetSSEReader(x.Body)
-		return &provider.Response{Stream: &nativeStream{rd: rd, closer: x, name: p.cfg.Name}}, nil
-	}
-	defer x.Close()
-	b, err := x.ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	if !jsonraw.Valid(b) {
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "answer is not JSON"}
+	if x != nil {
+		return &provider.Response{Stream: x.Stream(new(nativeEvents))}, nil
 	}
 	return &provider.Response{Body: b}, nil
 }
 
-// nativeStream yields Anthropic's events as they come; an "error" event is
-// a *provider.Error, the end without message_stop a cut stream.
-type nativeStream struct {
-	rd      *sse.Reader
-	closer  io.Closer
-	name    string
-	started bool
-	done    bool
-}
+// nativeEvents passes Anthropic's events on as they come; an "error" event
+// is a *provider.Error, the end without message_stop a cut stream.
+type nativeEvents struct{}
 
-func (s *nativeStream) Next() (sse.Event, error) {
-	if s.done || s.rd == nil {
-		return sse.Event{}, io.EOF
+func (nativeEvents) Decode(ev sse.Event, q *provider.Events) (bool, error) {
+	// Every event of the Messages stream is named and carries a JSON
+	// object whose "type" is that name; one without a name is not of the
+	// protocol (dropped), data that is not such JSON means the upstream is
+	// broken.
+	if len(ev.Name) == 0 {
+		return false, nil
 	}
-	var ev sse.Event
-	for {
-		var err error
-		ev, err = s.rd.Next()
-		if err != nil {
-			if err == io.EOF || err == io.ErrUnexpectedEOF || err == sse.ErrTooLarge {
-				return ev, s.protocol("stream ended unexpectedly")
-			}
-			if pe, ok := err.(*provider.Error); ok {
-				pe.StreamStarted = s.started
-			}
-			return ev, err
+	if !jsonraw.ValidUTF8(ev.Data) || ev.Data[jsonraw.SkipSpace(jsonraw.String(ev.Data), 0)] != '{' {
+		return false, provider.Protocol("malformed stream event")
+	}
+	if typ := jsonraw.Field(jsonraw.String(ev.Data), "type"); len(typ) < 2 || typ[1:len(typ)-1] != string(ev.Name) {
+		if string(ev.Name) != "error" {
+			return false, nil
 		}
-		// Every event of the Messages stream is named and carries a JSON
-		// object whose "type" is that name; one without a name is not of
-		// the protocol (dropped), data that is not such JSON means the
-		// upstream is broken.
-		if len(ev.Name) == 0 {
-			continue
-		}
-		if !jsonraw.ValidUTF8(ev.Data) || ev.Data[jsonraw.SkipSpace(jsonraw.String(ev.Data), 0)] != '{' {
-			return sse.Event{}, s.protocol("malformed stream event")
-		}
-		if typ := jsonraw.Field(jsonraw.String(ev.Data), "type"); len(typ) < 2 || typ[1:len(typ)-1] != string(ev.Name) {
-			if string(ev.Name) != "error" {
-				continue
-			}
-		}
-		break
 	}
 	switch string(ev.Name) {
 	case "error":
 		e := ParseError(0, ev.Data)
-		e.Provider, e.StreamStarted = s.name, s.started
 		if e.Status == 0 {
 			e.Status = errorTypeStatus(gjson.GetBytes(ev.Data, "error.type").Str)
 		}
-		return sse.Event{}, e
+		return false, e
 	case "message_stop":
-		s.done = true
+		q.Pass(ev)
+		return true, nil
 	}
-	s.started = true
-	return ev, nil
+	q.Pass(ev)
+	return false, nil
 }
 
-func (s *nativeStream) protocol(msg string) *provider.Error {
-	return &provider.Error{Provider: s.name, Kind: provider.KindProtocol, Message: msg, StreamStarted: s.started}
-}
-
-func (s *nativeStream) Pending() bool { return s.rd != nil && !s.done && s.rd.HasEvent() }
-
-func (s *nativeStream) Close() error {
-	if s.rd != nil {
-		provider.PutSSEReader(s.rd)
-		s.rd = nil
-	}
-	return s.closer.Close()
+func (nativeEvents) End(*provider.Events) error {
+	return provider.Protocol("stream ended unexpectedly")
 }
 
 // UsageOf reads Anthropic's usage object: prompt tokens include cache reads

@@ -15,13 +15,10 @@
 package cohere
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -60,97 +57,110 @@ type Config struct {
 	InputType string
 }
 
-// Provider is a Cohere upstream. It implements provider.Provider.
-type Provider struct {
-	cfg      Config
-	chatURL  string
-	embedURL string
-	http     *provider.HTTP
+// Translator maps OpenAI chat completions and embeddings to Cohere's
+// /v2/chat and /v2/embed.
+type Translator struct {
+	dropUnsupported bool
+	inputType       string
 }
 
-// New validates cfg and returns the provider; h is its pooled client.
+var _ provider.Translator = (*Translator)(nil)
+
+// NewTranslator returns the translator; see [Config.DropUnsupported] and
+// [Config.InputType] (default [DefaultInputType]).
+func NewTranslator(dropUnsupported bool, inputType string) *Translator {
+	if inputType == "" {
+		inputType = DefaultInputType
+	}
+	return &Translator{dropUnsupported: dropUnsupported, inputType: inputType}
+}
+
+// Endpoint implements provider.Translator: paths follow the base URL.
+func (t *Translator) Endpoint(base string, _ http.Header) string { return base }
+
+// Request implements provider.Translator. Cohere needs no output cap, so
+// call.MaxTokens is not applied; the client's own max tokens are.
+func (t *Translator) Request(call *provider.Call) (provider.Request, error) {
+	a := &answer{op: call.Req.Op, model: call.Model}
+	var (
+		body []byte
+		path string
+		perr *provider.Error
+	)
+	switch call.Req.Op {
+	case openai.OpChat:
+		body, perr = buildChat(call.Req, call.Model, t.dropUnsupported)
+		path = "v2/chat"
+	case openai.OpEmbeddings:
+		body, a.b64, perr = buildEmbed(call.Req, call.Model, t.inputType)
+		path = "v2/embed"
+	default:
+		perr = provider.Unsupported(call.Req.Op, "the Cohere v2 API", openai.OpChat, openai.OpEmbeddings)
+	}
+	if perr != nil {
+		perr.Kind = provider.KindStatus
+		return provider.Request{}, perr
+	}
+	stream := call.Req.Stream && call.Req.Op == openai.OpChat
+	return provider.Request{Path: path, Body: body, Stream: stream, Answer: a}, nil
+}
+
+// answer translates the answer to one call.
+type answer struct {
+	op    openai.Op
+	model string
+	b64   bool // embeddings as base64
+}
+
+// Body implements provider.Answer.
+func (a *answer) Body(native []byte) ([]byte, error) {
+	var (
+		out  []byte
+		perr *provider.Error
+	)
+	if a.op == openai.OpEmbeddings {
+		out, perr = embedResponse(native, a.model, a.b64)
+	} else {
+		out, perr = chatResponse(native, a.model, time.Now().Unix(), fallbackID())
+	}
+	if perr != nil {
+		return nil, perr
+	}
+	return out, nil
+}
+
+// Decoder implements provider.Answer.
+func (a *answer) Decoder() provider.Decoder {
+	return newDecoder(a.model, time.Now().Unix(), fallbackID())
+}
+
+// ParseError implements provider.Translator with [ParseError]; Cohere's
+// non-standard 498 "invalid token" status, a refused key, becomes 401.
+func (t *Translator) ParseError(status int, body []byte) *provider.Error {
+	e := ParseError(status, body)
+	if status == 498 {
+		e.Status = http.StatusUnauthorized
+	}
+	return e
+}
+
+// Provider is a Cohere upstream. It implements provider.Provider.
+type Provider struct{ *provider.Transport }
+
+// New checks cfg and returns the provider; h is its pooled client.
 func New(cfg Config, h *provider.HTTP) (*Provider, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
-	if _, err := provider.CheckBaseURLAllowQuery(cfg.Name, cfg.BaseURL); err != nil {
-		return nil, err
-	}
 	if h == nil {
 		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
 	}
-	if cfg.InputType == "" {
-		cfg.InputType = DefaultInputType
-	}
-	base := strings.TrimRight(cfg.BaseURL, "/")
-	return &Provider{cfg: cfg, chatURL: base + "/v2/chat", embedURL: base + "/v2/embed", http: h}, nil
-}
-
-// Name implements provider.Provider.
-func (p *Provider) Name() string { return p.cfg.Name }
-
-// Do implements provider.Provider. Cohere needs no output cap, so
-// call.MaxTokens is not applied; the client's own max tokens are.
-func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Response, error) {
-	var (
-		body   []byte
-		target string
-		b64    bool
-		perr   *provider.Error
-	)
-	switch call.Req.Op {
-	case openai.OpChat:
-		body, perr = buildChat(call.Req, call.Model, p.cfg.DropUnsupported)
-		target = p.chatURL
-	case openai.OpEmbeddings:
-		body, b64, perr = buildEmbed(call.Req, call.Model, p.cfg.InputType)
-		target = p.embedURL
-	default:
-		perr = &provider.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "unsupported_operation",
-			Message: "The " + call.Req.Op.String() + " operation is not supported by Cohere; use chat/completions or embeddings."}
-	}
-	if perr != nil {
-		perr.Provider, perr.Kind = p.cfg.Name, provider.KindStatus
-		return nil, perr
-	}
-	stream := call.Req.Stream && call.Req.Op == openai.OpChat
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
-	}
-	h := req.Header
-	provider.SetJSONHeaders(h, p.cfg.Headers, stream)
-	if p.cfg.APIKey != "" {
-		h.Set("Authorization", "Bearer "+p.cfg.APIKey)
-	}
-	x, err := p.http.Send(ctx, req, ParseError)
-	if err != nil {
-		if pe, ok := err.(*provider.Error); ok && pe.Status == 498 {
-			// Cohere's non-standard "invalid token" status: a refused key.
-			pe.Status = http.StatusUnauthorized
-		}
-		return nil, err
-	}
-	created := time.Now().Unix()
-	if stream {
-		return &provider.Response{Stream: newStream(x.Body, x.Close, p.cfg.Name, call.Model, created, fallbackID())}, nil
-	}
-	defer x.Close()
-	raw, err := x.ReadAll()
+	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cfg.BaseURL, AllowQuery: true, APIKey: cfg.APIKey,
+		Auth: provider.BearerAuth, Headers: cfg.Headers, HTTP: h}, NewTranslator(cfg.DropUnsupported, cfg.InputType))
 	if err != nil {
 		return nil, err
 	}
-	var out []byte
-	if call.Req.Op == openai.OpEmbeddings {
-		out, perr = embedResponse(raw, call.Model, b64)
-	} else {
-		out, perr = chatResponse(raw, call.Model, created, fallbackID())
-	}
-	if perr != nil {
-		perr.Provider = p.cfg.Name
-		return nil, perr
-	}
-	return &provider.Response{Body: out}, nil
+	return &Provider{t}, nil
 }
 
 // fallbackID names an answer whose upstream id is missing.
@@ -170,7 +180,7 @@ func ParseError(status int, body []byte) *provider.Error {
 		e = &provider.Error{Status: status}
 		if jsonraw.Valid(body) {
 			if m := gjson.GetBytes(body, "message"); m.Type == gjson.String {
-				e.Message = truncate(m.Str)
+				e.Message = provider.Truncate(m.Str)
 			}
 		}
 	}
@@ -201,12 +211,4 @@ func errorType(status int) string {
 		return openai.TypeServer
 	}
 	return openai.TypeInvalidRequest
-}
-
-func truncate(s string) string {
-	const max = 1024
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
 }
