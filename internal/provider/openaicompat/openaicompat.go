@@ -106,23 +106,3 @@ func New(cfg Config, h *provider.HTTP) (*Provider, error) {
 func (p *Provider) URL(op openai.Op, model string) string {
 	return p.Transport.URL(p.tr.Path(op, model))
 }
-
-// Preset is a known OpenAI-compatible service.
-type Preset struct {
-	BaseURL string
-	// KeyEnv is the environment variable conventionally holding its key.
-	KeyEnv string
-}
-
-// Presets maps a provider type (or name) to its public endpoint.
-var Presets = map[string]Preset{
-	"openai":     {"https://api.openai.com/v1", "OPENAI_API_KEY"},
-	"azure":      {"", "AZURE_OPENAI_API_KEY"},
-	"mistral":    {"https://api.mistral.ai/v1", "MISTRAL_API_KEY"},
-	"groq":       {"https://api.groq.com/openai/v1", "GROQ_API_KEY"},
-	"together":   {"https://api.together.xyz/v1", "TOGETHER_API_KEY"},
-	"deepseek":   {"https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"},
-	"openrouter": {"https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"},
-	"ollama":     {"http://127.0.0.1:11434/v1", ""},
-	"vllm":       {"http://127.0.0.1:8000/v1", ""},
-}
