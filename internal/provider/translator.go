@@ -116,6 +116,15 @@ func (q *Events) reset() {
 	q.Buf, q.ends, q.next, q.pass, q.has = q.Buf[:0], q.ends[:0], 0, sse.Event{}, false
 }
 
+// Answered returns a translated answer and its error as Answer.Body does:
+// a nil *Error is no error.
+func Answered(out []byte, err *Error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Protocol is a KindProtocol error: the upstream answered something that
 // does not follow its API.
 func Protocol(msg string) *Error { return &Error{Kind: KindProtocol, Message: msg} }

@@ -136,12 +136,7 @@ func (t *Transport) URL(path string) string { return t.endpoint + "/" + path }
 func (t *Transport) Do(ctx context.Context, call *Call) (*Response, error) {
 	r, err := t.tr.Request(call)
 	if err != nil {
-		var pe *Error
-		if !errors.As(err, &pe) {
-			pe = Protocol("could not translate request")
-		}
-		pe.Provider = t.name
-		return nil, pe
+		return nil, t.named(err, "could not translate request")
 	}
 	accept := AcceptJSON
 	if r.Stream {
@@ -165,14 +160,20 @@ func (t *Transport) Do(ctx context.Context, call *Call) (*Response, error) {
 	}
 	out, err := r.Answer.Body(body)
 	if err != nil {
-		var pe *Error
-		if !errors.As(err, &pe) {
-			pe = Protocol("could not translate answer")
-		}
-		pe.Provider = t.name
-		return nil, pe
+		return nil, t.named(err, "could not translate answer")
 	}
 	return &Response{Body: out}, nil
+}
+
+// named returns a translator's error as an *Error naming the provider;
+// one that is not an *Error becomes a KindProtocol error saying msg.
+func (t *Transport) named(err error, msg string) *Error {
+	var pe *Error
+	if !errors.As(err, &pe) {
+		pe = Protocol(msg)
+	}
+	pe.Provider = t.name
+	return pe
 }
 
 // Send posts body to path and returns the 2xx answer: for a stream the

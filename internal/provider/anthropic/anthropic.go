@@ -19,7 +19,7 @@
 package anthropic
 
 import (
-	"fmt"
+	"cmp"
 	"net/http"
 	"strings"
 	"time"
@@ -136,13 +136,7 @@ var _ provider.Provider = (*Provider)(nil)
 // New checks cfg, fills in its defaults and returns the provider; h is its
 // pooled client.
 func New(cfg Config, h *provider.HTTP) (*Provider, error) {
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
-	}
-	if h == nil {
-		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
-	}
-	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cfg.BaseURL, APIKey: cfg.APIKey,
+	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cmp.Or(cfg.BaseURL, DefaultBaseURL), APIKey: cfg.APIKey,
 		Auth: Auth, Headers: cfg.Headers, HTTP: h}, NewTranslator(cfg.Version, cfg.DropUnsupported, cfg.DefaultMaxTokens))
 	if err != nil {
 		return nil, err

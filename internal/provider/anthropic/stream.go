@@ -125,14 +125,12 @@ func (s *decoder) End(*provider.Events) error {
 	return provider.Protocol("stream ended before message_stop")
 }
 
-func (s *decoder) protocol(msg string) *provider.Error { return provider.Protocol(msg) }
-
 // handle processes one upstream event; it reports whether s.q.Buf holds a
 // chunk to return.
 func (s *decoder) handle(ev sse.Event) (bool, error) {
 	data := jsonraw.String(ev.Data)
 	if !jsonraw.ValidString(data) {
-		return false, s.protocol("malformed stream event")
+		return false, provider.Protocol("malformed stream event")
 	}
 	t := jsonraw.String(ev.Name)
 	if raw := jsonraw.Field(data, "type"); isString(raw) {
@@ -141,14 +139,14 @@ func (s *decoder) handle(ev sse.Event) (bool, error) {
 	switch t {
 	case "message_start":
 		if s.state != stStart {
-			return false, s.protocol("unexpected message_start")
+			return false, provider.Protocol("unexpected message_start")
 		}
 		return s.messageStart(data), nil
 	case "error":
 		return false, s.streamError(data)
 	case "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop":
 		if s.state != stMsg {
-			return false, s.protocol("unexpected " + t + " before message_start")
+			return false, provider.Protocol("unexpected " + t + " before message_start")
 		}
 	default: // ping and event types added later
 		return false, nil
@@ -170,7 +168,7 @@ func (s *decoder) handle(ev sse.Event) (bool, error) {
 	idx := jsonraw.Field(data, "index")
 	n := rawInt(idx)
 	if idx == "" || n < 0 || n >= maxBlocks {
-		return false, s.protocol("invalid content block index")
+		return false, provider.Protocol("invalid content block index")
 	}
 	i := int(n)
 	switch t {
@@ -181,13 +179,13 @@ func (s *decoder) handle(ev sse.Event) (bool, error) {
 		return s.blockStart(i, jsonraw.Field(data, "content_block")), nil
 	case "content_block_delta":
 		if i >= len(s.blocks) || s.blocks[i].kind == bNone {
-			return false, s.protocol("delta for a content block that was not started")
+			return false, provider.Protocol("delta for a content block that was not started")
 		}
 		return s.blockDelta(i, jsonraw.Field(data, "delta")), nil
 	}
 	// content_block_stop
 	if i >= len(s.blocks) || s.blocks[i].kind == bNone {
-		return false, s.protocol("stop of a content block that was not started")
+		return false, provider.Protocol("stop of a content block that was not started")
 	}
 	if b := &s.blocks[i]; b.kind == bTool && !b.args {
 		b.args = true

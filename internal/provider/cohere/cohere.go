@@ -15,7 +15,7 @@
 package cohere
 
 import (
-	"fmt"
+	"cmp"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -114,19 +114,10 @@ type answer struct {
 
 // Body implements provider.Answer.
 func (a *answer) Body(native []byte) ([]byte, error) {
-	var (
-		out  []byte
-		perr *provider.Error
-	)
 	if a.op == openai.OpEmbeddings {
-		out, perr = embedResponse(native, a.model, a.b64)
-	} else {
-		out, perr = chatResponse(native, a.model, time.Now().Unix(), fallbackID())
+		return provider.Answered(embedResponse(native, a.model, a.b64))
 	}
-	if perr != nil {
-		return nil, perr
-	}
-	return out, nil
+	return provider.Answered(chatResponse(native, a.model, time.Now().Unix(), fallbackID()))
 }
 
 // Decoder implements provider.Answer.
@@ -149,14 +140,8 @@ type Provider struct{ *provider.Transport }
 
 // New checks cfg and returns the provider; h is its pooled client.
 func New(cfg Config, h *provider.HTTP) (*Provider, error) {
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
-	}
-	if h == nil {
-		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
-	}
-	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cfg.BaseURL, AllowQuery: true, APIKey: cfg.APIKey,
-		Auth: provider.BearerAuth, Headers: cfg.Headers, HTTP: h}, NewTranslator(cfg.DropUnsupported, cfg.InputType))
+	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cmp.Or(cfg.BaseURL, DefaultBaseURL), AllowQuery: true,
+		APIKey: cfg.APIKey, Auth: provider.BearerAuth, Headers: cfg.Headers, HTTP: h}, NewTranslator(cfg.DropUnsupported, cfg.InputType))
 	if err != nil {
 		return nil, err
 	}

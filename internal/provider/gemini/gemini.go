@@ -18,7 +18,7 @@
 package gemini
 
 import (
-	"fmt"
+	"cmp"
 	"net/http"
 	"strings"
 	"time"
@@ -85,13 +85,7 @@ var _ provider.Provider = (*Provider)(nil)
 
 // New checks cfg and returns the provider; h is its pooled client.
 func New(cfg Config, h *provider.HTTP) (*Provider, error) {
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
-	}
-	if h == nil {
-		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
-	}
-	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cfg.BaseURL, APIKey: cfg.APIKey,
+	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cmp.Or(cfg.BaseURL, DefaultBaseURL), APIKey: cfg.APIKey,
 		Auth: Auth, Headers: cfg.Headers, HTTP: h}, NewTranslator(cfg.DropUnsupported))
 	if err != nil {
 		return nil, err
@@ -169,19 +163,10 @@ type answer struct {
 
 // Body implements provider.Answer.
 func (a *answer) Body(native []byte) ([]byte, error) {
-	var (
-		out  []byte
-		perr *provider.Error
-	)
 	if a.op == openai.OpEmbeddings {
-		out, perr = translateEmbeddings(native, a.model, a.emb)
-	} else {
-		out, perr = translateChat(native, a.model, time.Now().Unix(), randSeed())
+		return provider.Answered(translateEmbeddings(native, a.model, a.emb))
 	}
-	if perr != nil {
-		return nil, perr
-	}
-	return out, nil
+	return provider.Answered(translateChat(native, a.model, time.Now().Unix(), randSeed()))
 }
 
 // Decoder implements provider.Answer.

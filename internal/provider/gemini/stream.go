@@ -73,7 +73,7 @@ func (s *decoder) Decode(ev sse.Event, q *provider.Events) (bool, error) {
 // reason, with the usage chunk.
 func (s *decoder) End(q *provider.Events) error {
 	if !s.finished {
-		return s.protocol("stream ended before a finish reason")
+		return provider.Protocol("stream ended before a finish reason")
 	}
 	if s.usage.known {
 		q.Buf = append(q.Buf, s.pre...)
@@ -85,16 +85,14 @@ func (s *decoder) End(q *provider.Events) error {
 	return nil
 }
 
-func (s *decoder) protocol(msg string) *provider.Error { return provider.Protocol(msg) }
-
 // translate queues the OpenAI chunks of one upstream event.
 func (s *decoder) translate(data []byte) error {
 	if !jsonraw.Valid(data) {
-		return s.protocol("invalid JSON in stream")
+		return provider.Protocol("invalid JSON in stream")
 	}
 	root := parse(data)
 	if !root.IsObject() {
-		return s.protocol("stream event is not a JSON object")
+		return provider.Protocol("stream event is not a JSON object")
 	}
 	if e := root.Get("error"); e.Exists() {
 		return streamError(e)
@@ -115,7 +113,7 @@ func (s *decoder) translate(data []byte) error {
 		}
 		pos++
 		if idx < 0 || idx >= maxCandidates {
-			err = s.protocol("candidate index out of range")
+			err = provider.Protocol("candidate index out of range")
 			return false
 		}
 		s.candidate(idx, c)
