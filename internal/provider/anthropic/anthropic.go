@@ -1,7 +1,9 @@
-// Package anthropic talks to Anthropic's Messages API on behalf of OpenAI
+// Package anthropic is the translator of Anthropic's Messages API for OpenAI
 // clients: it turns an OpenAI chat completion request into a Messages
 // request, and the Messages answer (a message object, or its event stream)
-// back into OpenAI's chat.completion / chat.completion.chunk shapes.
+// back into OpenAI's chat.completion / chat.completion.chunk shapes. The
+// provider.Transport sends the requests and reads the answers; native.go
+// passes Anthropic-format requests through it untranslated.
 //
 // It also exports the reverse direction (inbound.go): an Anthropic Messages
 // request into an OpenAI chat request, an OpenAI answer into an Anthropic
@@ -15,7 +17,8 @@
 //	https://docs.anthropic.com/en/api/errors              (error shape, statuses)
 //
 // Mapping decisions that are not obvious from the two references are
-// documented on [RequestFromOpenAI], [ResponseToOpenAI] and [Stream].
+// documented on [RequestFromOpenAI], [ResponseToOpenAI] and the stream
+// decoder (stream.go).
 package anthropic
 
 import (

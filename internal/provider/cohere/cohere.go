@@ -1,6 +1,7 @@
-// Package cohere serves OpenAI-format chat completions and embeddings from
-// Cohere's v2 API. Requests are translated to Cohere's shape, answers (JSON
-// and event streams) back to OpenAI's; nothing unmarshals a whole body:
+// Package cohere is the translator that serves OpenAI-format chat
+// completions and embeddings from Cohere's v2 API. Requests are translated
+// to Cohere's shape, answers (JSON and event streams) back to OpenAI's; the
+// provider.Transport sends and reads them. Nothing unmarshals a whole body:
 // gjson reads, hand-rolled appends write.
 //
 // API reference:

@@ -1,8 +1,9 @@
-// Package gemini talks to the Google Gemini API (Google AI Studio,
+// Package gemini is the translator of the Google Gemini API (Google AI Studio,
 // generativelanguage) behind OpenAI's API: Chat Completions (streamed or
 // not) become generateContent / streamGenerateContent calls and Embeddings
 // become batchEmbedContents calls; the answers are turned back into OpenAI's
-// shapes, so the rest of the gateway only ever sees OpenAI's format.
+// shapes, so the rest of the gateway only ever sees OpenAI's format. The
+// provider.Transport sends the requests and reads the answers.
 //
 // API reference:
 //
