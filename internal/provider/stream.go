@@ -50,7 +50,9 @@ func NewSSEStream(x *Exchange, needDone bool) *SSEStream {
 // NewStream reads an event stream from r decoded by dec; Close closes
 // closer (which may be nil). providerName names the provider in errors.
 func NewStream(r io.Reader, closer io.Closer, providerName string, dec Decoder) *SSEStream {
-	return &SSEStream{rd: GetSSEReader(r), closer: closer, dec: dec, provider: providerName}
+	s := &SSEStream{rd: GetSSEReader(r), closer: closer, dec: dec, provider: providerName}
+	s.q.grow()
+	return s
 }
 
 // Next implements Stream.

@@ -77,6 +77,14 @@ type Events struct {
 	passed bool // pop returned pass last
 }
 
+// grow sizes an empty queue for translated events: a typical chunk, and a
+// few of them, fit without growing.
+func (q *Events) grow() {
+	if q.Buf == nil {
+		q.Buf, q.ends = make([]byte, 0, 1024), make([]int, 0, 4)
+	}
+}
+
 // End queues the event built in Buf since the previous End.
 func (q *Events) End() { q.ends = append(q.ends, len(q.Buf)) }
 

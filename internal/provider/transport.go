@@ -147,13 +147,12 @@ func (t *Transport) Do(ctx context.Context, call *Call) (*Response, error) {
 		return nil, err
 	}
 	if x != nil {
-		var dec Decoder
 		if r.Answer == nil {
-			dec = OpenAIEvents(call.Req.Op)
-		} else {
-			dec = r.Answer.Decoder()
+			return &Response{Stream: x.Stream(OpenAIEvents(call.Req.Op))}, nil
 		}
-		return &Response{Stream: x.Stream(dec)}, nil
+		s := x.Stream(r.Answer.Decoder())
+		s.q.grow()
+		return &Response{Stream: s}, nil
 	}
 	if r.Answer == nil {
 		return &Response{Body: body}, nil
