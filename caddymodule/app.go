@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,10 +20,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/cohere"
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/gemini"
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/openaicompat"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/registry"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
@@ -293,41 +289,24 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// nativeKeyEnv is where the translated providers' keys conventionally live.
-var nativeKeyEnv = map[string][]string{
-	"anthropic": {"ANTHROPIC_API_KEY"},
-	"gemini":    {"GEMINI_API_KEY", "GOOGLE_API_KEY"},
-	"cohere":    {"COHERE_API_KEY", "CO_API_KEY"},
-}
-
 // buildProvider returns the provider, its HTTP client and the secrets it
-// sends upstream (its key and extra header values).
+// sends upstream (its key and extra header values). The provider's type is
+// looked up in registry.Types.
 func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provider.Provider, *provider.HTTP, []string, error) {
 	typ := strings.ToLower(pc.Type)
 	if typ == "" {
 		typ = "openai"
-		if _, ok := openaicompat.Presets[name]; ok {
-			typ = name
-		} else if _, ok := nativeKeyEnv[name]; ok {
+		if _, ok := registry.Lookup(name); ok {
 			typ = name
 		}
 	}
-	baseURL := repl.ReplaceKnown(pc.BaseURL, "")
-	key := repl.ReplaceKnown(pc.APIKey, "")
-	keyEnvs := nativeKeyEnv[typ]
-	preset, compat := openaicompat.Presets[typ]
-	if compat && preset.KeyEnv != "" {
-		keyEnvs = []string{preset.KeyEnv}
-	}
-	if !compat && keyEnvs == nil {
+	t, ok := registry.Lookup(typ)
+	if !ok {
 		return nil, nil, nil, fmt.Errorf("provider %q: unknown type %q", name, pc.Type)
 	}
+	key := repl.ReplaceKnown(pc.APIKey, "")
 	if pc.APIKey == "" {
-		for _, env := range keyEnvs {
-			if key = os.Getenv(env); key != "" {
-				break
-			}
-		}
+		key = t.DefaultKey()
 	}
 	secrets := []string{key}
 	headers := make(http.Header, len(pc.Headers))
@@ -338,41 +317,19 @@ func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provi
 			secrets = append(secrets, v)
 		}
 	}
-	h := provider.NewHTTP(name, provider.Timeouts{
-		Connect:   time.Duration(pc.ConnectTimeout),
-		FirstByte: time.Duration(pc.FirstByteTimeout),
-		Idle:      time.Duration(pc.IdleTimeout),
+	p, tr, err := t.Build(typ, &registry.Settings{
+		Name: name, BaseURL: repl.ReplaceKnown(pc.BaseURL, ""), APIKey: key, APIVersion: pc.APIVersion,
+		DropUnsupported: pc.DropUnsupported, Headers: headers,
+		Timeouts: provider.Timeouts{
+			Connect:   time.Duration(pc.ConnectTimeout),
+			FirstByte: time.Duration(pc.FirstByteTimeout),
+			Idle:      time.Duration(pc.IdleTimeout),
+		},
 	})
-	var (
-		p   provider.Provider
-		err error
-	)
-	switch typ {
-	case "anthropic":
-		p, err = anthropic.New(anthropic.Config{Name: name, BaseURL: baseURL, APIKey: key, Version: pc.APIVersion,
-			Headers: headers, DropUnsupported: pc.DropUnsupported}, h)
-	case "gemini":
-		p, err = gemini.New(gemini.Config{Name: name, BaseURL: baseURL, APIKey: key, Headers: headers,
-			DropUnsupported: pc.DropUnsupported}, h)
-	case "cohere":
-		p, err = cohere.New(cohere.Config{Name: name, BaseURL: baseURL, APIKey: key, Headers: headers,
-			DropUnsupported: pc.DropUnsupported}, h)
-	default:
-		if baseURL == "" {
-			baseURL = preset.BaseURL
-		}
-		if baseURL == "" {
-			return nil, nil, nil, fmt.Errorf("provider %q: base_url is required for type %s", name, typ)
-		}
-		p, err = openaicompat.New(openaicompat.Config{
-			Name: name, BaseURL: baseURL, APIKey: key, Headers: headers,
-			Azure: typ == "azure", APIVersion: pc.APIVersion,
-		}, h)
-	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return p, h, secrets, nil
+	return p, tr.HTTP(), secrets, nil
 }
 
 // secretHeader reports whether an extra header's value is a credential, by

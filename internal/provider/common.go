@@ -3,7 +3,6 @@ package provider
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"sync"
 
@@ -35,22 +34,6 @@ func CheckBaseURLAllowQuery(name, raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("provider %q: base_url must not contain credentials; use api_key", name)
 	}
 	return u, nil
-}
-
-// SetJSONHeaders sets the headers of a JSON POST in h: the configured extra
-// headers first, then Content-Type application/json and Accept
-// (text/event-stream for a stream, application/json otherwise), which
-// override extra ones of the same name.
-func SetJSONHeaders(h, extra http.Header, stream bool) {
-	for k, v := range extra {
-		h[k] = v
-	}
-	h.Set("Content-Type", "application/json")
-	if stream {
-		h.Set("Accept", "text/event-stream")
-	} else {
-		h.Set("Accept", "application/json")
-	}
 }
 
 var sseReaderPool = sync.Pool{New: func() any { return sse.NewReader(nil, 0) }}

@@ -12,7 +12,6 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
 
 // Timeouts bound one upstream attempt. Zero values take the defaults.
@@ -75,14 +74,16 @@ func NewHTTP(provider string, t Timeouts) *HTTP {
 func (h *HTTP) Close() { h.Client.CloseIdleConnections() }
 
 // ErrorParser turns an upstream error response into an *Error, reading the
-// provider's own error shape.
+// provider's own error shape. The status it sets (normally the one it was
+// given) and its RetryAfter are kept; Retry-After headers override the
+// latter.
 type ErrorParser func(status int, body []byte) *Error
 
 // Exchange is one upstream HTTP exchange whose body is guarded by the idle
 // timeout. Close it when done.
 //
 // An exchange is one allocation that also holds its body reader, the
-// request body of Post and the stream of NewSSEStream. Begin and Send add the
+// request body of Post and the stream of Exchange.Stream. Begin and Send add the
 // attempt context and its cancel function, the idle timer and its function;
 // Post adds the request (a copy of its template) and its GetBody.
 type Exchange struct {
@@ -98,7 +99,7 @@ type Exchange struct {
 
 	reqBytes []byte      // Post's request body
 	reqBody  requestBody // a reader over reqBytes
-	stream   SSEStream   // NewSSEStream's
+	stream   SSEStream   // Stream's
 }
 
 // Begin starts an exchange on ctx. Build the request on x.Context() (with
@@ -132,7 +133,7 @@ func (h *HTTP) Send(ctx context.Context, req *http.Request, parse ErrorParser) (
 // *Error (the caller's context error when the client went away). parse reads
 // the provider's error body. req runs on x.Context(): one built on another
 // context is rebound to it (a shallow copy), the request's own context being
-// replaced as HTTP.Send always did. After an error the exchange is finished.
+// replaced. After an error the exchange is finished.
 func (x *Exchange) Send(req *http.Request, parse ErrorParser) error {
 	if req.Context() != x.actx {
 		req = req.WithContext(x.actx)
@@ -151,8 +152,14 @@ func (x *Exchange) Send(req *http.Request, parse ErrorParser) error {
 		if e == nil {
 			e = &Error{}
 		}
-		e.Provider, e.Kind, e.Status = h.Provider, KindStatus, resp.StatusCode
-		e.RetryAfter = ParseRetryAfter(resp.Header, time.Now())
+		e.Provider, e.Kind = h.Provider, KindStatus
+		if e.Status == 0 {
+			e.Status = resp.StatusCode
+		}
+		// Retry-After wins; without it a delay the body gave is kept.
+		if ra := ParseRetryAfter(resp.Header, time.Now()); ra > 0 {
+			e.RetryAfter = ra
+		}
 		return e
 	}
 	x.Resp = resp
@@ -274,89 +281,6 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// SSEStream reads an OpenAI-format event stream from an exchange. Upstream
-// events pass through untouched; "[DONE]" ends the stream, and an event
-// carrying an "error" object becomes an *Error.
-type SSEStream struct {
-	x       *Exchange
-	rd      *sse.Reader
-	provide string
-	// NeedDone is true when the stream must end with [DONE] (Chat and
-	// Completions); without it an EOF is a cut stream.
-	NeedDone bool
-	started  bool
-}
-
-// NewSSEStream wraps an exchange. The stream lives in the exchange (no
-// allocation): wrap an exchange at most once.
-func NewSSEStream(x *Exchange, needDone bool) *SSEStream {
-	s := &x.stream
-	*s = SSEStream{x: x, rd: GetSSEReader(x.Body), provide: x.h.Provider, NeedDone: needDone}
-	return s
-}
-
-// Next implements Stream. Only events of OpenAI's protocol pass: each
-// data is one JSON object (anything else means the upstream is broken: a
-// protocol error), and Chat and Completions streams carry no event names
-// (named events are dropped; an "error" event is the upstream's error).
-func (s *SSEStream) Next() (sse.Event, error) {
-	if s.rd == nil {
-		return sse.Event{}, io.EOF
-	}
-	for {
-		ev, err := s.rd.Next()
-		if err != nil {
-			if err == io.EOF && s.NeedDone {
-				err = io.ErrUnexpectedEOF
-			}
-			if err == io.ErrUnexpectedEOF || err == sse.ErrTooLarge {
-				return ev, s.protocol("stream ended unexpectedly")
-			}
-			if pe, ok := err.(*Error); ok {
-				pe.StreamStarted = s.started
-				return ev, pe
-			}
-			return ev, err
-		}
-		if ev.IsDone() {
-			return sse.Event{}, io.EOF
-		}
-		named := len(ev.Name) > 0
-		if named && string(ev.Name) == "error" && s.NeedDone || !named && len(ev.Data) > 10 && bytes.HasPrefix(ev.Data, []byte(`{"error"`)) {
-			e := ParseOpenAIError(0, ev.Data)
-			e.Provider, e.Kind, e.StreamStarted = s.provide, KindStatus, s.started
-			if e.Status == 0 {
-				e.Status = http.StatusBadGateway
-			}
-			return sse.Event{}, e
-		}
-		if named && s.NeedDone {
-			continue // not an event of Chat's or Completions' protocol
-		}
-		if !jsonraw.ValidUTF8(ev.Data) || ev.Data[jsonraw.SkipSpace(jsonraw.String(ev.Data), 0)] != '{' {
-			return sse.Event{}, s.protocol("malformed stream event")
-		}
-		s.started = true
-		return ev, nil
-	}
-}
-
-func (s *SSEStream) protocol(msg string) *Error {
-	return &Error{Provider: s.provide, Kind: KindProtocol, Message: msg, StreamStarted: s.started}
-}
-
-// Pending implements Pender.
-func (s *SSEStream) Pending() bool { return s.rd != nil && s.rd.HasEvent() }
-
-// Close implements Stream.
-func (s *SSEStream) Close() error {
-	if s.rd != nil {
-		PutSSEReader(s.rd)
-		s.rd = nil
-	}
-	return s.x.Close()
-}
-
 // ParseOpenAIError reads OpenAI's error envelope (also the bare
 // {"message":...} or {"detail":...} shapes some compatible servers use).
 // Only well-formed JSON fields are kept; raw bytes never reach the client.
@@ -368,33 +292,25 @@ func ParseOpenAIError(status int, body []byte) *Error {
 	root := gjson.ParseBytes(body)
 	obj := root.Get("error")
 	if obj.Type == gjson.String {
-		e.Message = truncate(obj.Str)
+		e.Message = Truncate(obj.Str)
 		return e
 	}
 	if !obj.IsObject() {
 		obj = root
 	}
 	if m := obj.Get("message"); m.Type == gjson.String {
-		e.Message = truncate(m.Str)
+		e.Message = Truncate(m.Str)
 	} else if d := obj.Get("detail"); d.Type == gjson.String {
-		e.Message = truncate(d.Str)
+		e.Message = Truncate(d.Str)
 	}
 	if v := obj.Get("type"); v.Type == gjson.String {
-		e.Type = truncate(v.Str)
+		e.Type = Truncate(v.Str)
 	}
 	if v := obj.Get("code"); v.Type == gjson.String {
-		e.Code = truncate(v.Str)
+		e.Code = Truncate(v.Str)
 	}
 	if v := obj.Get("param"); v.Type == gjson.String {
-		e.Param = truncate(v.Str)
+		e.Param = Truncate(v.Str)
 	}
 	return e
-}
-
-func truncate(s string) string {
-	const max = 1024
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
 }

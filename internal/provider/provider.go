@@ -1,7 +1,16 @@
 // Package provider defines how the gateway talks to upstream model providers.
-// Each provider package (openaicompat, anthropic, gemini, cohere) turns an
-// OpenAI-shaped Call into its native request and its native answer back into
-// OpenAI's shape, so the gateway pipeline only ever sees OpenAI's format.
+//
+// One [Transport] (transport.go) carries every provider: its configuration
+// (base URL checks, where the key goes, extra headers, timeouts), the
+// pooled client ([HTTP], http.go), request templates, the content-type
+// check, the bounded body and its JSON check, error answers, and the event
+// stream ([SSEStream], stream.go: the reader, the queue of translated
+// events behind [Pender], the end of the body). What differs between
+// providers is a [Translator] (translator.go), one package each
+// (openaicompat, anthropic, gemini, cohere), which only maps: an OpenAI
+// Call to the native request, the native answer, stream event and error
+// body back to OpenAI's shapes. The gateway pipeline only ever sees
+// OpenAI's format. The registry package lists the provider types.
 package provider
 
 import (

@@ -1,7 +1,9 @@
-// Package anthropic talks to Anthropic's Messages API on behalf of OpenAI
+// Package anthropic is the translator of Anthropic's Messages API for OpenAI
 // clients: it turns an OpenAI chat completion request into a Messages
 // request, and the Messages answer (a message object, or its event stream)
-// back into OpenAI's chat.completion / chat.completion.chunk shapes.
+// back into OpenAI's chat.completion / chat.completion.chunk shapes. The
+// provider.Transport sends the requests and reads the answers; native.go
+// passes Anthropic-format requests through it untranslated.
 //
 // It also exports the reverse direction (inbound.go): an Anthropic Messages
 // request into an OpenAI chat request, an OpenAI answer into an Anthropic
@@ -15,13 +17,12 @@
 //	https://docs.anthropic.com/en/api/errors              (error shape, statuses)
 //
 // Mapping decisions that are not obvious from the two references are
-// documented on [RequestFromOpenAI], [ResponseToOpenAI] and [Stream].
+// documented on [RequestFromOpenAI], [ResponseToOpenAI] and the stream
+// decoder (stream.go).
 package anthropic
 
 import (
-	"bytes"
-	"context"
-	"fmt"
+	"cmp"
 	"net/http"
 	"strings"
 	"time"
@@ -63,104 +64,100 @@ type Config struct {
 	DefaultMaxTokens int64
 }
 
-// Provider is an Anthropic Messages API upstream. It implements
-// provider.Provider for chat completions only.
-type Provider struct {
-	cfg  Config
-	url  string // {base}/v1/messages
-	http *provider.HTTP
+// Translator maps OpenAI chat completions to the Messages API.
+type Translator struct {
+	version         string
+	dropUnsupported bool
+	maxTokens       int64
 }
 
-var _ provider.Provider = (*Provider)(nil)
+var (
+	_ provider.Translator = (*Translator)(nil)
+	_ provider.Answer     = (*Translator)(nil)
+)
 
-// New validates cfg and fills in its defaults.
-func New(cfg Config, h *provider.HTTP) (*Provider, error) {
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
+// Speaks implements provider.Speaker: Anthropic's Messages API.
+func (t *Translator) Speaks(f provider.Format) bool { return f == provider.FormatAnthropic }
+
+// DropsUnsupported implements provider.UnsupportedDropper.
+func (t *Translator) DropsUnsupported() bool { return t.dropUnsupported }
+
+// NewTranslator returns the translator; zero values take the defaults
+// ([DefaultVersion], [DefaultMaxTokens]).
+func NewTranslator(version string, dropUnsupported bool, defaultMaxTokens int64) *Translator {
+	if version == "" {
+		version = DefaultVersion
 	}
-	if _, err := provider.CheckBaseURL(cfg.Name, cfg.BaseURL); err != nil {
-		return nil, err
+	if defaultMaxTokens <= 0 {
+		defaultMaxTokens = DefaultMaxTokens
 	}
-	if cfg.Version == "" {
-		cfg.Version = DefaultVersion
-	}
-	if cfg.DefaultMaxTokens <= 0 {
-		cfg.DefaultMaxTokens = DefaultMaxTokens
-	}
-	if h == nil {
-		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
-	}
-	base := strings.TrimRight(cfg.BaseURL, "/")
-	base = strings.TrimSuffix(base, "/v1")
-	return &Provider{cfg: cfg, url: base + "/v1/messages", http: h}, nil
+	return &Translator{version: version, dropUnsupported: dropUnsupported, maxTokens: defaultMaxTokens}
 }
 
-// Name implements provider.Provider.
-func (p *Provider) Name() string { return p.cfg.Name }
+// Endpoint implements provider.Translator: the base URL without "/v1",
+// then "/v1"; every request carries the anthropic-version header.
+func (t *Translator) Endpoint(base string, h http.Header) string {
+	h.Set("Anthropic-Version", t.version)
+	return strings.TrimSuffix(base, "/v1") + "/v1"
+}
 
-// URL is the Messages endpoint requests are sent to.
-func (p *Provider) URL() string { return p.url }
+// messagesPath is the Messages endpoint below [Translator.Endpoint].
+const messagesPath = "messages"
 
-// Do implements provider.Provider. Only chat completions are supported;
-// other operations fail with a 400 naming the operation.
-func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Response, error) {
+// Request implements provider.Translator. Only chat completions are
+// supported; other operations fail with a 400 naming the operation.
+func (t *Translator) Request(call *provider.Call) (provider.Request, error) {
 	if call.Req.Op != openai.OpChat {
-		return nil, &provider.Error{
-			Provider: p.cfg.Name, Kind: provider.KindStatus, Status: http.StatusBadRequest,
-			Type: openai.TypeInvalidRequest, Code: "unsupported_operation",
-			Message: "The operation '" + call.Req.Op.String() + "' is not supported by provider " +
-				quote(p.cfg.Name) + " (Anthropic Messages API supports chat completions only).",
-		}
+		return provider.Request{}, provider.Unsupported(call.Req.Op, "the Anthropic Messages API", openai.OpChat)
 	}
 	maxTokens := call.MaxTokens
 	if maxTokens <= 0 {
-		maxTokens = p.cfg.DefaultMaxTokens
+		maxTokens = t.maxTokens
 	}
 	body, err := RequestFromOpenAI(call.Req.Body, RequestOptions{
-		Model: call.Model, MaxTokens: maxTokens, DropUnsupported: p.cfg.DropUnsupported,
+		Model: call.Model, MaxTokens: maxTokens, DropUnsupported: t.dropUnsupported,
 	})
 	if err != nil {
-		if pe, ok := err.(*provider.Error); ok {
-			pe.Provider = p.cfg.Name
-			return nil, pe
-		}
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "could not translate request"}
+		return provider.Request{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
-	if err != nil {
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
-	}
-	h := req.Header
-	provider.SetJSONHeaders(h, p.cfg.Headers, call.Req.Stream)
-	h.Set("Anthropic-Version", p.cfg.Version)
-	if p.cfg.APIKey != "" {
-		h.Set("X-Api-Key", p.cfg.APIKey)
-	}
-	x, err := p.http.Send(ctx, req, ParseError)
-	if err != nil {
-		return nil, err
-	}
-	if call.Req.Stream {
-		if ct := x.Resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-			x.Close()
-			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "expected an event stream"}
-		}
-		return &provider.Response{Stream: NewStream(x.Body, x, p.cfg.Name)}, nil
-	}
-	defer x.Close()
-	b, err := x.ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	out, err := ResponseToOpenAI(b, time.Now().Unix())
-	if err != nil {
-		if pe, ok := err.(*provider.Error); ok {
-			pe.Provider = p.cfg.Name
-		}
-		return nil, err
-	}
-	return &provider.Response{Body: out}, nil
+	return provider.Request{Path: messagesPath, Body: body, Stream: call.Req.Stream, Answer: t}, nil
 }
+
+// Body implements provider.Answer with [ResponseToOpenAI].
+func (t *Translator) Body(native []byte) ([]byte, error) {
+	return ResponseToOpenAI(native, time.Now().Unix())
+}
+
+// Decoder implements provider.Answer.
+func (t *Translator) Decoder() provider.Decoder { return NewDecoder(time.Now().Unix()) }
+
+// ParseError implements provider.Translator with [ParseError].
+func (t *Translator) ParseError(status int, body []byte) *provider.Error {
+	return ParseError(status, body)
+}
+
+// Provider is an Anthropic Messages API upstream: provider.Provider for
+// chat completions, and provider.MessagesProvider.
+type Provider struct{ *provider.Transport }
+
+var _ provider.Provider = (*Provider)(nil)
+
+// New checks cfg, fills in its defaults and returns the provider; h is its
+// pooled client.
+func New(cfg Config, h *provider.HTTP) (*Provider, error) {
+	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cmp.Or(cfg.BaseURL, DefaultBaseURL), APIKey: cfg.APIKey,
+		Auth: Auth, Headers: cfg.Headers, HTTP: h}, NewTranslator(cfg.Version, cfg.DropUnsupported, cfg.DefaultMaxTokens))
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{t}, nil
+}
+
+// Auth is how Anthropic takes the API key: the x-api-key header.
+var Auth = provider.KeyHeader("X-Api-Key")
+
+// URL is the Messages endpoint requests are sent to.
+func (p *Provider) URL() string { return p.Transport.URL(messagesPath) }
 
 // ParseError is the provider.ErrorParser for Anthropic's error body
 // {"type":"error","error":{"type","message"},"request_id"}
@@ -180,7 +177,7 @@ func ParseError(status int, body []byte) *provider.Error {
 		return pe
 	}
 	if m := obj.Get("message"); m.Type == gjson.String {
-		e.Message = truncate(m.Str)
+		e.Message = provider.Truncate(m.Str)
 	}
 	if t := obj.Get("type"); t.Type == gjson.String {
 		e.Type, e.Code = ErrorTypeToOpenAI(t.Str)
@@ -249,14 +246,6 @@ func errorTypeStatus(typ string) int {
 		return 529
 	}
 	return http.StatusInternalServerError
-}
-
-func truncate(s string) string {
-	const max = 1024
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
 }
 
 func quote(s string) string { return string(openai.AppendString(nil, s)) }

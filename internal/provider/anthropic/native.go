@@ -1,11 +1,8 @@
 package anthropic
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"net/http"
-	"strings"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -17,19 +14,14 @@ import (
 )
 
 var (
-	_ provider.MessagesProvider   = (*Provider)(nil)
-	_ provider.NativeProvider     = (*Provider)(nil)
-	_ provider.UnsupportedDropper = (*Provider)(nil)
+	_ provider.MessagesProvider = (*Provider)(nil)
+	_ provider.NativeProvider   = (*Provider)(nil)
 )
 
-// Speaks implements provider.NativeProvider: Anthropic's Messages API.
-func (p *Provider) Speaks(f provider.Format) bool { return f == provider.FormatAnthropic }
-
-// DropsUnsupported implements provider.UnsupportedDropper.
-func (p *Provider) DropsUnsupported() bool { return p.cfg.DropUnsupported }
-
-// DoNative implements provider.NativeProvider with Messages; the client's
-// anthropic-beta and anthropic-version headers are sent as they are.
+// DoNative implements provider.NativeProvider: the identity translation of
+// a Messages request (see Messages), with the client's anthropic-beta and
+// anthropic-version headers sent as they are. The answer is Anthropic's,
+// its usage read.
 func (p *Provider) DoNative(ctx context.Context, call *provider.NativeCall) (*provider.Response, error) {
 	resp, err := p.messages(ctx, call.Body, call.Model, call.Stream, call.Header)
 	if err != nil {
@@ -54,135 +46,72 @@ func (p *Provider) messages(ctx context.Context, body []byte, model string, stre
 	if gjson.GetBytes(body, "model").Str != model {
 		var err error
 		if body, err = sjson.SetBytes(body, "model", model); err != nil {
-			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "could not rewrite request"}
+			return nil, &provider.Error{Provider: p.Name(), Kind: provider.KindProtocol, Message: "could not rewrite request"}
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
-	if err != nil {
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
-	}
-	h := req.Header
-	for k, v := range p.cfg.Headers {
-		h[k] = v
-	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Anthropic-Version", p.cfg.Version)
-	for k, v := range client {
-		h[k] = v // the client's anthropic-beta, anthropic-version
-	}
-	if p.cfg.APIKey != "" {
-		h.Set("X-Api-Key", p.cfg.APIKey)
-	}
-	x, err := p.http.Send(ctx, req, ParseError)
+	x, b, err := p.SendWith(ctx, messagesPath, body, stream, provider.AcceptAny, client)
 	if err != nil {
 		return nil, err
 	}
-	if stream {
-		if ct := x.Resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-			x.Close()
-			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "expected an event stream"}
-		}
-		rd := provider.GetSSEReader(x.Body)
-		return &provider.Response{Stream: &nativeStream{rd: rd, closer: x, name: p.cfg.Name}}, nil
-	}
-	defer x.Close()
-	b, err := x.ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	if !jsonraw.Valid(b) {
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "answer is not JSON"}
+	if x != nil {
+		return &provider.Response{Stream: x.Stream(new(nativeEvents))}, nil
 	}
 	return &provider.Response{Body: b}, nil
 }
 
-// nativeStream yields Anthropic's events as they come; an "error" event is
-// a *provider.Error, the end without message_stop a cut stream.
-type nativeStream struct {
-	usage   openai.Usage
-	rd      *sse.Reader
-	closer  io.Closer
-	name    string
-	started bool
-	done    bool
-}
+// nativeEvents passes Anthropic's events on as they come and accounts their
+// usage; an "error" event is a *provider.Error, the end without
+// message_stop a cut stream.
+type nativeEvents struct{ usage openai.Usage }
 
-func (s *nativeStream) Next() (sse.Event, error) {
-	if s.done || s.rd == nil {
-		return sse.Event{}, io.EOF
+// Usage implements provider.UsageReporter.
+func (d *nativeEvents) Usage() openai.Usage { return d.usage }
+
+func (d *nativeEvents) Decode(ev sse.Event, q *provider.Events) (bool, error) {
+	// Every event of the Messages stream is named and carries a JSON
+	// object whose "type" is that name; one without a name is not of the
+	// protocol (dropped), data that is not such JSON means the upstream is
+	// broken.
+	if len(ev.Name) == 0 {
+		return false, nil
 	}
-	var ev sse.Event
-	for {
-		var err error
-		ev, err = s.rd.Next()
-		if err != nil {
-			if err == io.EOF || err == io.ErrUnexpectedEOF || err == sse.ErrTooLarge {
-				return ev, s.protocol("stream ended unexpectedly")
-			}
-			if pe, ok := err.(*provider.Error); ok {
-				pe.StreamStarted = s.started
-			}
-			return ev, err
+	if !jsonraw.ValidUTF8(ev.Data) || ev.Data[jsonraw.SkipSpace(jsonraw.String(ev.Data), 0)] != '{' {
+		return false, provider.Protocol("malformed stream event")
+	}
+	if typ := jsonraw.Field(jsonraw.String(ev.Data), "type"); len(typ) < 2 || typ[1:len(typ)-1] != string(ev.Name) {
+		if string(ev.Name) != "error" {
+			return false, nil
 		}
-		// Every event of the Messages stream is named and carries a JSON
-		// object whose "type" is that name; one without a name is not of
-		// the protocol (dropped), data that is not such JSON means the
-		// upstream is broken.
-		if len(ev.Name) == 0 {
-			continue
-		}
-		if !jsonraw.ValidUTF8(ev.Data) || ev.Data[jsonraw.SkipSpace(jsonraw.String(ev.Data), 0)] != '{' {
-			return sse.Event{}, s.protocol("malformed stream event")
-		}
-		if typ := jsonraw.Field(jsonraw.String(ev.Data), "type"); len(typ) < 2 || typ[1:len(typ)-1] != string(ev.Name) {
-			if string(ev.Name) != "error" {
-				continue
-			}
-		}
-		break
 	}
 	switch string(ev.Name) {
 	case "error":
 		e := ParseError(0, ev.Data)
-		e.Provider, e.StreamStarted = s.name, s.started
 		if e.Status == 0 {
 			e.Status = errorTypeStatus(gjson.GetBytes(ev.Data, "error.type").Str)
 		}
-		return sse.Event{}, e
+		return false, e
 	case "message_start":
-		s.usage = UsageOf(openai.GetInPlace(ev.Data, "message.usage"))
+		d.usage = UsageOf(openai.GetInPlace(ev.Data, "message.usage"))
 	case "message_delta":
 		// Input tokens arrive in message_start, output tokens here.
 		u := openai.GetInPlace(ev.Data, "usage")
 		if out := u.Get("output_tokens"); out.Exists() {
-			s.usage.OutputTokens = out.Int()
-			s.usage.Known = true
+			d.usage.OutputTokens = out.Int()
+			d.usage.Known = true
 		}
 		if in := u.Get("input_tokens"); in.Exists() {
-			s.usage.InputTokens = UsageOf(u).InputTokens
+			d.usage.InputTokens = UsageOf(u).InputTokens
 		}
 	case "message_stop":
-		s.done = true
+		q.Pass(ev)
+		return true, nil
 	}
-	s.started = true
-	return ev, nil
+	q.Pass(ev)
+	return false, nil
 }
 
-// Usage implements provider.UsageReporter.
-func (s *nativeStream) Usage() openai.Usage { return s.usage }
-
-func (s *nativeStream) protocol(msg string) *provider.Error {
-	return &provider.Error{Provider: s.name, Kind: provider.KindProtocol, Message: msg, StreamStarted: s.started}
-}
-
-func (s *nativeStream) Pending() bool { return s.rd != nil && !s.done && s.rd.HasEvent() }
-
-func (s *nativeStream) Close() error {
-	if s.rd != nil {
-		provider.PutSSEReader(s.rd)
-		s.rd = nil
-	}
-	return s.closer.Close()
+func (*nativeEvents) End(*provider.Events) error {
+	return provider.Protocol("stream ended unexpectedly")
 }
 
 // UsageOf reads Anthropic's usage object: prompt tokens include cache reads

@@ -16,10 +16,10 @@ import (
 // maxBlocks bounds the content block index accepted in a stream.
 const maxBlocks = 4096
 
-// Stream translates an Anthropic Messages event stream
+// decoder translates an Anthropic Messages event stream
 // (https://docs.anthropic.com/en/api/messages-streaming) into OpenAI
 // chat.completion.chunk events (data only, no event name), implementing
-// provider.Stream:
+// provider.Decoder:
 //
 //   - message_start → a chunk with delta {"role":"assistant","content":""};
 //     its id ([IDPrefix]+message id), model and the time the stream began
@@ -45,34 +45,26 @@ const maxBlocks = 4096
 //   - a malformed event, an event out of order, or the end of the body
 //     before message_stop → a *provider.Error of kind KindProtocol.
 //
-// Errors carry StreamStarted once an event was returned. The returned
-// Event.Data is valid until the next call to Next: chunks are built in one
-// buffer reused across calls, so a stream costs no allocation per chunk.
-type Stream struct {
-	rd       *sse.Reader
-	closer   io.Closer
-	provider string
-	created  int64
+// Chunks are built in the stream's queue buffer, reused across events, so
+// a stream costs no allocation per chunk.
+type decoder struct {
+	q       *provider.Events // the queue of the event being decoded
+	created int64
 
-	head    []byte // `{"id":...,"object":...,"created":...,"model":...,"choices":[`
-	out     []byte
-	blocks  []block // by Anthropic content block index
-	blkArr  [8]block
-	tools   int // tool_use blocks seen
-	state   uint8
-	finish  string
-	u       usage
-	started bool
-	err     error
+	head   []byte  // `{"id":...,"object":...,"created":...,"model":...,"choices":[`
+	blocks []block // by Anthropic content block index
+	blkArr [8]block
+	tools  int // tool_use blocks seen
+	state  uint8
+	finish string
+	u      usage
 }
 
 // Stream states.
 const (
-	stStart  uint8 = iota // waiting for message_start
-	stMsg                 // inside the message
-	stFinish              // message_stop seen: finish chunk next
-	stUsage               // usage chunk next
-	stDone                // io.EOF or err
+	stStart uint8 = iota // waiting for message_start
+	stMsg                // inside the message
+	stDone               // message_stop seen
 )
 
 type block struct {
@@ -91,102 +83,54 @@ const (
 
 // NewStream reads Anthropic events from body; Close closes closer (which
 // may be nil). providerName is used in errors.
-func NewStream(body io.Reader, closer io.Closer, providerName string) *Stream {
-	return newStream(body, closer, providerName, time.Now().Unix())
+func NewStream(body io.Reader, closer io.Closer, providerName string) *provider.SSEStream {
+	return provider.NewStream(body, closer, providerName, NewDecoder(time.Now().Unix()))
 }
 
-func newStream(body io.Reader, closer io.Closer, providerName string, created int64) *Stream {
-	rd := provider.GetSSEReader(body)
-	s := &Stream{rd: rd, closer: closer, provider: providerName, created: created}
+// NewDecoder returns the decoder of one Messages event stream; created is
+// the chunks' creation time.
+func NewDecoder(created int64) provider.Decoder {
+	s := &decoder{created: created}
 	s.blocks = s.blkArr[:0]
-	s.out = make([]byte, 0, 512)
 	return s
 }
 
-// Next implements provider.Stream.
-func (s *Stream) Next() (sse.Event, error) {
-	for {
-		switch s.state {
-		case stFinish:
-			s.open()
-			s.out = append(s.out, `{}`...)
-			s.closeChunk(s.finish)
-			s.state = stUsage
-			return sse.Event{Data: s.out}, nil
-		case stUsage:
-			s.out = append(s.out[:0], s.head...)
-			s.out = append(s.out, `],"usage":`...)
-			s.out = s.u.appendOpenAI(s.out)
-			s.out = append(s.out, '}')
-			s.state = stDone
-			return sse.Event{Data: s.out}, nil
-		case stDone:
-			if s.err != nil {
-				return sse.Event{}, s.err
-			}
-			return sse.Event{}, io.EOF
-		}
-		if s.rd == nil {
-			return sse.Event{}, io.EOF // closed
-		}
-		ev, err := s.rd.Next()
-		if err != nil {
-			return sse.Event{}, s.fail(s.readError(err))
-		}
-		emit, err := s.handle(ev)
-		if err != nil {
-			return sse.Event{}, s.fail(err)
-		}
-		if emit {
-			s.started = true
-			return sse.Event{Data: s.out}, nil
-		}
+// Decode implements provider.Decoder.
+func (s *decoder) Decode(ev sse.Event, q *provider.Events) (bool, error) {
+	s.q = q
+	emit, err := s.handle(ev)
+	if err != nil {
+		return false, err
 	}
+	if emit {
+		q.End()
+	}
+	if s.state != stDone {
+		return false, nil
+	}
+	s.open()
+	q.Buf = append(q.Buf, `{}`...)
+	s.closeChunk(s.finish)
+	q.End()
+	q.Buf = append(q.Buf, s.head...)
+	q.Buf = append(q.Buf, `],"usage":`...)
+	q.Buf = s.u.appendOpenAI(q.Buf)
+	q.Buf = append(q.Buf, '}')
+	q.End()
+	return true, nil
 }
 
-// Close implements provider.Stream.
-func (s *Stream) Close() error {
-	if s.rd != nil {
-		provider.PutSSEReader(s.rd)
-		s.rd = nil
-	}
-	if s.closer != nil {
-		c := s.closer
-		s.closer = nil
-		return c.Close()
-	}
-	return nil
+// End implements provider.Decoder: the body ended before message_stop.
+func (s *decoder) End(*provider.Events) error {
+	return provider.Protocol("stream ended before message_stop")
 }
 
-func (s *Stream) fail(err error) error {
-	s.state, s.err = stDone, err
-	return err
-}
-
-func (s *Stream) readError(err error) error {
-	switch err {
-	case io.EOF, io.ErrUnexpectedEOF:
-		return s.protocol("stream ended before message_stop")
-	case sse.ErrTooLarge:
-		return s.protocol("stream event too large")
-	}
-	if pe, ok := err.(*provider.Error); ok {
-		pe.StreamStarted = s.started
-		return pe
-	}
-	return err
-}
-
-func (s *Stream) protocol(msg string) *provider.Error {
-	return &provider.Error{Provider: s.provider, Kind: provider.KindProtocol, Message: msg, StreamStarted: s.started}
-}
-
-// handle processes one upstream event; it reports whether s.out holds a
+// handle processes one upstream event; it reports whether s.q.Buf holds a
 // chunk to return.
-func (s *Stream) handle(ev sse.Event) (bool, error) {
+func (s *decoder) handle(ev sse.Event) (bool, error) {
 	data := jsonraw.String(ev.Data)
 	if !jsonraw.ValidString(data) {
-		return false, s.protocol("malformed stream event")
+		return false, provider.Protocol("malformed stream event")
 	}
 	t := jsonraw.String(ev.Name)
 	if raw := jsonraw.Field(data, "type"); isString(raw) {
@@ -195,14 +139,14 @@ func (s *Stream) handle(ev sse.Event) (bool, error) {
 	switch t {
 	case "message_start":
 		if s.state != stStart {
-			return false, s.protocol("unexpected message_start")
+			return false, provider.Protocol("unexpected message_start")
 		}
 		return s.messageStart(data), nil
 	case "error":
 		return false, s.streamError(data)
 	case "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop":
 		if s.state != stMsg {
-			return false, s.protocol("unexpected " + t + " before message_start")
+			return false, provider.Protocol("unexpected " + t + " before message_start")
 		}
 	default: // ping and event types added later
 		return false, nil
@@ -218,13 +162,13 @@ func (s *Stream) handle(ev sse.Event) (bool, error) {
 		if s.finish == "" {
 			s.finish = "stop"
 		}
-		s.state = stFinish
+		s.state = stDone
 		return false, nil
 	}
 	idx := jsonraw.Field(data, "index")
 	n := rawInt(idx)
 	if idx == "" || n < 0 || n >= maxBlocks {
-		return false, s.protocol("invalid content block index")
+		return false, provider.Protocol("invalid content block index")
 	}
 	i := int(n)
 	switch t {
@@ -235,13 +179,13 @@ func (s *Stream) handle(ev sse.Event) (bool, error) {
 		return s.blockStart(i, jsonraw.Field(data, "content_block")), nil
 	case "content_block_delta":
 		if i >= len(s.blocks) || s.blocks[i].kind == bNone {
-			return false, s.protocol("delta for a content block that was not started")
+			return false, provider.Protocol("delta for a content block that was not started")
 		}
 		return s.blockDelta(i, jsonraw.Field(data, "delta")), nil
 	}
 	// content_block_stop
 	if i >= len(s.blocks) || s.blocks[i].kind == bNone {
-		return false, s.protocol("stop of a content block that was not started")
+		return false, provider.Protocol("stop of a content block that was not started")
 	}
 	if b := &s.blocks[i]; b.kind == bTool && !b.args {
 		b.args = true
@@ -251,7 +195,7 @@ func (s *Stream) handle(ev sse.Event) (bool, error) {
 	return false, nil
 }
 
-func (s *Stream) messageStart(data string) bool {
+func (s *decoder) messageStart(data string) bool {
 	msg := jsonraw.Field(data, "message")
 	s.head = append(s.head[:0], `{"id":"`...)
 	s.head = append(s.head, IDPrefix...)
@@ -266,12 +210,12 @@ func (s *Stream) messageStart(data string) bool {
 	s.u.read(jsonraw.Field(msg, "usage"))
 	s.state = stMsg
 	s.open()
-	s.out = append(s.out, `{"role":"assistant","content":""}`...)
+	s.q.Buf = append(s.q.Buf, `{"role":"assistant","content":""}`...)
 	s.closeChunk("")
 	return true
 }
 
-func (s *Stream) blockStart(i int, cb string) bool {
+func (s *decoder) blockStart(i int, cb string) bool {
 	switch jsonraw.Field(cb, "type") {
 	case `"text"`:
 		s.blocks[i] = block{kind: bText}
@@ -284,21 +228,21 @@ func (s *Stream) blockStart(i int, cb string) bool {
 		b := block{kind: bTool, tool: s.tools}
 		s.tools++
 		s.open()
-		s.out = append(s.out, `{"tool_calls":[{"index":`...)
-		s.out = strconv.AppendInt(s.out, int64(b.tool), 10)
-		s.out = append(s.out, `,"id":`...)
-		s.out = append(s.out, stringOr(jsonraw.Field(cb, "id"), `""`)...)
-		s.out = append(s.out, `,"type":"function","function":{"name":`...)
-		s.out = append(s.out, stringOr(jsonraw.Field(cb, "name"), `""`)...)
-		s.out = append(s.out, `,"arguments":`...)
+		s.q.Buf = append(s.q.Buf, `{"tool_calls":[{"index":`...)
+		s.q.Buf = strconv.AppendInt(s.q.Buf, int64(b.tool), 10)
+		s.q.Buf = append(s.q.Buf, `,"id":`...)
+		s.q.Buf = append(s.q.Buf, stringOr(jsonraw.Field(cb, "id"), `""`)...)
+		s.q.Buf = append(s.q.Buf, `,"type":"function","function":{"name":`...)
+		s.q.Buf = append(s.q.Buf, stringOr(jsonraw.Field(cb, "name"), `""`)...)
+		s.q.Buf = append(s.q.Buf, `,"arguments":`...)
 		if in := jsonraw.Field(cb, "input"); len(in) > 0 && in[0] == '{' && !emptyObject(in) {
 			// A block announced with its whole input (no deltas follow).
-			s.out = openai.AppendString(s.out, in)
+			s.q.Buf = openai.AppendString(s.q.Buf, in)
 			b.args = true
 		} else {
-			s.out = append(s.out, `""`...)
+			s.q.Buf = append(s.q.Buf, `""`...)
 		}
-		s.out = append(s.out, `}}]}`...)
+		s.q.Buf = append(s.q.Buf, `}}]}`...)
 		s.closeChunk("")
 		s.blocks[i] = b
 		return true
@@ -307,7 +251,7 @@ func (s *Stream) blockStart(i int, cb string) bool {
 	return false
 }
 
-func (s *Stream) blockDelta(i int, d string) bool {
+func (s *decoder) blockDelta(i int, d string) bool {
 	b := &s.blocks[i]
 	switch jsonraw.Field(d, "type") {
 	case `"text_delta"`:
@@ -326,53 +270,50 @@ func (s *Stream) blockDelta(i int, d string) bool {
 }
 
 // content builds a content chunk; text is a raw JSON string literal.
-func (s *Stream) content(text string) {
+func (s *decoder) content(text string) {
 	s.open()
-	s.out = append(s.out, `{"content":`...)
-	s.out = append(s.out, text...)
-	s.out = append(s.out, '}')
+	s.q.Buf = append(s.q.Buf, `{"content":`...)
+	s.q.Buf = append(s.q.Buf, text...)
+	s.q.Buf = append(s.q.Buf, '}')
 	s.closeChunk("")
 }
 
 // toolArgs builds an arguments fragment chunk; args is a raw JSON string
 // literal.
-func (s *Stream) toolArgs(tool int, args string) {
+func (s *decoder) toolArgs(tool int, args string) {
 	s.open()
-	s.out = append(s.out, `{"tool_calls":[{"index":`...)
-	s.out = strconv.AppendInt(s.out, int64(tool), 10)
-	s.out = append(s.out, `,"function":{"arguments":`...)
-	s.out = append(s.out, args...)
-	s.out = append(s.out, `}}]}`...)
+	s.q.Buf = append(s.q.Buf, `{"tool_calls":[{"index":`...)
+	s.q.Buf = strconv.AppendInt(s.q.Buf, int64(tool), 10)
+	s.q.Buf = append(s.q.Buf, `,"function":{"arguments":`...)
+	s.q.Buf = append(s.q.Buf, args...)
+	s.q.Buf = append(s.q.Buf, `}}]}`...)
 	s.closeChunk("")
 }
 
 // open starts a chunk, up to its delta's value.
-func (s *Stream) open() {
-	s.out = append(s.out[:0], s.head...)
-	s.out = append(s.out, `{"index":0,"delta":`...)
+func (s *decoder) open() {
+	s.q.Buf = append(s.q.Buf, s.head...)
+	s.q.Buf = append(s.q.Buf, `{"index":0,"delta":`...)
 }
 
 // closeChunk ends a chunk with finish_reason (null when empty).
-func (s *Stream) closeChunk(finish string) {
-	s.out = append(s.out, `,"logprobs":null,"finish_reason":`...)
+func (s *decoder) closeChunk(finish string) {
+	s.q.Buf = append(s.q.Buf, `,"logprobs":null,"finish_reason":`...)
 	if finish == "" {
-		s.out = append(s.out, "null"...)
+		s.q.Buf = append(s.q.Buf, "null"...)
 	} else {
-		s.out = append(s.out, '"')
-		s.out = append(s.out, finish...)
-		s.out = append(s.out, '"')
+		s.q.Buf = append(s.q.Buf, '"')
+		s.q.Buf = append(s.q.Buf, finish...)
+		s.q.Buf = append(s.q.Buf, '"')
 	}
-	s.out = append(s.out, `}]}`...)
+	s.q.Buf = append(s.q.Buf, `}]}`...)
 }
 
 // streamError turns an error event into a *provider.Error.
-func (s *Stream) streamError(data string) error {
+func (s *decoder) streamError(data string) error {
 	e := gjson.Get(data, "error")
 	typ := e.Get("type").Str
-	pe := &provider.Error{
-		Provider: s.provider, Kind: provider.KindStatus, Status: errorTypeStatus(typ),
-		Message: truncate(e.Get("message").Str), StreamStarted: s.started,
-	}
+	pe := &provider.Error{Kind: provider.KindStatus, Status: errorTypeStatus(typ), Message: provider.Truncate(e.Get("message").Str)}
 	if typ != "" {
 		pe.Type, pe.Code = ErrorTypeToOpenAI(typ)
 	}

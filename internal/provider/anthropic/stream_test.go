@@ -98,6 +98,11 @@ data: {"type":"message_stop"}
 
 const created = 1700000000
 
+// newStream reads Anthropic events from r through the decoder.
+func newStream(r io.Reader, closer io.Closer, name string, created int64) *provider.SSEStream {
+	return provider.NewStream(r, closer, name, NewDecoder(created))
+}
+
 // run translates an upstream stream read through r and returns the chunks
 // and the final error (nil for a clean io.EOF).
 func run(r io.Reader) ([]string, error) {
@@ -372,7 +377,7 @@ func textStream(n int) []byte {
 	return b.Bytes()
 }
 
-func drain(s *Stream) int {
+func drain(s provider.Stream) int {
 	n := 0
 	for {
 		if _, err := s.Next(); err != nil {

@@ -1,6 +1,7 @@
-// Package cohere serves OpenAI-format chat completions and embeddings from
-// Cohere's v2 API. Requests are translated to Cohere's shape, answers (JSON
-// and event streams) back to OpenAI's; nothing unmarshals a whole body:
+// Package cohere is the translator that serves OpenAI-format chat
+// completions and embeddings from Cohere's v2 API. Requests are translated
+// to Cohere's shape, answers (JSON and event streams) back to OpenAI's; the
+// provider.Transport sends and reads them. Nothing unmarshals a whole body:
 // gjson reads, hand-rolled appends write.
 //
 // API reference:
@@ -15,13 +16,10 @@
 package cohere
 
 import (
-	"bytes"
-	"context"
-	"fmt"
+	"cmp"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -60,97 +58,98 @@ type Config struct {
 	InputType string
 }
 
-// Provider is a Cohere upstream. It implements provider.Provider.
-type Provider struct {
-	cfg      Config
-	chatURL  string
-	embedURL string
-	http     *provider.HTTP
+// Translator maps OpenAI chat completions and embeddings to Cohere's
+// /v2/chat and /v2/embed.
+type Translator struct {
+	dropUnsupported bool
+	inputType       string
 }
 
-// New validates cfg and returns the provider; h is its pooled client.
-func New(cfg Config, h *provider.HTTP) (*Provider, error) {
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
+var _ provider.Translator = (*Translator)(nil)
+
+// DropsUnsupported implements provider.UnsupportedDropper.
+func (t *Translator) DropsUnsupported() bool { return t.dropUnsupported }
+
+// NewTranslator returns the translator; see [Config.DropUnsupported] and
+// [Config.InputType] (default [DefaultInputType]).
+func NewTranslator(dropUnsupported bool, inputType string) *Translator {
+	if inputType == "" {
+		inputType = DefaultInputType
 	}
-	if _, err := provider.CheckBaseURLAllowQuery(cfg.Name, cfg.BaseURL); err != nil {
-		return nil, err
-	}
-	if h == nil {
-		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
-	}
-	if cfg.InputType == "" {
-		cfg.InputType = DefaultInputType
-	}
-	base := strings.TrimRight(cfg.BaseURL, "/")
-	return &Provider{cfg: cfg, chatURL: base + "/v2/chat", embedURL: base + "/v2/embed", http: h}, nil
+	return &Translator{dropUnsupported: dropUnsupported, inputType: inputType}
 }
 
-// Name implements provider.Provider.
-func (p *Provider) Name() string { return p.cfg.Name }
+// Endpoint implements provider.Translator: paths follow the base URL.
+func (t *Translator) Endpoint(base string, _ http.Header) string { return base }
 
-// Do implements provider.Provider. Cohere needs no output cap, so
+// Request implements provider.Translator. Cohere needs no output cap, so
 // call.MaxTokens is not applied; the client's own max tokens are.
-func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Response, error) {
+func (t *Translator) Request(call *provider.Call) (provider.Request, error) {
+	a := &answer{op: call.Req.Op, model: call.Model}
 	var (
-		body   []byte
-		target string
-		b64    bool
-		perr   *provider.Error
+		body []byte
+		path string
+		perr *provider.Error
 	)
 	switch call.Req.Op {
 	case openai.OpChat:
-		body, perr = buildChat(call.Req, call.Model, p.cfg.DropUnsupported)
-		target = p.chatURL
+		body, perr = buildChat(call.Req, call.Model, t.dropUnsupported)
+		path = "v2/chat"
 	case openai.OpEmbeddings:
-		body, b64, perr = buildEmbed(call.Req, call.Model, p.cfg.InputType)
-		target = p.embedURL
+		body, a.b64, perr = buildEmbed(call.Req, call.Model, t.inputType)
+		path = "v2/embed"
 	default:
-		perr = &provider.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "unsupported_operation",
-			Message: "The " + call.Req.Op.String() + " operation is not supported by Cohere; use chat/completions or embeddings."}
+		perr = provider.Unsupported(call.Req.Op, "the Cohere v2 API", openai.OpChat, openai.OpEmbeddings)
 	}
 	if perr != nil {
-		perr.Provider, perr.Kind = p.cfg.Name, provider.KindStatus
-		return nil, perr
+		perr.Kind = provider.KindStatus
+		return provider.Request{}, perr
 	}
 	stream := call.Req.Stream && call.Req.Op == openai.OpChat
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
+	return provider.Request{Path: path, Body: body, Stream: stream, Answer: a}, nil
+}
+
+// answer translates the answer to one call.
+type answer struct {
+	op    openai.Op
+	model string
+	b64   bool // embeddings as base64
+}
+
+// Body implements provider.Answer.
+func (a *answer) Body(native []byte) ([]byte, error) {
+	if a.op == openai.OpEmbeddings {
+		return provider.Answered(embedResponse(native, a.model, a.b64))
 	}
-	h := req.Header
-	provider.SetJSONHeaders(h, p.cfg.Headers, stream)
-	if p.cfg.APIKey != "" {
-		h.Set("Authorization", "Bearer "+p.cfg.APIKey)
+	return provider.Answered(chatResponse(native, a.model, time.Now().Unix(), fallbackID()))
+}
+
+// Decoder implements provider.Answer.
+func (a *answer) Decoder() provider.Decoder {
+	return newDecoder(a.model, time.Now().Unix(), fallbackID())
+}
+
+// ParseError implements provider.Translator with [ParseError]; Cohere's
+// non-standard 498 "invalid token" status, a refused key, becomes 401.
+func (t *Translator) ParseError(status int, body []byte) *provider.Error {
+	e := ParseError(status, body)
+	if status == 498 {
+		e.Status = http.StatusUnauthorized
 	}
-	x, err := p.http.Send(ctx, req, ParseError)
+	return e
+}
+
+// Provider is a Cohere upstream. It implements provider.Provider.
+type Provider struct{ *provider.Transport }
+
+// New checks cfg and returns the provider; h is its pooled client.
+func New(cfg Config, h *provider.HTTP) (*Provider, error) {
+	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cmp.Or(cfg.BaseURL, DefaultBaseURL), AllowQuery: true,
+		APIKey: cfg.APIKey, Auth: provider.BearerAuth, Headers: cfg.Headers, HTTP: h}, NewTranslator(cfg.DropUnsupported, cfg.InputType))
 	if err != nil {
-		if pe, ok := err.(*provider.Error); ok && pe.Status == 498 {
-			// Cohere's non-standard "invalid token" status: a refused key.
-			pe.Status = http.StatusUnauthorized
-		}
 		return nil, err
 	}
-	created := time.Now().Unix()
-	if stream {
-		return &provider.Response{Stream: newStream(x.Body, x.Close, p.cfg.Name, call.Model, created, fallbackID())}, nil
-	}
-	defer x.Close()
-	raw, err := x.ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	var out []byte
-	if call.Req.Op == openai.OpEmbeddings {
-		out, perr = embedResponse(raw, call.Model, b64)
-	} else {
-		out, perr = chatResponse(raw, call.Model, created, fallbackID())
-	}
-	if perr != nil {
-		perr.Provider = p.cfg.Name
-		return nil, perr
-	}
-	return &provider.Response{Body: out}, nil
+	return &Provider{t}, nil
 }
 
 // fallbackID names an answer whose upstream id is missing.
@@ -170,7 +169,7 @@ func ParseError(status int, body []byte) *provider.Error {
 		e = &provider.Error{Status: status}
 		if jsonraw.Valid(body) {
 			if m := gjson.GetBytes(body, "message"); m.Type == gjson.String {
-				e.Message = truncate(m.Str)
+				e.Message = provider.Truncate(m.Str)
 			}
 		}
 	}
@@ -201,12 +200,4 @@ func errorType(status int) string {
 		return openai.TypeServer
 	}
 	return openai.TypeInvalidRequest
-}
-
-func truncate(s string) string {
-	const max = 1024
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
 }

@@ -63,7 +63,7 @@ func TestNew(t *testing.T) {
 	h := provider.NewHTTP("x", provider.Timeouts{})
 	defer h.Close()
 	p, err := New(Config{Name: "x"}, h)
-	if err != nil || p.chatURL != "https://api.cohere.com/v2/chat" || p.embedURL != "https://api.cohere.com/v2/embed" || p.Name() != "x" {
+	if err != nil || p.URL("v2/chat") != "https://api.cohere.com/v2/chat" || p.URL("v2/embed") != "https://api.cohere.com/v2/embed" || p.Name() != "x" {
 		t.Fatalf("defaults: %v %+v", err, p)
 	}
 	for _, base := range []string{"ftp://x", "api.cohere.com", "https://user:pw@api.cohere.com", "http://"} {

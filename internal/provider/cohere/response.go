@@ -47,7 +47,7 @@ func finishReason(reason, detail string) (string, *provider.Error) {
 			e.Message = "Cohere timed out generating the answer (finish_reason TIMEOUT)."
 		}
 		if detail != "" {
-			e.Message = truncate("Cohere failed to generate the answer: " + detail)
+			e.Message = provider.Truncate("Cohere failed to generate the answer: " + detail)
 		}
 		return "", e
 	}

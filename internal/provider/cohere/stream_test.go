@@ -158,7 +158,7 @@ func TestStreamErrors(t *testing.T) {
 		{"empty", "", 0, "ERR provider co: invalid response: stream ended before message-end started=false"},
 		{"eof before message-end", start + delta, 2, "ERR provider co: invalid response: stream ended before message-end started=true"},
 		{"cut inside an event", start + "event: content-delta\ndata: {\"type\":\"con", 1,
-			"ERR provider co: invalid response: stream ended before message-end started=true"},
+			"ERR provider co: invalid response: stream ended unexpectedly started=true"},
 		{"not JSON", start + "data: <html>\n\n", 1, "ERR provider co: invalid response: event data is not JSON started=true"},
 		{"not an object", "data: [1,2]\n\n", 0, "ERR provider co: invalid response: event data is not an object started=false"},
 		{"delta before start", start + "event: tool-call-delta\n" + `data: {"type":"tool-call-delta","delta":{"message":{"tool_calls":{"function":{"arguments":"{"}}}}}` + "\n\n",
@@ -197,6 +197,20 @@ func TestStreamErrors(t *testing.T) {
 	s.Close()
 }
 
+// newStream reads Cohere events from r through the decoder; closer
+// releases the upstream.
+func newStream(r io.Reader, closer func() error, name, model string, created int64, fallbackID string) *provider.SSEStream {
+	var c io.Closer
+	if closer != nil {
+		c = closerFunc(closer)
+	}
+	return provider.NewStream(r, c, name, newDecoder(model, created, fallbackID))
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
 func TestStreamNoMessageStart(t *testing.T) {
 	t.Parallel()
 	in := "event: content-delta\n" + `data: {"type":"content-delta","delta":{"message":{"content":{"text":"Hi"}}}}` + "\n\n" +
@@ -228,7 +242,7 @@ func TestStreamClose(t *testing.T) {
 	if err := s.Close(); err != nil || closed != 1 {
 		t.Fatalf("second close: %v, closer called %d times", err, closed)
 	}
-	if _, err := s.Next(); err == nil || err == io.EOF {
+	if _, err := s.Next(); err != io.EOF {
 		t.Fatalf("Next after Close: %v", err)
 	}
 }

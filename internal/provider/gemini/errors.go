@@ -77,7 +77,7 @@ func parseError(status int, body []byte) (e *provider.Error, delay time.Duration
 func googleError(obj gjson.Result, status int) *provider.Error {
 	e := &provider.Error{Status: status}
 	if m := obj.Get("message"); m.Type == gjson.String {
-		e.Message = truncate(m.Str)
+		e.Message = provider.Truncate(m.Str)
 	}
 	st := obj.Get("status").Str
 	if e.Status == 0 {
@@ -165,12 +165,4 @@ func parseDuration(v gjson.Result) time.Duration {
 		return 0
 	}
 	return d
-}
-
-func truncate(s string) string {
-	const max = 1024
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
 }

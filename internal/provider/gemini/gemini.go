@@ -1,8 +1,9 @@
-// Package gemini talks to the Google Gemini API (Google AI Studio,
+// Package gemini is the translator of the Google Gemini API (Google AI Studio,
 // generativelanguage) behind OpenAI's API: Chat Completions (streamed or
 // not) become generateContent / streamGenerateContent calls and Embeddings
 // become batchEmbedContents calls; the answers are turned back into OpenAI's
-// shapes, so the rest of the gateway only ever sees OpenAI's format.
+// shapes, so the rest of the gateway only ever sees OpenAI's format. The
+// provider.Transport sends the requests and reads the answers.
 //
 // API reference:
 //
@@ -13,14 +14,12 @@
 //	https://ai.google.dev/gemini-api/docs/troubleshooting (error statuses)
 //
 // The translation rules (which OpenAI parameter becomes which Gemini field,
-// which are refused) are documented on [Provider.Do] and in request.go,
+// which are refused) are documented on [Translator.Request] and in request.go,
 // response.go, stream.go and schema.go.
 package gemini
 
 import (
-	"bytes"
-	"context"
-	"fmt"
+	"cmp"
 	"net/http"
 	"strings"
 	"time"
@@ -54,35 +53,49 @@ type Config struct {
 	DropUnsupported bool
 }
 
-// Provider is a Gemini upstream. It implements provider.Provider.
-type Provider struct {
-	cfg  Config
-	base string // up to and including the API version, no trailing slash
-	http *provider.HTTP
+// Auth is how Gemini takes the API key: the x-goog-api-key header, never
+// the URL (URLs end up in logs).
+var Auth = provider.KeyHeader("X-Goog-Api-Key")
+
+// Translator maps OpenAI chat completions and embeddings to Gemini's
+// generateContent, streamGenerateContent and batchEmbedContents.
+type Translator struct {
+	dropUnsupported bool
 }
 
-var _ provider.Provider = (*Provider)(nil)
+var _ provider.Translator = (*Translator)(nil)
 
-// New validates cfg.
-func New(cfg Config, h *provider.HTTP) (*Provider, error) {
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
-	}
-	if _, err := provider.CheckBaseURL(cfg.Name, cfg.BaseURL); err != nil {
-		return nil, err
-	}
-	if h == nil {
-		return nil, fmt.Errorf("provider %q: no HTTP client", cfg.Name)
-	}
-	base := strings.TrimRight(cfg.BaseURL, "/")
+// DropsUnsupported implements provider.UnsupportedDropper.
+func (t *Translator) DropsUnsupported() bool { return t.dropUnsupported }
+
+// NewTranslator returns the translator; see [Config.DropUnsupported].
+func NewTranslator(dropUnsupported bool) *Translator {
+	return &Translator{dropUnsupported: dropUnsupported}
+}
+
+// Endpoint implements provider.Translator: [APIVersion] is appended unless
+// the base URL already ends with an API version.
+func (t *Translator) Endpoint(base string, _ http.Header) string {
 	if !strings.HasSuffix(base, "/"+APIVersion) && !strings.HasSuffix(base, "/v1") {
 		base += "/" + APIVersion
 	}
-	return &Provider{cfg: cfg, base: base, http: h}, nil
+	return base
 }
 
-// Name implements provider.Provider.
-func (p *Provider) Name() string { return p.cfg.Name }
+// Provider is a Gemini upstream. It implements provider.Provider.
+type Provider struct{ *provider.Transport }
+
+var _ provider.Provider = (*Provider)(nil)
+
+// New checks cfg and returns the provider; h is its pooled client.
+func New(cfg Config, h *provider.HTTP) (*Provider, error) {
+	t, err := provider.New(provider.Config{Name: cfg.Name, BaseURL: cmp.Or(cfg.BaseURL, DefaultBaseURL), APIKey: cfg.APIKey,
+		Auth: Auth, Headers: cfg.Headers, HTTP: h}, NewTranslator(cfg.DropUnsupported))
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{t}, nil
+}
 
 // resourceName returns the model's resource name ("models/{model}" or
 // "tunedModels/{model}"), or "" when model cannot be put in a URL safely.
@@ -101,10 +114,10 @@ func resourceName(model string) string {
 // URL returns the upstream URL of a model method, e.g.
 // base/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse.
 func (p *Provider) URL(model, method string) string {
-	return p.base + "/" + resourceName(model) + ":" + method
+	return p.Transport.URL(resourceName(model) + ":" + method)
 }
 
-// Do implements provider.Provider.
+// Request implements provider.Translator.
 //
 //   - Chat completions go to models/{model}:generateContent, or
 //     :streamGenerateContent?alt=sse for streams (without alt=sse Google
@@ -114,110 +127,72 @@ func (p *Provider) URL(model, method string) string {
 //     Config.DropUnsupported is set.
 //   - Embeddings go to models/{model}:batchEmbedContents (embeddings.go).
 //   - Completions and Responses are refused with a 400 unsupported_operation.
-//
-// Errors are *provider.Error; Google's error envelope is read by
-// [ParseError], whose RetryInfo delay is kept when the answer carried no
-// Retry-After header.
-func (p *Provider) Do(ctx context.Context, call *provider.Call) (*provider.Response, error) {
+func (t *Translator) Request(call *provider.Call) (provider.Request, error) {
 	req := call.Req
-	if resourceName(call.Model) == "" {
-		return nil, p.invalid("model", "invalid_value", "The model name "+quote(call.Model)+" cannot be used with the Gemini API.")
+	name := resourceName(call.Model)
+	if name == "" {
+		return provider.Request{}, invalid("model", "invalid_value", "The model name "+quote(call.Model)+" cannot be used with the Gemini API.")
 	}
+	a := &answer{op: req.Op, model: call.Model}
 	var (
 		body   []byte
 		method string
 		perr   *provider.Error
-		emb    embedInfo
 	)
 	switch req.Op {
 	case openai.OpChat:
-		body, perr = buildChat(req, p.cfg.DropUnsupported)
+		body, perr = buildChat(req, t.dropUnsupported)
 		method = "generateContent"
 		if req.Stream {
 			method = "streamGenerateContent?alt=sse"
 		}
 	case openai.OpEmbeddings:
-		body, emb, perr = buildEmbed(req, call.Model)
+		body, a.emb, perr = buildEmbed(req, call.Model)
 		method = "batchEmbedContents"
 	default:
-		perr = &provider.Error{Kind: provider.KindStatus, Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest,
-			Code: "unsupported_operation", Message: "The /v1/" + req.Op.String() + " operation is not supported by this model's provider (Google Gemini)."}
+		perr = provider.Unsupported(req.Op, "the Google Gemini API", openai.OpChat, openai.OpEmbeddings)
 	}
 	if perr != nil {
-		perr.Provider = p.cfg.Name
-		return nil, perr
+		return provider.Request{}, perr
 	}
-	x, err := p.send(ctx, p.URL(call.Model, method), body, req.Stream)
-	if err != nil {
-		return nil, err
-	}
-	if req.Stream {
-		if ct := x.Resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-			x.Close()
-			return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindProtocol, Message: "expected an event stream"}
-		}
-		return &provider.Response{Stream: newStream(x.Body, x, p.cfg.Name, call.Model, time.Now().Unix(), randSeed())}, nil
-	}
-	defer x.Close()
-	b, err := x.ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	var out []byte
-	if req.Op == openai.OpEmbeddings {
-		out, perr = translateEmbeddings(b, call.Model, emb)
-	} else {
-		out, perr = translateChat(b, call.Model, time.Now().Unix(), randSeed())
-	}
-	if perr != nil {
-		perr.Provider = p.cfg.Name
-		return nil, perr
-	}
-	return &provider.Response{Body: out}, nil
+	return provider.Request{Path: name + ":" + method, Body: body, Stream: req.Stream, Answer: a}, nil
 }
 
-// send posts body and returns the exchange of a 2xx answer.
-func (p *Provider) send(ctx context.Context, u string, body []byte, stream bool) (*provider.Exchange, error) {
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return nil, &provider.Error{Provider: p.cfg.Name, Kind: provider.KindConnect}
+// answer translates the answer to one call.
+type answer struct {
+	op    openai.Op
+	model string
+	emb   embedInfo
+}
+
+// Body implements provider.Answer.
+func (a *answer) Body(native []byte) ([]byte, error) {
+	if a.op == openai.OpEmbeddings {
+		return provider.Answered(translateEmbeddings(native, a.model, a.emb))
 	}
-	h := hr.Header
-	provider.SetJSONHeaders(h, p.cfg.Headers, stream)
-	if p.cfg.APIKey != "" {
-		h.Set("X-Goog-Api-Key", p.cfg.APIKey)
+	return provider.Answered(translateChat(native, a.model, time.Now().Unix(), randSeed()))
+}
+
+// Decoder implements provider.Answer.
+func (a *answer) Decoder() provider.Decoder {
+	return newDecoder(a.model, time.Now().Unix(), randSeed())
+}
+
+// ParseError implements provider.Translator with [ParseError]. Google
+// answers a bad key with 400 INVALID_ARGUMENT (reason API_KEY_INVALID): it
+// is the gateway's credential that failed, not the client's request, so it
+// becomes a 401.
+func (t *Translator) ParseError(status int, body []byte) *provider.Error {
+	e, delay, keyInvalid := parseError(status, body)
+	e.RetryAfter = delay
+	if keyInvalid {
+		e.Status, e.Type = http.StatusUnauthorized, openai.TypeAuthentication
 	}
-	// provider.HTTP.Send overwrites RetryAfter with the Retry-After header
-	// (0 when absent) after the parser ran: keep Google's RetryInfo delay
-	// aside and restore it when no header gave one.
-	var (
-		parsed     *provider.Error
-		delay      time.Duration
-		keyInvalid bool
-	)
-	x, err := p.http.Send(ctx, hr, func(status int, b []byte) *provider.Error {
-		parsed, delay, keyInvalid = parseError(status, b)
-		return parsed
-	})
-	if err != nil {
-		if pe, ok := err.(*provider.Error); ok && pe == parsed {
-			if pe.RetryAfter <= 0 {
-				pe.RetryAfter = delay
-			}
-			if keyInvalid {
-				// Google answers a bad key with 400 INVALID_ARGUMENT
-				// (reason API_KEY_INVALID): it is the gateway's credential
-				// that failed, not the client's request.
-				pe.Status, pe.Type = http.StatusUnauthorized, openai.TypeAuthentication
-			}
-		}
-		return nil, err
-	}
-	return x, nil
+	return e
 }
 
 // invalid is a 400 invalid_request_error about param.
-func (p *Provider) invalid(param, code, msg string) *provider.Error {
-	return &provider.Error{Provider: p.cfg.Name, Kind: provider.KindStatus, Status: http.StatusBadRequest,
+func invalid(param, code, msg string) *provider.Error {
+	return &provider.Error{Kind: provider.KindStatus, Status: http.StatusBadRequest,
 		Type: openai.TypeInvalidRequest, Param: param, Code: code, Message: msg}
 }

@@ -1,8 +1,6 @@
 package gemini
 
 import (
-	"io"
-
 	"github.com/tidwall/gjson"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
@@ -13,8 +11,8 @@ import (
 // maxCandidates bounds the candidate indexes a stream may use.
 const maxCandidates = 128
 
-// Stream translates Gemini's streamGenerateContent?alt=sse event stream into
-// OpenAI chat.completion.chunk events. It implements provider.Stream.
+// decoder translates Gemini's streamGenerateContent?alt=sse event stream
+// into OpenAI chat.completion.chunk events. It implements provider.Decoder.
 //
 // Upstream, every event is "data: {GenerateContentResponse}" (Google ends
 // lines with CRLF); there is no [DONE]: the stream ends at EOF after the
@@ -37,27 +35,19 @@ const maxCandidates = 128
 //
 // The translator reuses its buffers: once warmed up, a text chunk costs no
 // allocation.
-type Stream struct {
-	rd       *sse.Reader
-	closer   io.Closer
-	provider string
-	model    string // requested model, when the stream names none
-	created  int64
-	seed     uint64
-	calls    uint64 // tool calls seen (ids without one are derived from it)
+type decoder struct {
+	q       *provider.Events // the queue of the event being decoded
+	model   string           // requested model, when the stream names none
+	created int64
+	seed    uint64
+	calls   uint64 // tool calls seen (ids without one are derived from it)
 
 	pre     []byte // chunk prefix: `{"id":...,"model":...,"choices":[`
-	out     []byte // translated events of one upstream event
-	ends    []int  // end offset in out of each event
-	next    int    // index in ends of the next event to return
 	cands   []candState
 	usage   usage
 	scratch []byte
 
 	finished bool // some candidate finished (or the prompt was blocked)
-	started  bool // an event was returned
-	done     bool // usage chunk queued: io.EOF next
-	err      error
 }
 
 type candState struct {
@@ -65,94 +55,47 @@ type candState struct {
 	tools   int  // tool calls sent
 }
 
-// newStream reads upstream events from r; closer releases the upstream.
-func newStream(r io.Reader, closer io.Closer, prov, model string, created int64, seed uint64) *Stream {
-	rd := provider.GetSSEReader(r)
-	return &Stream{rd: rd, closer: closer, provider: prov, model: model, created: created, seed: seed}
+// newDecoder returns the decoder of one stream of model.
+func newDecoder(model string, created int64, seed uint64) *decoder {
+	return &decoder{model: model, created: created, seed: seed}
 }
 
-// Next implements provider.Stream.
-func (s *Stream) Next() (sse.Event, error) {
-	for {
-		if s.next < len(s.ends) {
-			start := 0
-			if s.next > 0 {
-				start = s.ends[s.next-1]
-			}
-			end := s.ends[s.next]
-			s.next++
-			s.started = true
-			return sse.Event{Data: s.out[start:end]}, nil
-		}
-		if s.err != nil {
-			return sse.Event{}, s.err
-		}
-		if s.done || s.rd == nil {
-			s.err = io.EOF
-			return sse.Event{}, io.EOF
-		}
-		s.out, s.ends, s.next = s.out[:0], s.ends[:0], 0
-		ev, err := s.rd.Next()
-		if err != nil {
-			s.err = s.readError(err)
-			continue
-		}
-		if len(ev.Data) == 0 {
-			continue
-		}
-		if err := s.translate(ev.Data); err != nil {
-			// Events translated before the failure are dropped with it: a
-			// broken event is not partially delivered.
-			s.out, s.ends = s.out[:0], s.ends[:0]
-			s.err = err
-		}
+// Decode implements provider.Decoder.
+func (s *decoder) Decode(ev sse.Event, q *provider.Events) (bool, error) {
+	if len(ev.Data) == 0 {
+		return false, nil
 	}
+	s.q = q
+	return false, s.translate(ev.Data)
 }
 
-// readError classifies an error of the upstream reader; at a clean EOF it
-// queues the usage chunk.
-func (s *Stream) readError(err error) error {
-	switch {
-	case err == io.EOF:
-		if !s.finished {
-			return s.protocol("stream ended before a finish reason")
-		}
-		if s.usage.known {
-			s.out = append(s.out, s.pre...)
-			s.out = append(s.out, `],"usage":`...)
-			s.out = s.usage.appendJSON(s.out)
-			s.out = append(s.out, '}')
-			s.ends = append(s.ends, len(s.out))
-		}
-		s.done = true
-		return nil
-	case err == io.ErrUnexpectedEOF || err == sse.ErrTooLarge:
-		return s.protocol("stream ended unexpectedly")
+// End implements provider.Decoder: a stream ends at EOF after a finish
+// reason, with the usage chunk.
+func (s *decoder) End(q *provider.Events) error {
+	if !s.finished {
+		return provider.Protocol("stream ended before a finish reason")
 	}
-	if pe, ok := err.(*provider.Error); ok {
-		pe.StreamStarted = s.started
-		return pe
+	if s.usage.known {
+		q.Buf = append(q.Buf, s.pre...)
+		q.Buf = append(q.Buf, `],"usage":`...)
+		q.Buf = s.usage.appendJSON(q.Buf)
+		q.Buf = append(q.Buf, '}')
+		q.End()
 	}
-	return err
-}
-
-func (s *Stream) protocol(msg string) *provider.Error {
-	return &provider.Error{Provider: s.provider, Kind: provider.KindProtocol, Message: msg, StreamStarted: s.started}
+	return nil
 }
 
 // translate queues the OpenAI chunks of one upstream event.
-func (s *Stream) translate(data []byte) error {
+func (s *decoder) translate(data []byte) error {
 	if !jsonraw.Valid(data) {
-		return s.protocol("invalid JSON in stream")
+		return provider.Protocol("invalid JSON in stream")
 	}
 	root := parse(data)
 	if !root.IsObject() {
-		return s.protocol("stream event is not a JSON object")
+		return provider.Protocol("stream event is not a JSON object")
 	}
 	if e := root.Get("error"); e.Exists() {
-		pe := streamError(e)
-		pe.Provider, pe.StreamStarted = s.provider, s.started
-		return pe
+		return streamError(e)
 	}
 	if s.pre == nil {
 		s.pre = appendHead(make([]byte, 0, 160), root, "chat.completion.chunk", s.created, s.model, s.seed)
@@ -170,7 +113,7 @@ func (s *Stream) translate(data []byte) error {
 		}
 		pos++
 		if idx < 0 || idx >= maxCandidates {
-			err = s.protocol("candidate index out of range")
+			err = provider.Protocol("candidate index out of range")
 			return false
 		}
 		s.candidate(idx, c)
@@ -189,7 +132,7 @@ func (s *Stream) translate(data []byte) error {
 	return nil
 }
 
-func (s *Stream) cand(idx int) *candState {
+func (s *decoder) cand(idx int) *candState {
 	for len(s.cands) <= idx {
 		s.cands = append(s.cands, candState{})
 	}
@@ -197,7 +140,7 @@ func (s *Stream) cand(idx int) *candState {
 }
 
 // candidate queues the chunks of one candidate of an event.
-func (s *Stream) candidate(idx int, c gjson.Result) {
+func (s *decoder) candidate(idx int, c gjson.Result) {
 	st := s.cand(idx)
 	textOpen := false
 	c.Get("content.parts").ForEach(func(_, p gjson.Result) bool {
@@ -212,33 +155,33 @@ func (s *Stream) candidate(idx int, c gjson.Result) {
 			if !textOpen {
 				s.role(idx, st)
 				s.open(idx)
-				s.out = append(s.out, `"delta":{"content":"`...)
+				s.q.Buf = append(s.q.Buf, `"delta":{"content":"`...)
 				textOpen = true
 			}
-			s.out = appendStringInner(s.out, t)
+			s.q.Buf = appendStringInner(s.q.Buf, t)
 			return true
 		}
 		if fc := p.Get("functionCall"); fc.IsObject() {
 			if textOpen {
-				s.out = append(s.out, `"}`...)
+				s.q.Buf = append(s.q.Buf, `"}`...)
 				s.close("")
 				textOpen = false
 			}
 			s.role(idx, st)
 			s.open(idx)
-			s.out = append(s.out, `"delta":{"tool_calls":[{"index":`...)
-			s.out = appendInt(s.out, int64(st.tools))
-			s.out = append(s.out, ',')
+			s.q.Buf = append(s.q.Buf, `"delta":{"tool_calls":[{"index":`...)
+			s.q.Buf = appendInt(s.q.Buf, int64(st.tools))
+			s.q.Buf = append(s.q.Buf, ',')
 			s.calls++
-			s.out, s.scratch = appendToolCall(s.out, p, fc, s.seed, s.calls, s.scratch)
-			s.out = append(s.out, "}]}"...)
+			s.q.Buf, s.scratch = appendToolCall(s.q.Buf, p, fc, s.seed, s.calls, s.scratch)
+			s.q.Buf = append(s.q.Buf, "}]}"...)
 			s.close("")
 			st.tools++
 		}
 		return true
 	})
 	if textOpen {
-		s.out = append(s.out, `"}`...)
+		s.q.Buf = append(s.q.Buf, `"}`...)
 		s.close("")
 	}
 	if fr := c.Get("finishReason"); fr.Type == gjson.String && fr.Str != "" {
@@ -248,59 +191,41 @@ func (s *Stream) candidate(idx int, c gjson.Result) {
 }
 
 // role queues the role chunk of a candidate that has none yet.
-func (s *Stream) role(idx int, st *candState) {
+func (s *decoder) role(idx int, st *candState) {
 	if st.started {
 		return
 	}
 	st.started = true
 	s.open(idx)
-	s.out = append(s.out, `"delta":{"role":"assistant","content":""}`...)
+	s.q.Buf = append(s.q.Buf, `"delta":{"role":"assistant","content":""}`...)
 	s.close("")
 }
 
-func (s *Stream) finish(idx int, reason string) {
+func (s *decoder) finish(idx int, reason string) {
 	s.finished = true
 	s.open(idx)
-	s.out = append(s.out, `"delta":{}`...)
+	s.q.Buf = append(s.q.Buf, `"delta":{}`...)
 	s.close(reason)
 }
 
 // open starts a chunk for choice idx, up to the delta.
-func (s *Stream) open(idx int) {
-	s.out = append(s.out, s.pre...)
-	s.out = append(s.out, `{"index":`...)
-	s.out = appendInt(s.out, int64(idx))
-	s.out = append(s.out, ',')
+func (s *decoder) open(idx int) {
+	s.q.Buf = append(s.q.Buf, s.pre...)
+	s.q.Buf = append(s.q.Buf, `{"index":`...)
+	s.q.Buf = appendInt(s.q.Buf, int64(idx))
+	s.q.Buf = append(s.q.Buf, ',')
 }
 
 // close ends a chunk with its finish reason ("" for null) and queues it.
-func (s *Stream) close(finish string) {
-	s.out = append(s.out, `,"logprobs":null,"finish_reason":`...)
+func (s *decoder) close(finish string) {
+	s.q.Buf = append(s.q.Buf, `,"logprobs":null,"finish_reason":`...)
 	if finish == "" {
-		s.out = append(s.out, "null"...)
+		s.q.Buf = append(s.q.Buf, "null"...)
 	} else {
-		s.out = append(s.out, '"')
-		s.out = append(s.out, finish...)
-		s.out = append(s.out, '"')
+		s.q.Buf = append(s.q.Buf, '"')
+		s.q.Buf = append(s.q.Buf, finish...)
+		s.q.Buf = append(s.q.Buf, '"')
 	}
-	s.out = append(s.out, "}]}"...)
-	s.ends = append(s.ends, len(s.out))
-}
-
-// Close implements provider.Stream.
-func (s *Stream) Close() error {
-	if s.rd != nil {
-		provider.PutSSEReader(s.rd)
-		s.rd = nil
-	}
-	if s.err == nil {
-		s.err = io.EOF
-	}
-	s.ends, s.next = s.ends[:0], 0
-	if s.closer != nil {
-		c := s.closer
-		s.closer = nil
-		return c.Close()
-	}
-	return nil
+	s.q.Buf = append(s.q.Buf, "}]}"...)
+	s.q.End()
 }

@@ -26,7 +26,7 @@ func sseOf(events ...string) string {
 }
 
 // collect drains a stream.
-func collect(s *Stream) ([]string, error) {
+func collect(s provider.Stream) ([]string, error) {
 	defer s.Close()
 	var out []string
 	for {
@@ -46,7 +46,12 @@ const (
 	testCreated = 1700000000
 )
 
-func testStream(r io.Reader) *Stream {
+// newStream reads Gemini events from r through the decoder.
+func newStream(r io.Reader, closer io.Closer, name, model string, created int64, seed uint64) *provider.SSEStream {
+	return provider.NewStream(r, closer, name, newDecoder(model, created, seed))
+}
+
+func testStream(r io.Reader) *provider.SSEStream {
 	return newStream(r, nil, "gem", "req-model", testCreated, testSeed)
 }
 
