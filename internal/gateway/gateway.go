@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/glob"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
@@ -315,7 +316,7 @@ func (g *Gateway) allowed(key *auth.Key, model string) bool {
 		return true
 	}
 	for _, p := range g.cfg.Models {
-		if route.Match(p, model) {
+		if glob.Match(p, model) {
 			return true
 		}
 	}
