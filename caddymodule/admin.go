@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
@@ -214,7 +215,7 @@ func (a *App) adminGetKey(w http.ResponseWriter, r *http.Request, name string) e
 	u := &usageView{Period: k.Policy.Period(), Window: window, Requests: rec.Requests, InputTokens: rec.InputTokens,
 		OutputTokens: rec.OutputTokens, CachedTokens: rec.CachedTokens, SpendUSD: float64(rec.CostMicros) / 1e6}
 	if k.Policy.Budget > 0 {
-		spent, reserved, err := a.limiter.Spent(r.Context(), "key:"+k.Name+":budget", window)
+		spent, reserved, err := a.limiter.Spent(r.Context(), gateway.LimiterKey(gateway.ScopeKey, k.Name, gateway.LimitBudget), window)
 		if err == nil {
 			u.ReservedUSD = float64(reserved) / 1e6
 			rem := math.Max(0, k.Policy.Budget-float64(spent+reserved)/1e6)

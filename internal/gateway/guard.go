@@ -178,13 +178,12 @@ func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *ope
 func (a *admission) admitKey(ctx context.Context, h http.Header) *openai.Error {
 	gd, k := a.gd, a.key
 	p := &k.Policy
-	base := "key:" + k.Name
 	if p.Budget > 0 {
 		limit := int64(math.Round(p.Budget * 1e6))
 		a.window, a.winEnd = usage.Window(p.Period(), time.Now())
 		price, _ := gd.Pricing.Lookup(a.route.Targets[0].UpstreamModel(a.req.Model), a.req.Model)
 		est := price.CostMicros(openai.Usage{InputTokens: a.estIn, OutputTokens: a.reserve - a.estIn})
-		res, err := gd.Limiter.Reserve(ctx, base+":budget", a.window, limit, est, a.winEnd.Add(time.Hour))
+		res, err := gd.Limiter.Reserve(ctx, LimiterKey(ScopeKey, k.Name, LimitBudget), a.window, limit, est, a.winEnd.Add(time.Hour))
 		if oe := limiterErr(gd, err); oe != nil {
 			return oe
 		}
@@ -197,7 +196,7 @@ func (a *admission) admitKey(ctx context.Context, h http.Header) *openai.Error {
 	}
 	if p.RPM > 0 {
 		a.rpmRate = ratelimit.Rate{Limit: p.RPM, Period: time.Minute, Burst: p.Burst}
-		res, err := gd.Limiter.Take(ctx, base+":rpm", a.rpmRate, 1)
+		res, err := gd.Limiter.Take(ctx, LimiterKey(ScopeKey, k.Name, LimitRPM), a.rpmRate, 1)
 		if oe := limiterErr(gd, err); oe != nil {
 			return oe
 		}
@@ -209,7 +208,7 @@ func (a *admission) admitKey(ctx context.Context, h http.Header) *openai.Error {
 	}
 	if p.TPM > 0 {
 		a.tpmRate = ratelimit.Rate{Limit: p.TPM, Period: time.Minute}
-		res, err := gd.Limiter.Take(ctx, base+":tpm", a.tpmRate, a.reserve)
+		res, err := gd.Limiter.Take(ctx, LimiterKey(ScopeKey, k.Name, LimitTPM), a.tpmRate, a.reserve)
 		if oe := limiterErr(gd, err); oe != nil {
 			return oe
 		}
@@ -224,7 +223,7 @@ func (a *admission) admitKey(ctx context.Context, h http.Header) *openai.Error {
 	}
 	if p.Concurrency > 0 {
 		a.concID = strconv.FormatUint(gd.seq.Add(1), 36) + "-" + strconv.FormatInt(a.start.UnixNano(), 36)
-		res, err := gd.Limiter.Acquire(ctx, base+":concurrency", a.concID, p.Concurrency, gd.Lease)
+		res, err := gd.Limiter.Acquire(ctx, LimiterKey(ScopeKey, k.Name, LimitConcurrency), a.concID, p.Concurrency, gd.Lease)
 		if oe := limiterErr(gd, err); oe != nil {
 			return oe
 		}
@@ -239,10 +238,9 @@ func (a *admission) admitKey(ctx context.Context, h http.Header) *openai.Error {
 
 func (a *admission) admitModel(ctx context.Context, ml ModelLimits) *openai.Error {
 	gd := a.gd
-	base := "model:" + a.route.Pattern
 	if ml.RPM > 0 {
 		a.mrpmRate = ratelimit.Rate{Limit: ml.RPM, Period: time.Minute}
-		res, err := gd.Limiter.Take(ctx, base+":rpm", a.mrpmRate, 1)
+		res, err := gd.Limiter.Take(ctx, LimiterKey(ScopeModel, a.route.Pattern, LimitRPM), a.mrpmRate, 1)
 		if oe := limiterErr(gd, err); oe != nil {
 			return oe
 		}
@@ -253,7 +251,7 @@ func (a *admission) admitModel(ctx context.Context, ml ModelLimits) *openai.Erro
 	}
 	if ml.TPM > 0 {
 		a.mtpmRate = ratelimit.Rate{Limit: ml.TPM, Period: time.Minute}
-		res, err := gd.Limiter.Take(ctx, base+":tpm", a.mtpmRate, a.reserve)
+		res, err := gd.Limiter.Take(ctx, LimiterKey(ScopeModel, a.route.Pattern, LimitTPM), a.mtpmRate, a.reserve)
 		if oe := limiterErr(gd, err); oe != nil {
 			return oe
 		}
@@ -274,10 +272,10 @@ func (a *admission) undo() {
 	defer cancel()
 	a.settle(ctx, openai.Usage{}, "", false)
 	if a.rpm {
-		_ = a.gd.Limiter.Refund(ctx, "key:"+a.key.Name+":rpm", a.rpmRate, 1, a.rpmBy)
+		_ = a.gd.Limiter.Refund(ctx, LimiterKey(ScopeKey, a.key.Name, LimitRPM), a.rpmRate, 1, a.rpmBy)
 	}
 	if a.mrpm {
-		_ = a.gd.Limiter.Refund(ctx, "model:"+a.route.Pattern+":rpm", a.mrpmRate, 1, a.mrpmBy)
+		_ = a.gd.Limiter.Refund(ctx, LimiterKey(ScopeModel, a.route.Pattern, LimitRPM), a.mrpmRate, 1, a.mrpmBy)
 	}
 }
 
@@ -326,13 +324,13 @@ func (a *admission) settle(ctx context.Context, u openai.Usage, upstreamModel st
 		}
 	}
 	if a.tpm && refund != 0 {
-		log("tpm", gd.Limiter.Refund(ctx, "key:"+a.key.Name+":tpm", a.tpmRate, refund, a.tpmBy))
+		log("tpm", gd.Limiter.Refund(ctx, LimiterKey(ScopeKey, a.key.Name, LimitTPM), a.tpmRate, refund, a.tpmBy))
 	}
 	if a.mtpm && refund != 0 {
-		log("model tpm", gd.Limiter.Refund(ctx, "model:"+a.route.Pattern+":tpm", a.mtpmRate, refund, a.mtpmBy))
+		log("model tpm", gd.Limiter.Refund(ctx, LimiterKey(ScopeModel, a.route.Pattern, LimitTPM), a.mtpmRate, refund, a.mtpmBy))
 	}
 	if a.conc {
-		log("concurrency", gd.Limiter.Release(ctx, "key:"+a.key.Name+":concurrency", a.concID, a.concBy))
+		log("concurrency", gd.Limiter.Release(ctx, LimiterKey(ScopeKey, a.key.Name, LimitConcurrency), a.concID, a.concBy))
 	}
 	if a.budget {
 		var actual int64
@@ -344,7 +342,7 @@ func (a *admission) settle(ctx context.Context, u openai.Usage, upstreamModel st
 				actual = a.reserved
 			}
 		}
-		log("budget", gd.Limiter.Settle(ctx, "key:"+a.key.Name+":budget", a.window, a.reserved, actual, a.winEnd.Add(time.Hour), a.budgetBy))
+		log("budget", gd.Limiter.Settle(ctx, LimiterKey(ScopeKey, a.key.Name, LimitBudget), a.window, a.reserved, actual, a.winEnd.Add(time.Hour), a.budgetBy))
 	}
 }
 
