@@ -266,13 +266,27 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 			fail(w, info, oerr)
 			return
 		}
-		defer adm.finish(r.Context(), info)
+		defer func() { adm.finish(r.Context(), outcomeOf(info.Status), info) }()
 	}
 	if req.Stream && g.cfg.Drain != nil {
 		g.proxyDrainable(w, r, key, req, native, rt, info)
 		return
 	}
 	g.proxy(w, r, key, req, native, rt, info)
+}
+
+// outcomeOf tells how an admitted request ended from the status it
+// recorded: 599 a stream that broke after its 200, 499 a client that left.
+func outcomeOf(status int) Outcome {
+	switch status {
+	case http.StatusOK:
+		return OutcomeCompleted
+	case 599:
+		return OutcomeStreamBroken
+	case 499:
+		return OutcomeClientGone
+	}
+	return OutcomeUpstreamError
 }
 
 func (g *Gateway) readBody(r *http.Request) ([]byte, *openai.Error) {
