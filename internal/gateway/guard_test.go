@@ -669,3 +669,67 @@ func TestOutcome(t *testing.T) {
 		}
 	}
 }
+
+// brokenStore is a key store whose lookups fail.
+type brokenStore struct{ auth.Store }
+
+func (brokenStore) Lookup(context.Context, auth.Hash) (*auth.Key, error) { return nil, errSpy }
+
+func TestAuthenticate(t *testing.T) {
+	store, err := auth.NewMemory([]*auth.Key{{Name: "team-a", Hash: auth.HashSecret("sk-team-a")}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		keys     auth.Store
+		required bool
+		header   string
+		key      string // the key found
+		status   int    // the refusal
+		code     string
+	}{
+		{"no store", nil, true, "", "", 0, ""},
+		{"known key", store, true, "Bearer sk-team-a", "team-a", 0, ""},
+		{"known key on an open gateway", store, false, "Bearer sk-team-a", "team-a", 0, ""},
+		{"no key on an open gateway", store, false, "", "", 0, ""},
+		{"unknown key on an open gateway", store, false, "Bearer sk-other", "", 0, ""},
+		{"no key", store, true, "", "", 401, "invalid_api_key"},
+		{"unknown key", store, true, "Bearer sk-other", "", 401, "invalid_api_key"},
+		{"store down", brokenStore{}, true, "Bearer sk-team-a", "", 503, "key_store_unavailable"},
+		{"store down on an open gateway", brokenStore{}, false, "Bearer sk-team-a", "", 503, "key_store_unavailable"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			gd := &Guard{Keys: c.keys, Required: c.required}
+			gd.defaults()
+			r, _ := http.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+			if c.header != "" {
+				r.Header.Set("Authorization", c.header)
+			}
+			k, oe := gd.authenticate(r)
+			switch {
+			case c.status != 0:
+				if oe == nil || oe.Status != c.status || oe.Code != c.code {
+					t.Fatalf("got %v, want %d %s", oe, c.status, c.code)
+				}
+			case oe != nil:
+				t.Fatalf("refused: %d %s", oe.Status, oe.Code)
+			case (k == nil) != (c.key == ""), k != nil && k.Name != c.key:
+				t.Fatalf("key %v, want %q", k, c.key)
+			}
+		})
+	}
+	var gd *Guard
+	if k, oe := gd.authenticate(nil); k != nil || oe != nil {
+		t.Fatal("a nil guard authenticates nothing and refuses nothing")
+	}
+}
+
+func TestPeriodName(t *testing.T) {
+	for p, want := range map[string]string{"day": "day", "month": "month", "": "month"} {
+		if got := periodName(p); got != want {
+			t.Errorf("periodName(%q) = %q, want %q", p, got, want)
+		}
+	}
+}
