@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
@@ -29,7 +30,12 @@ func init() {
 //	GET    /ai_gateway/keys/{name}   a key with its usage this budget period
 //	DELETE /ai_gateway/keys/{name}   revoke a runtime key
 //	GET    /ai_gateway/status        circuit breakers and shared-state health
-type adminAPI struct{}
+//
+// Caddy provisions it with each config it loads, before the config's apps
+// start; it serves that config's ai_gateway app.
+type adminAPI struct {
+	app *App // nil when the config has no ai_gateway app
+}
 
 // CaddyModule returns the Caddy module information.
 func (adminAPI) CaddyModule() caddy.ModuleInfo {
@@ -39,22 +45,38 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// Provision finds the config's ai_gateway app, loading it if need be.
+func (api *adminAPI) Provision(ctx caddy.Context) error {
+	app, err := ctx.AppIfConfigured("ai_gateway")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("loading ai_gateway app: %v", err)
+	}
+	api.app = app.(*App)
+	return nil
+}
+
 // Routes implements caddy.AdminRouter.
-func (adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/ai_gateway/", Handler: caddy.AdminHandlerFunc(serveAdmin)}}
+func (api *adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/ai_gateway/", Handler: caddy.AdminHandlerFunc(api.serve)}}
 }
 
 func apiErr(status int, format string, args ...any) error {
 	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
 }
 
-func serveAdmin(w http.ResponseWriter, r *http.Request) error {
-	a := activeApp.Load()
-	if a == nil {
+func (api *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	if api.app == nil || api.app.unloaded() {
 		return apiErr(http.StatusServiceUnavailable, "the ai_gateway app is not running")
 	}
-	return a.serveAdmin(w, r)
+	return api.app.serveAdmin(w, r)
 }
+
+// unloaded reports whether a's config was unloaded (replaced, stopped, or
+// failed to start).
+func (a *App) unloaded() bool { return a.ctx.Context != nil && a.ctx.Err() != nil }
 
 // serveAdmin routes an admin request to a's endpoints. Errors are
 // caddy.APIError values, which Caddy's admin server answers as JSON.
@@ -214,7 +236,7 @@ func (a *App) adminGetKey(w http.ResponseWriter, r *http.Request, name string) e
 	u := &usageView{Period: k.Policy.Period(), Window: window, Requests: rec.Requests, InputTokens: rec.InputTokens,
 		OutputTokens: rec.OutputTokens, CachedTokens: rec.CachedTokens, SpendUSD: float64(rec.CostMicros) / 1e6}
 	if k.Policy.Budget > 0 {
-		spent, reserved, err := a.limiter.Spent(r.Context(), "key:"+k.Name+":budget", window)
+		spent, reserved, err := a.limiter.Spent(r.Context(), gateway.LimiterKey(gateway.ScopeKey, k.Name, gateway.LimitBudget), window)
 		if err == nil {
 			u.ReservedUSD = float64(reserved) / 1e6
 			rem := math.Max(0, k.Policy.Budget-float64(spent+reserved)/1e6)
@@ -259,4 +281,8 @@ func (a *App) adminStatus(w http.ResponseWriter) error {
 	return writeAdminJSON(w, http.StatusOK, st)
 }
 
-var _ caddy.AdminRouter = adminAPI{}
+// Interface guards
+var (
+	_ caddy.AdminRouter = (*adminAPI)(nil)
+	_ caddy.Provisioner = (*adminAPI)(nil)
+)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -131,6 +130,8 @@ type App struct {
 	limiter  ratelimit.Limiter
 	ledger   usage.Ledger
 	pricing  *usage.Pricing
+
+	metrics *metrics
 }
 
 // ProviderConfig configures one upstream provider.
@@ -236,6 +237,11 @@ const healthKey = "ai_gateway.health"
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.ctx = ctx
+	m, err := newMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	a.metrics = m
 	dv, _, err := drainPool.LoadOrNew(drainKey, func() (caddy.Destructor, error) {
 		return drainValue{new(gateway.Drain)}, nil
 	})
@@ -356,12 +362,8 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// activeApp is the running app, for the admin API.
-var activeApp atomic.Pointer[App]
-
 // Start implements caddy.App.
 func (a *App) Start() error {
-	activeApp.Store(a)
 	a.warnOpenRelay()
 	if app, err := a.ctx.AppIfConfigured("http"); err == nil {
 		if h, ok := app.(*caddyhttp.App); ok {
@@ -445,7 +447,6 @@ func (a *App) drainOnExit() {
 
 // Stop implements caddy.App.
 func (a *App) Stop() error {
-	activeApp.CompareAndSwap(a, nil)
 	return nil
 }
 

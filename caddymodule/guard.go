@@ -200,7 +200,7 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 				policy = "fail_open: limiting in process"
 			}
 			logger.Error("redis unavailable", zap.String("policy", policy), zap.Error(err))
-			metricRedisDown()
+			a.metrics.redisDown()
 		},
 	})
 	a.ledger = usage.NewRedisLedger(client, prefix+"usage:")

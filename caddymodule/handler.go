@@ -67,11 +67,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if app.routes == nil || len(app.Models) == 0 {
 		return fmt.Errorf("ai_gateway: no models configured; declare providers and models in the ai_gateway global option")
 	}
-	reg := ctx.GetMetricsRegistry()
-	if h.metrics, err = registerMetrics(reg); err != nil {
-		return fmt.Errorf("registering metrics: %v", err)
-	}
-	ctx.OnCancel(func() { unregisterMetrics(reg) })
+	h.metrics = app.metrics
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
 		srv.RegisterOnShutdown(app.drainOnExit)
 	}

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"errors"
 	"strconv"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -25,22 +24,12 @@ type metrics struct {
 	redisDowns prometheus.Counter
 }
 
-var (
-	metricsMu sync.Mutex
-	metricsBy = map[prometheus.Registerer]*metrics{}
-	// current is the last registered set, for callbacks without a context.
-	current *metrics
-)
-
 const ns, sub = "caddy", "ai_gateway"
 
-func registerMetrics(reg prometheus.Registerer) (*metrics, error) {
-	metricsMu.Lock()
-	defer metricsMu.Unlock()
-	if m, ok := metricsBy[reg]; ok {
-		current = m
-		return m, nil
-	}
+// newMetrics registers the gateway's metrics in reg, a config's registry.
+// A collector reg already has (the same config provisioning the app
+// again) is shared rather than refused.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
 			Help: "Requests answered by the gateway, by model route, provider and status."}, []string{"model", "provider", "status"}),
@@ -59,35 +48,28 @@ func registerMetrics(reg prometheus.Registerer) (*metrics, error) {
 		redisDowns: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "redis_failures_total",
 			Help: "Times the shared Redis state became unavailable (limits then follow on_failure)."}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.tokens, m.ttft, m.duration, m.attempts, m.limited, m.redisDowns} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, err
-			}
-		}
+	if err := errors.Join(register(reg, &m.requests), register(reg, &m.tokens), register(reg, &m.ttft),
+		register(reg, &m.duration), register(reg, &m.attempts), register(reg, &m.limited), register(reg, &m.redisDowns)); err != nil {
+		return nil, err
 	}
-	metricsBy[reg] = m
-	current = m
 	return m, nil
 }
 
-// unregisterMetrics forgets a config's registry when the config is unloaded.
-func unregisterMetrics(reg prometheus.Registerer) {
-	metricsMu.Lock()
-	if m, ok := metricsBy[reg]; ok {
-		delete(metricsBy, reg)
-		if current == m {
-			current = nil
+// register registers *c in reg; when reg already has an equal collector,
+// *c becomes that one.
+func register[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
+	err := reg.Register(*c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			*c = existing
+			return nil
 		}
 	}
-	metricsMu.Unlock()
+	return err
 }
 
-func metricRedisDown() {
-	metricsMu.Lock()
-	m := current
-	metricsMu.Unlock()
+func (m *metrics) redisDown() {
 	if m != nil {
 		m.redisDowns.Inc()
 	}

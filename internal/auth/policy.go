@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/glob"
 )
 
 // Budget periods of a [Policy].
@@ -16,7 +16,7 @@ const (
 // Policy is what a gateway key may do. Zero values mean "no limit".
 type Policy struct {
 	// Models lists the model names the key may request: exact names or
-	// globs with the semantics of route.Match ('*' any run, '?' one byte).
+	// globs with the semantics of glob.Match ('*' any run, '?' one byte).
 	// Empty allows every model.
 	Models []string `json:"models,omitempty"`
 	// RPM and TPM are requests and tokens per minute.
@@ -75,7 +75,7 @@ func (p *Policy) AllowsModel(model string) bool {
 		return true
 	}
 	for _, pat := range p.Models {
-		if route.Match(pat, model) {
+		if glob.Match(pat, model) {
 			return true
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
 	antdialect "github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect/anthropic"
 	oaidialect "github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/glob"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
@@ -340,7 +341,7 @@ func (g *Gateway) allowed(key *auth.Key, model string) bool {
 		return true
 	}
 	for _, p := range g.cfg.Models {
-		if route.Match(p, model) {
+		if glob.Match(p, model) {
 			return true
 		}
 	}

@@ -57,7 +57,15 @@ type Guard struct {
 	SettleTimeout time.Duration
 	Logger        *zap.Logger
 
-	seq atomic.Uint64
+	seq   atomic.Uint64
+	clock func() time.Time // nil: time.Now
+}
+
+func (gd *Guard) now() time.Time {
+	if gd.clock != nil {
+		return gd.clock()
+	}
+	return time.Now()
 }
 
 func (gd *Guard) defaults() {
@@ -113,7 +121,8 @@ func (gd *Guard) authenticate(r *http.Request) (*auth.Key, *openai.Error) {
 	return k, nil
 }
 
-// admission is what one admitted request holds until it ends.
+// admission is what one admitted request holds until it ends: its holds,
+// taken in order.
 type admission struct {
 	gd      *Guard
 	key     *auth.Key
@@ -123,34 +132,16 @@ type admission struct {
 	estIn   int64
 	reserve int64 // tokens reserved against TPM limits
 
-	tpm      bool
-	tpmRate  ratelimit.Rate
-	tpmBy    ratelimit.Backend
-	mtpm     bool
-	mtpmRate ratelimit.Rate
-	mtpmBy   ratelimit.Backend
-	conc     bool
-	concID   string
-	concBy   ratelimit.Backend
-	budget   bool
-	window   string
-	winEnd   time.Time
-	reserved int64 // micro-USD reserved against the budget
-	budgetBy ratelimit.Backend
-	rpm      bool
-	rpmRate  ratelimit.Rate
-	rpmBy    ratelimit.Backend
-	mrpm     bool
-	mrpmRate ratelimit.Rate
-	mrpmBy   ratelimit.Backend
+	holds []hold
+	buf   [6]hold // backs holds
 }
 
-func keyName(k *auth.Key) string { return k.Name }
-
-// admit runs every check in order (budget, RPM, TPM, model RPM/TPM,
-// concurrency) and undoes what it took when a later one refuses.
+// admit takes the request's holds in order (the key's budget, RPM, TPM and
+// concurrency, then the model's RPM and TPM) and undoes what it took when a
+// later one refuses.
 func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *openai.Request, rt *route.Route) (*admission, *openai.Error) {
-	a := &admission{gd: gd, key: k, req: req, route: rt, start: time.Now()}
+	a := &admission{gd: gd, key: k, req: req, route: rt, start: gd.now()}
+	a.holds = a.buf[:0]
 	ml := gd.ModelLimits[rt.Pattern]
 	if k == nil && ml.RPM == 0 && ml.TPM == 0 {
 		return a, nil
@@ -161,190 +152,134 @@ func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *ope
 		out = gd.OutputEstimate
 	}
 	a.reserve = a.estIn + out
-	var oerr *openai.Error
-	if k != nil {
-		oerr = a.admitKey(ctx, h)
-	}
-	if oerr == nil {
-		oerr = a.admitModel(ctx, ml)
-	}
-	if oerr != nil {
-		a.undo()
-		return nil, oerr
+	a.plan(ml)
+	for i := range a.holds {
+		hd := &a.holds[i]
+		res, err := hd.take.Do(ctx, gd.Limiter)
+		if oe := limiterErr(gd, err); oe != nil {
+			a.holds = a.holds[:i]
+			a.undo()
+			return nil, oe
+		}
+		if hd.headers {
+			hd.setHeaders(h, res)
+		}
+		if !res.Allowed {
+			a.holds = a.holds[:i]
+			a.undo()
+			return nil, a.refusal(hd, res)
+		}
+		hd.by = res.Backend
 	}
 	return a, nil
 }
 
-func (a *admission) admitKey(ctx context.Context, h http.Header) *openai.Error {
-	gd, k := a.gd, a.key
-	p := &k.Policy
-	base := "key:" + k.Name
-	if p.Budget > 0 {
-		limit := int64(math.Round(p.Budget * 1e6))
-		a.window, a.winEnd = usage.Window(p.Period(), time.Now())
-		price, _ := gd.Pricing.Lookup(a.route.Targets[0].UpstreamModel(a.req.Model), a.req.Model)
-		est := price.CostMicros(openai.Usage{InputTokens: a.estIn, OutputTokens: a.reserve - a.estIn})
-		res, err := gd.Limiter.Reserve(ctx, base+":budget", a.window, limit, est, a.winEnd.Add(time.Hour))
-		if oe := limiterErr(gd, err); oe != nil {
-			return oe
-		}
-		if !res.Allowed {
-			return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeInsufficient, Code: "insufficient_quota",
-				Message: "You exceeded your current quota: the key's budget of $" + strconv.FormatFloat(p.Budget, 'f', -1, 64) +
-					" per " + periodName(p.BudgetPeriod) + " is spent."}
-		}
-		a.budget, a.reserved, a.budgetBy = true, est, res.Backend
-	}
-	if p.RPM > 0 {
-		a.rpmRate = ratelimit.Rate{Limit: p.RPM, Period: time.Minute, Burst: p.Burst}
-		res, err := gd.Limiter.Take(ctx, base+":rpm", a.rpmRate, 1)
-		if oe := limiterErr(gd, err); oe != nil {
-			return oe
-		}
-		setRateHeaders(h, hdrLimitRequests, hdrRemainingRequests, hdrResetRequests, p.RPM, res)
-		if !res.Allowed {
-			return rateLimited("requests", p.RPM, res)
-		}
-		a.rpm, a.rpmBy = true, res.Backend
-	}
-	if p.TPM > 0 {
-		a.tpmRate = ratelimit.Rate{Limit: p.TPM, Period: time.Minute}
-		res, err := gd.Limiter.Take(ctx, base+":tpm", a.tpmRate, a.reserve)
-		if oe := limiterErr(gd, err); oe != nil {
-			return oe
-		}
-		setRateHeaders(h, hdrLimitTokens, hdrRemainingTokens, hdrResetTokens, p.TPM, res)
-		if !res.Allowed {
-			if res.Never {
-				return neverFits(a.reserve, p.TPM)
-			}
-			return rateLimited("tokens", p.TPM, res)
-		}
-		a.tpm, a.tpmBy = true, res.Backend
-	}
-	if p.Concurrency > 0 {
-		a.concID = strconv.FormatUint(gd.seq.Add(1), 36) + "-" + strconv.FormatInt(a.start.UnixNano(), 36)
-		res, err := gd.Limiter.Acquire(ctx, base+":concurrency", a.concID, p.Concurrency, gd.Lease)
-		if oe := limiterErr(gd, err); oe != nil {
-			return oe
-		}
-		if !res.Allowed {
-			return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "rate_limit_exceeded",
-				Message: "Too many concurrent requests for this key: the limit is " + itoa(p.Concurrency) + " in flight.", RetryAfter: 1}
-		}
-		a.conc, a.concBy = true, res.Backend
-	}
-	return nil
-}
-
-func (a *admission) admitModel(ctx context.Context, ml ModelLimits) *openai.Error {
+// plan lists the holds the key's policy and the model's limits call for.
+func (a *admission) plan(ml ModelLimits) {
 	gd := a.gd
-	base := "model:" + a.route.Pattern
+	if k := a.key; k != nil {
+		p := &k.Policy
+		if p.Budget > 0 {
+			window, end := usage.Window(p.Period(), a.start)
+			price, _ := gd.Pricing.Lookup(a.route.Targets[0].UpstreamModel(a.req.Model), a.req.Model)
+			est := price.CostMicros(openai.Usage{InputTokens: a.estIn, OutputTokens: a.reserve - a.estIn})
+			a.holds = append(a.holds, hold{kind: holdBudget, what: "budget", take: ratelimit.Op{
+				Kind: ratelimit.OpReserve, Key: LimiterKey(ScopeKey, k.Name, LimitBudget),
+				Window: window, Limit: int64(math.Round(p.Budget * 1e6)), Amount: est, Expires: end.Add(time.Hour)}})
+		}
+		if p.RPM > 0 {
+			a.holds = append(a.holds, hold{kind: holdRequests, what: "rpm", headers: true, take: ratelimit.Op{
+				Kind: ratelimit.OpTake, Key: LimiterKey(ScopeKey, k.Name, LimitRPM),
+				Rate: ratelimit.Rate{Limit: p.RPM, Period: time.Minute, Burst: p.Burst}, Amount: 1}})
+		}
+		if p.TPM > 0 {
+			a.holds = append(a.holds, hold{kind: holdTokens, what: "tpm", headers: true, take: ratelimit.Op{
+				Kind: ratelimit.OpTake, Key: LimiterKey(ScopeKey, k.Name, LimitTPM),
+				Rate: ratelimit.Rate{Limit: p.TPM, Period: time.Minute}, Amount: a.reserve}})
+		}
+		if p.Concurrency > 0 {
+			id := strconv.FormatUint(gd.seq.Add(1), 36) + "-" + strconv.FormatInt(a.start.UnixNano(), 36)
+			a.holds = append(a.holds, hold{kind: holdSlot, what: "concurrency", take: ratelimit.Op{
+				Kind: ratelimit.OpAcquire, Key: LimiterKey(ScopeKey, k.Name, LimitConcurrency),
+				ID: id, Slots: p.Concurrency, Lease: gd.Lease}})
+		}
+	}
 	if ml.RPM > 0 {
-		a.mrpmRate = ratelimit.Rate{Limit: ml.RPM, Period: time.Minute}
-		res, err := gd.Limiter.Take(ctx, base+":rpm", a.mrpmRate, 1)
-		if oe := limiterErr(gd, err); oe != nil {
-			return oe
-		}
-		if !res.Allowed {
-			return rateLimited("requests", ml.RPM, res)
-		}
-		a.mrpm, a.mrpmBy = true, res.Backend
+		a.holds = append(a.holds, hold{kind: holdRequests, what: "model rpm", take: ratelimit.Op{
+			Kind: ratelimit.OpTake, Key: LimiterKey(ScopeModel, a.route.Pattern, LimitRPM),
+			Rate: ratelimit.Rate{Limit: ml.RPM, Period: time.Minute}, Amount: 1}})
 	}
 	if ml.TPM > 0 {
-		a.mtpmRate = ratelimit.Rate{Limit: ml.TPM, Period: time.Minute}
-		res, err := gd.Limiter.Take(ctx, base+":tpm", a.mtpmRate, a.reserve)
-		if oe := limiterErr(gd, err); oe != nil {
-			return oe
-		}
-		if !res.Allowed {
-			if res.Never {
-				return neverFits(a.reserve, ml.TPM)
-			}
-			return rateLimited("tokens", ml.TPM, res)
-		}
-		a.mtpm, a.mtpmBy = true, res.Backend
+		a.holds = append(a.holds, hold{kind: holdTokens, what: "model tpm", take: ratelimit.Op{
+			Kind: ratelimit.OpTake, Key: LimiterKey(ScopeModel, a.route.Pattern, LimitTPM),
+			Rate: ratelimit.Rate{Limit: ml.TPM, Period: time.Minute}, Amount: a.reserve}})
 	}
-	return nil
+}
+
+// refusal is the client's error when hd was refused.
+func (a *admission) refusal(hd *hold, res ratelimit.Result) *openai.Error {
+	switch hd.kind {
+	case holdBudget:
+		p := &a.key.Policy
+		return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeInsufficient, Code: "insufficient_quota",
+			Message: "You exceeded your current quota: the key's budget of $" + strconv.FormatFloat(p.Budget, 'f', -1, 64) +
+				" per " + periodName(p.BudgetPeriod) + " is spent."}
+	case holdSlot:
+		return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "rate_limit_exceeded",
+			Message: "Too many concurrent requests for this key: the limit is " + itoa(hd.take.Slots) + " in flight.", RetryAfter: 1}
+	case holdTokens:
+		if res.Never {
+			return neverFits(hd.take.Amount, hd.take.Rate.Limit)
+		}
+		return rateLimited("tokens", hd.take.Rate.Limit, res)
+	}
+	return rateLimited("requests", hd.take.Rate.Limit, res)
 }
 
 // undo gives back what a refused admission took.
 func (a *admission) undo() {
 	ctx, cancel := context.WithTimeout(context.Background(), a.gd.SettleTimeout)
 	defer cancel()
-	a.settle(ctx, openai.Usage{}, "", false)
-	if a.rpm {
-		_ = a.gd.Limiter.Refund(ctx, "key:"+a.key.Name+":rpm", a.rpmRate, 1, a.rpmBy)
-	}
-	if a.mrpm {
-		_ = a.gd.Limiter.Refund(ctx, "model:"+a.route.Pattern+":rpm", a.mrpmRate, 1, a.mrpmBy)
-	}
+	a.settle(ctx, ending{outcome: OutcomeRefused})
 }
 
-// finish settles reservations to the real usage, releases the concurrency
-// slot and books the request in the ledger. It runs after the client is
-// gone too.
+// finish settles every hold from how the request ended and its real usage
+// (releasing the concurrency slot whatever the outcome) and books the
+// request in the ledger. It runs after the client is gone too.
 func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
-	if a == nil || (a.key == nil && !a.mtpm && !a.mrpm) {
+	if a == nil || (a.key == nil && len(a.holds) == 0) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.gd.SettleTimeout)
 	defer cancel()
-	// A request that got no answer (an error before any upstream byte) is
-	// refunded in full; one that was answered, broke mid-stream or was
-	// abandoned by its client keeps its reservation unless usage is known.
-	served := o.Answered()
-	a.settle(ctx, info.Usage, info.UpstreamModel, served)
+	e := ending{outcome: o, usage: info.Usage}
+	if a.key != nil {
+		price, _ := a.gd.Pricing.Lookup(info.UpstreamModel, a.req.Model)
+		e.cost = price.CostMicros(info.Usage)
+	}
+	a.settle(ctx, e)
 	if a.key == nil || a.gd.Ledger == nil {
 		return
 	}
-	price, _ := a.gd.Pricing.Lookup(info.UpstreamModel, a.req.Model)
 	window, end := usage.Window(a.key.Policy.Period(), a.start)
 	rec := usage.Record{Requests: 1, InputTokens: info.Usage.InputTokens, OutputTokens: info.Usage.OutputTokens,
-		CachedTokens: info.Usage.CachedTokens, CostMicros: price.CostMicros(info.Usage)}
+		CachedTokens: info.Usage.CachedTokens, CostMicros: e.cost}
 	if err := a.gd.Ledger.Add(ctx, a.key.Name, window, rec, end.Add(24*time.Hour)); err != nil {
 		a.gd.Logger.Warn("usage ledger update failed", zap.String("key", a.key.Name), zap.Error(err))
 	}
 }
 
-// settle converts reservations: TPM refunds the estimate minus real tokens
-// (an unknown usage keeps the whole reservation); the budget swaps the
-// reserved cost for the real one.
-func (a *admission) settle(ctx context.Context, u openai.Usage, upstreamModel string, served bool) {
-	gd := a.gd
-	refund := a.reserve
-	if served {
-		if u.Known {
-			refund = a.reserve - (u.InputTokens + u.OutputTokens)
-		} else {
-			refund = 0
+// settle runs the settlement of every hold, the last taken first.
+func (a *admission) settle(ctx context.Context, e ending) {
+	for i := len(a.holds) - 1; i >= 0; i-- {
+		hd := &a.holds[i]
+		op, ok := hd.settlement(e)
+		if !ok {
+			continue
 		}
-	}
-	log := func(what string, err error) {
-		if err != nil {
-			gd.Logger.Warn("limiter settle failed", zap.String("what", what), zap.Error(err))
+		if _, err := op.Do(ctx, a.gd.Limiter); err != nil {
+			a.gd.Logger.Warn("limiter settle failed", zap.String("what", hd.what), zap.Error(err))
 		}
-	}
-	if a.tpm && refund != 0 {
-		log("tpm", gd.Limiter.Refund(ctx, "key:"+a.key.Name+":tpm", a.tpmRate, refund, a.tpmBy))
-	}
-	if a.mtpm && refund != 0 {
-		log("model tpm", gd.Limiter.Refund(ctx, "model:"+a.route.Pattern+":tpm", a.mtpmRate, refund, a.mtpmBy))
-	}
-	if a.conc {
-		log("concurrency", gd.Limiter.Release(ctx, "key:"+a.key.Name+":concurrency", a.concID, a.concBy))
-	}
-	if a.budget {
-		var actual int64
-		if served {
-			price, _ := gd.Pricing.Lookup(upstreamModel, a.req.Model)
-			if u.Known {
-				actual = price.CostMicros(u)
-			} else {
-				actual = a.reserved
-			}
-		}
-		log("budget", gd.Limiter.Settle(ctx, "key:"+a.key.Name+":budget", a.window, a.reserved, actual, a.winEnd.Add(time.Hour), a.budgetBy))
 	}
 }
 

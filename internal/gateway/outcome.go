@@ -24,8 +24,10 @@ const (
 	OutcomeStreamBroken
 	// OutcomeClientGone: the client left before the end.
 	OutcomeClientGone
-	// OutcomeShutdown: the process is exiting; the stream ended with a
-	// gateway_shutting_down event (or a 503 before its first byte).
+	// OutcomeShutdown: the process is exiting and the drain ended the
+	// request before a first byte: it answered 503 gateway_shutting_down.
+	// (A stream the drain ends after its first byte is
+	// OutcomeStreamBroken: its client got a gateway_shutting_down event.)
 	OutcomeShutdown
 )
 
@@ -34,7 +36,7 @@ const (
 // known, and refunded in full otherwise.
 func (o Outcome) Answered() bool {
 	switch o {
-	case OutcomeCompleted, OutcomeStreamBroken, OutcomeClientGone, OutcomeShutdown:
+	case OutcomeCompleted, OutcomeStreamBroken, OutcomeClientGone:
 		return true
 	}
 	return false

@@ -143,7 +143,7 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	var oe *openai.Error
 	switch pe, ok := err.(*provider.Error); {
 	case g.cfg.Drain.Drained():
-		oe, o = errShuttingDown(), OutcomeShutdown // the drain cancelled the upstream attempt
+		oe = errShuttingDown() // the drain cancelled the upstream attempt
 	case ok:
 		oe = g.cfg.Redactor.Error(pe).ClientError()
 		if pe.Kind != provider.KindStatus {

@@ -20,6 +20,8 @@
 // Keys are opaque strings chosen by the caller (e.g. "key:team-a:rpm"). The
 // three families (rates, concurrency, budgets) live in separate namespaces, so
 // the same key may be used for all of them.
+//
+// An [Op] describes one Limiter call as data; [Op.Do] runs it.
 package ratelimit
 
 import (

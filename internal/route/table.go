@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"strings"
 	"time"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/glob"
 )
 
 // Target is one place a model can be served: a provider and the model name
@@ -74,7 +75,7 @@ func New(routes []Route, knownProvider func(string) bool) (*Table, error) {
 		if r.Retries < 0 {
 			return nil, fmt.Errorf("model %q: negative retries", r.Pattern)
 		}
-		r.glob = strings.ContainsAny(r.Pattern, "*?")
+		r.glob = glob.Is(r.Pattern)
 		r.order = i
 		for j, tg := range r.Targets {
 			if knownProvider != nil && !knownProvider(tg.Provider) {
@@ -90,7 +91,7 @@ func New(routes []Route, knownProvider func(string) bool) (*Table, error) {
 			r.totalWeight += r.Targets[j].Weight
 		}
 		if r.glob {
-			r.specificity = len(r.Pattern) - strings.Count(r.Pattern, "*") - strings.Count(r.Pattern, "?")
+			r.specificity = glob.Specificity(r.Pattern)
 			t.globs = append(t.globs, &r)
 		} else {
 			t.exact[r.Pattern] = &r
@@ -115,7 +116,7 @@ func (t *Table) Lookup(model string) (*Route, bool) {
 		return r, true
 	}
 	for _, r := range t.globs {
-		if Match(r.Pattern, model) {
+		if glob.Match(r.Pattern, model) {
 			return r, true
 		}
 	}
@@ -124,41 +125,6 @@ func (t *Table) Lookup(model string) (*Route, bool) {
 
 // Names lists the exact model names in declaration order.
 func (t *Table) Names() []string { return t.names }
-
-// Match reports whether name matches the glob pattern, where '*' matches any
-// run of bytes (also '/') and '?' exactly one byte.
-func Match(pattern, name string) bool {
-	px, nx := 0, 0
-	nextPx, nextNx := 0, 0
-	for px < len(pattern) || nx < len(name) {
-		if px < len(pattern) {
-			switch c := pattern[px]; c {
-			case '*':
-				nextPx, nextNx = px, nx+1
-				px++
-				continue
-			case '?':
-				if nx < len(name) {
-					px++
-					nx++
-					continue
-				}
-			default:
-				if nx < len(name) && name[nx] == c {
-					px++
-					nx++
-					continue
-				}
-			}
-		}
-		if 0 < nextNx && nextNx <= len(name) {
-			px, nx = nextPx, nextNx
-			continue
-		}
-		return false
-	}
-	return true
-}
 
 // Pick chooses a target by weight among those the breaker allows, preferring
 // targets not in tried. It returns -1 when every target is cooling down.

@@ -5,29 +5,6 @@ import (
 	"time"
 )
 
-func TestMatch(t *testing.T) {
-	cases := []struct {
-		p, n string
-		ok   bool
-	}{
-		{"gpt-*", "gpt-4o", true},
-		{"gpt-*", "gpt-", true},
-		{"gpt-*", "claude", false},
-		{"*", "anything/with/slash", true},
-		{"a*b*c", "aXXbYYc", true},
-		{"a*b*c", "aXXbYY", false},
-		{"gpt-4?", "gpt-4o", true},
-		{"gpt-4?", "gpt-4", false},
-		{"exact", "exact", true},
-		{"exact", "exactly", false},
-	}
-	for _, c := range cases {
-		if got := Match(c.p, c.n); got != c.ok {
-			t.Errorf("Match(%q,%q)=%v want %v", c.p, c.n, got, c.ok)
-		}
-	}
-}
-
 func TestLookupMostSpecific(t *testing.T) {
 	tb, err := New([]Route{
 		{Pattern: "*", Targets: []Target{{Provider: "any"}}},

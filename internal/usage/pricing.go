@@ -2,13 +2,12 @@ package usage
 
 import (
 	"sort"
-	"strings"
 
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/glob"
 )
 
 // Pricing maps model names to prices. Patterns are exact names or globs with
-// the semantics of route.Match ('*' any run, '?' one byte). An exact name
+// the semantics of glob.Match ('*' any run, '?' one byte). An exact name
 // wins; otherwise the most specific matching glob (most non-wildcard bytes),
 // and among equally specific globs the one Set last, so configured overrides
 // beat the defaults.
@@ -34,14 +33,14 @@ func NewPricing() *Pricing { return &Pricing{exact: make(map[string]Price)} }
 // same pattern.
 func (p *Pricing) Set(pattern string, price Price) {
 	p.seq++
-	if !strings.ContainsAny(pattern, "*?") {
+	if !glob.Is(pattern) {
 		p.exact[pattern] = price
 		return
 	}
 	g := globPrice{
 		pattern:     pattern,
 		price:       price,
-		specificity: len(pattern) - strings.Count(pattern, "*") - strings.Count(pattern, "?"),
+		specificity: glob.Specificity(pattern),
 		seq:         p.seq,
 	}
 	for i := range p.globs {
@@ -76,7 +75,7 @@ func (p *Pricing) Lookup(models ...string) (Price, bool) {
 			return pr, true
 		}
 		for i := range p.globs {
-			if route.Match(p.globs[i].pattern, m) {
+			if glob.Match(p.globs[i].pattern, m) {
 				return p.globs[i].price, true
 			}
 		}
