@@ -18,7 +18,6 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
 
@@ -50,7 +49,7 @@ func (Dialect) Parse(r *dialect.Request, op openai.Op, body []byte, h http.Heade
 		return oe
 	}
 	native := openai.StripSteering(body)
-	translated, err := anthropic.RequestToOpenAI(native)
+	translated, err := RequestToOpenAI(native)
 	if err != nil {
 		oe, ok := err.(*openai.Error)
 		if !ok {
@@ -90,7 +89,7 @@ func (Dialect) WriteError(w http.ResponseWriter, e *openai.Error) {
 		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
 	w.WriteHeader(e.Status)
-	_, _ = w.Write(anthropic.ErrorBody(e.Status, e.Message))
+	_, _ = w.Write(ErrorBody(e.Status, e.Message))
 }
 
 // Body implements dialect.Dialect: an Anthropic message passes, an OpenAI
@@ -99,7 +98,7 @@ func (Dialect) Body(_ *dialect.Request, body []byte, f provider.Format) ([]byte,
 	if f == provider.FormatAnthropic {
 		return body, nil
 	}
-	out, err := anthropic.ResponseFromOpenAI(body)
+	out, err := ResponseFromOpenAI(body)
 	if err != nil {
 		return nil, &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeUpstream, Code: "upstream_invalid_response",
 			Message: "The upstream answer could not be translated."}
@@ -113,13 +112,13 @@ func (Dialect) Stream(r *dialect.Request, f provider.Format) dialect.StreamWrite
 	if f == provider.FormatAnthropic {
 		return native{}
 	}
-	return &translated{tr: anthropic.NewOpenAIToAnthropicStream(r.OpenAI.Model)}
+	return &translated{tr: NewOpenAIToAnthropicStream(r.OpenAI.Model)}
 }
 
 var evError = []byte("error")
 
 func writeFail(e *openai.Error, to dialect.Sink) {
-	to.Event(evError, anthropic.ErrorBody(e.Status, e.Message))
+	to.Event(evError, ErrorBody(e.Status, e.Message))
 }
 
 // native passes Anthropic's events as they are; the stream ends with
@@ -132,7 +131,7 @@ func (native) Fail(e *openai.Error, to dialect.Sink)          { writeFail(e, to)
 
 // translated turns OpenAI chunks into Anthropic's events.
 type translated struct {
-	tr *anthropic.OpenAIToAnthropicStream
+	tr *OpenAIToAnthropicStream
 	to dialect.Sink
 }
 

@@ -1,8 +1,6 @@
 package anthropic
 
 import (
-	"bytes"
-	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -36,6 +34,11 @@ func FinishReason(stopReason string) string {
 // usage holds Anthropic's token counts.
 type usage struct {
 	input, output, cacheRead, cacheCreation int64
+}
+
+// openAI is the usage in OpenAI's terms (see appendOpenAI).
+func (u *usage) openAI() openai.Usage {
+	return openai.Usage{InputTokens: u.input + u.cacheRead + u.cacheCreation, OutputTokens: u.output, CachedTokens: u.cacheRead, Known: true}
 }
 
 // appendOpenAI appends the OpenAI usage object: prompt_tokens counts all
@@ -99,7 +102,7 @@ func ResponseToOpenAI(body []byte, created int64) ([]byte, error) {
 			calls = append(calls, `,"type":"function","function":{"name":`...)
 			calls = openai.AppendString(calls, b.Get("name").Str)
 			calls = append(calls, `,"arguments":`...)
-			calls = openai.AppendString(calls, compactJSON(b.Get("input").Raw))
+			calls = openai.AppendString(calls, jsonraw.CompactObject(b.Get("input").Raw))
 			calls = append(calls, `}}`...)
 		}
 		return true
@@ -135,17 +138,4 @@ func ResponseToOpenAI(body []byte, created int64) ([]byte, error) {
 	out = append(out, `"}],"usage":`...)
 	out = us.appendOpenAI(out)
 	return append(out, '}'), nil
-}
-
-// compactJSON returns raw without insignificant whitespace; "{}" when raw
-// is empty or invalid.
-func compactJSON(raw string) string {
-	if raw == "" {
-		return "{}"
-	}
-	var buf bytes.Buffer
-	if json.Compact(&buf, []byte(raw)) != nil {
-		return "{}"
-	}
-	return buf.String()
 }

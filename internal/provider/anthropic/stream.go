@@ -48,6 +48,7 @@ const maxBlocks = 4096
 // Chunks are built in the stream's queue buffer, reused across events, so
 // a stream costs no allocation per chunk.
 type decoder struct {
+	usage   openai.Usage     // as reported in the usage chunk, once it is out
 	q       *provider.Events // the queue of the event being decoded
 	created int64
 
@@ -117,8 +118,13 @@ func (s *decoder) Decode(ev sse.Event, q *provider.Events) (bool, error) {
 	q.Buf = s.u.appendOpenAI(q.Buf)
 	q.Buf = append(q.Buf, '}')
 	q.End()
+	s.usage = s.u.openAI()
 	return true, nil
 }
+
+// Usage implements provider.UsageReporter: the usage of the usage chunk,
+// typed.
+func (s *decoder) Usage() openai.Usage { return s.usage }
 
 // End implements provider.Decoder: the body ended before message_stop.
 func (s *decoder) End(*provider.Events) error {
@@ -133,7 +139,7 @@ func (s *decoder) handle(ev sse.Event) (bool, error) {
 		return false, provider.Protocol("malformed stream event")
 	}
 	t := jsonraw.String(ev.Name)
-	if raw := jsonraw.Field(data, "type"); isString(raw) {
+	if raw := jsonraw.Field(data, "type"); jsonraw.IsString(raw) {
 		t = raw[1 : len(raw)-1]
 	}
 	switch t {
@@ -153,7 +159,7 @@ func (s *decoder) handle(ev sse.Event) (bool, error) {
 	}
 	switch t {
 	case "message_delta":
-		if sr := jsonraw.Path(data, "delta", "stop_reason"); isString(sr) {
+		if sr := jsonraw.Path(data, "delta", "stop_reason"); jsonraw.IsString(sr) {
 			s.finish = FinishReason(sr[1 : len(sr)-1])
 		}
 		s.u.read(jsonraw.Field(data, "usage"))
@@ -166,7 +172,7 @@ func (s *decoder) handle(ev sse.Event) (bool, error) {
 		return false, nil
 	}
 	idx := jsonraw.Field(data, "index")
-	n := rawInt(idx)
+	n := jsonraw.Int(idx)
 	if idx == "" || n < 0 || n >= maxBlocks {
 		return false, provider.Protocol("invalid content block index")
 	}
@@ -199,13 +205,13 @@ func (s *decoder) messageStart(data string) bool {
 	msg := jsonraw.Field(data, "message")
 	s.head = append(s.head[:0], `{"id":"`...)
 	s.head = append(s.head, IDPrefix...)
-	if id := jsonraw.Field(msg, "id"); isString(id) {
+	if id := jsonraw.Field(msg, "id"); jsonraw.IsString(id) {
 		s.head = append(s.head, id[1:len(id)-1]...)
 	}
 	s.head = append(s.head, `","object":"chat.completion.chunk","created":`...)
 	s.head = strconv.AppendInt(s.head, s.created, 10)
 	s.head = append(s.head, `,"model":`...)
-	s.head = append(s.head, stringOr(jsonraw.Field(msg, "model"), `""`)...)
+	s.head = append(s.head, jsonraw.StringOr(jsonraw.Field(msg, "model"), `""`)...)
 	s.head = append(s.head, `,"choices":[`...)
 	s.u.read(jsonraw.Field(msg, "usage"))
 	s.state = stMsg
@@ -219,7 +225,7 @@ func (s *decoder) blockStart(i int, cb string) bool {
 	switch jsonraw.Field(cb, "type") {
 	case `"text"`:
 		s.blocks[i] = block{kind: bText}
-		if text := jsonraw.Field(cb, "text"); !isEmptyString(text) {
+		if text := jsonraw.Field(cb, "text"); !jsonraw.IsEmptyString(text) {
 			s.content(text)
 			return true
 		}
@@ -231,9 +237,9 @@ func (s *decoder) blockStart(i int, cb string) bool {
 		s.q.Buf = append(s.q.Buf, `{"tool_calls":[{"index":`...)
 		s.q.Buf = strconv.AppendInt(s.q.Buf, int64(b.tool), 10)
 		s.q.Buf = append(s.q.Buf, `,"id":`...)
-		s.q.Buf = append(s.q.Buf, stringOr(jsonraw.Field(cb, "id"), `""`)...)
+		s.q.Buf = append(s.q.Buf, jsonraw.StringOr(jsonraw.Field(cb, "id"), `""`)...)
 		s.q.Buf = append(s.q.Buf, `,"type":"function","function":{"name":`...)
-		s.q.Buf = append(s.q.Buf, stringOr(jsonraw.Field(cb, "name"), `""`)...)
+		s.q.Buf = append(s.q.Buf, jsonraw.StringOr(jsonraw.Field(cb, "name"), `""`)...)
 		s.q.Buf = append(s.q.Buf, `,"arguments":`...)
 		if in := jsonraw.Field(cb, "input"); len(in) > 0 && in[0] == '{' && !emptyObject(in) {
 			// A block announced with its whole input (no deltas follow).
@@ -255,12 +261,12 @@ func (s *decoder) blockDelta(i int, d string) bool {
 	b := &s.blocks[i]
 	switch jsonraw.Field(d, "type") {
 	case `"text_delta"`:
-		if text := jsonraw.Field(d, "text"); b.kind == bText && !isEmptyString(text) {
+		if text := jsonraw.Field(d, "text"); b.kind == bText && !jsonraw.IsEmptyString(text) {
 			s.content(text)
 			return true
 		}
 	case `"input_json_delta"`:
-		if pj := jsonraw.Field(d, "partial_json"); b.kind == bTool && !isEmptyString(pj) {
+		if pj := jsonraw.Field(d, "partial_json"); b.kind == bTool && !jsonraw.IsEmptyString(pj) {
 			b.args = true
 			s.toolArgs(b.tool, pj)
 			return true
@@ -323,16 +329,16 @@ func (s *decoder) streamError(data string) error {
 // read takes the counts present in a raw usage object.
 func (u *usage) read(obj string) {
 	if v := jsonraw.Field(obj, "input_tokens"); v != "" {
-		u.input = rawInt(v)
+		u.input = jsonraw.Int(v)
 	}
 	if v := jsonraw.Field(obj, "output_tokens"); v != "" {
-		u.output = rawInt(v)
+		u.output = jsonraw.Int(v)
 	}
 	if v := jsonraw.Field(obj, "cache_read_input_tokens"); v != "" {
-		u.cacheRead = rawInt(v)
+		u.cacheRead = jsonraw.Int(v)
 	}
 	if v := jsonraw.Field(obj, "cache_creation_input_tokens"); v != "" {
-		u.cacheCreation = rawInt(v)
+		u.cacheCreation = jsonraw.Int(v)
 	}
 }
 

@@ -57,22 +57,32 @@ func finishReason(reason, detail string) (string, *provider.Error) {
 // appendUsage appends an OpenAI usage object read from Cohere's usage:
 // "tokens" (what the model processed), falling back to "billed_units".
 // known is false when neither carries token counts.
-func appendUsage(b []byte, u gjson.Result) (_ []byte, known bool) {
+// usageOf reads Cohere's usage (tokens, else billed_units) in OpenAI's
+// terms.
+func usageOf(u gjson.Result) openai.Usage {
 	in, out := u.Get("tokens.input_tokens"), u.Get("tokens.output_tokens")
 	if !in.Exists() && !out.Exists() {
 		in, out = u.Get("billed_units.input_tokens"), u.Get("billed_units.output_tokens")
 		if !in.Exists() && !out.Exists() {
-			return b, false
+			return openai.Usage{}
 		}
 	}
-	ni, no := in.Int(), out.Int()
+	return openai.Usage{InputTokens: in.Int(), OutputTokens: out.Int(), CachedTokens: u.Get("cached_tokens").Int(), Known: true}
+}
+
+func appendUsage(b []byte, u gjson.Result) (_ []byte, known bool) {
+	ou := usageOf(u)
+	if !ou.Known {
+		return b, false
+	}
+	ni, no := ou.InputTokens, ou.OutputTokens
 	b = append(b, `{"prompt_tokens":`...)
 	b = strconv.AppendInt(b, ni, 10)
 	b = append(b, `,"completion_tokens":`...)
 	b = strconv.AppendInt(b, no, 10)
 	b = append(b, `,"total_tokens":`...)
 	b = strconv.AppendInt(b, ni+no, 10)
-	if c := u.Get("cached_tokens").Int(); c > 0 {
+	if c := ou.CachedTokens; c > 0 {
 		b = append(b, `,"prompt_tokens_details":{"cached_tokens":`...)
 		b = strconv.AppendInt(b, c, 10)
 		b = append(b, '}')

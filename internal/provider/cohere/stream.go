@@ -37,6 +37,7 @@ import (
 // Chunks are built in a reused buffer and strings are copied in their raw
 // JSON form, so a warmed-up stream allocates nothing per chunk.
 type decoder struct {
+	usage    openai.Usage     // as reported in the usage chunk, once it is out
 	q        *provider.Events // the queue of the event being decoded
 	model    string
 	created  int64
@@ -47,6 +48,10 @@ type decoder struct {
 	started bool // role chunk queued
 	tools   int  // tool calls started
 }
+
+// Usage implements provider.UsageReporter: the usage of the usage chunk,
+// typed.
+func (s *decoder) Usage() openai.Usage { return s.usage }
 
 // newDecoder returns the decoder of one chat stream of model.
 func newDecoder(model string, created int64, fallbackID string) *decoder {
@@ -149,6 +154,7 @@ func (s *decoder) handle(ev sse.Event) (bool, error) {
 			if s.q.Buf, known = appendUsage(s.q.Buf, u); known {
 				s.q.Buf = append(s.q.Buf, '}')
 				s.q.End()
+				s.usage = usageOf(u)
 			} else {
 				s.q.Buf = s.q.Buf[:mark]
 			}

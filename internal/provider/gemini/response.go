@@ -64,6 +64,11 @@ func readUsage(u gjson.Result) usage {
 // completion_tokens counts the candidates and the thoughts (billed as
 // output), the latter also reported as reasoning_tokens; cached_tokens is
 // cachedContentTokenCount.
+// openAI is the usage in OpenAI's terms (see appendJSON).
+func (u *usage) openAI() openai.Usage {
+	return openai.Usage{InputTokens: u.prompt + u.toolPrompt, OutputTokens: u.candidates + u.thoughts, CachedTokens: u.cached, Known: true}
+}
+
 func (u *usage) appendJSON(dst []byte) []byte {
 	prompt, completion := u.prompt+u.toolPrompt, u.candidates+u.thoughts
 	dst = append(dst, `{"prompt_tokens":`...)

@@ -4,6 +4,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
@@ -36,11 +37,12 @@ const maxCandidates = 128
 // The translator reuses its buffers: once warmed up, a text chunk costs no
 // allocation.
 type decoder struct {
-	q       *provider.Events // the queue of the event being decoded
-	model   string           // requested model, when the stream names none
-	created int64
-	seed    uint64
-	calls   uint64 // tool calls seen (ids without one are derived from it)
+	reported openai.Usage     // as reported in the usage chunk, once it is out
+	q        *provider.Events // the queue of the event being decoded
+	model    string           // requested model, when the stream names none
+	created  int64
+	seed     uint64
+	calls    uint64 // tool calls seen (ids without one are derived from it)
 
 	pre     []byte // chunk prefix: `{"id":...,"model":...,"choices":[`
 	cands   []candState
@@ -79,6 +81,7 @@ func (s *decoder) End(q *provider.Events) error {
 		q.Buf = append(q.Buf, s.pre...)
 		q.Buf = append(q.Buf, `],"usage":`...)
 		q.Buf = s.usage.appendJSON(q.Buf)
+		s.reported = s.usage.openAI()
 		q.Buf = append(q.Buf, '}')
 		q.End()
 	}
@@ -229,3 +232,7 @@ func (s *decoder) close(finish string) {
 	s.q.Buf = append(s.q.Buf, "}]}"...)
 	s.q.End()
 }
+
+// Usage implements provider.UsageReporter: the usage of the usage chunk,
+// typed.
+func (s *decoder) Usage() openai.Usage { return s.reported }

@@ -1,6 +1,9 @@
 package anthropic
 
 import (
+	provanthropic "github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/testutil/jsontest"
+
 	"encoding/json"
 	"errors"
 	"strings"
@@ -64,8 +67,8 @@ func TestRequestToOpenAI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !jsonEq(t, string(got), tt.want) {
-				t.Errorf("got  %s\nwant %s", got, compact(tt.want))
+			if !jsontest.Equal(t, string(got), tt.want) {
+				t.Errorf("got  %s\nwant %s", got, jsontest.Compact(tt.want))
 			}
 		})
 	}
@@ -99,7 +102,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := RequestFromOpenAI(oa, RequestOptions{})
+	back, err := provanthropic.RequestFromOpenAI(oa, provanthropic.RequestOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +113,8 @@ func TestRoundTrip(t *testing.T) {
 		"temperature":0.2,"stop_sequences":["X"],
 		"tools":[{"name":"f","description":"d","input_schema":{"type":"object","properties":{"a":{"type":"integer"}}}}],
 		"tool_choice":{"type":"tool","name":"f"}}`
-	if !jsonEq(t, string(back), want) {
-		t.Errorf("got  %s\nwant %s", back, compact(want))
+	if !jsontest.Equal(t, string(back), want) {
+		t.Errorf("got  %s\nwant %s", back, jsontest.Compact(want))
 	}
 }
 
@@ -127,11 +130,11 @@ func TestResponseFromOpenAI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !jsonEq(t, string(got), want) {
-		t.Errorf("got  %s\nwant %s", got, compact(want))
+	if !jsontest.Equal(t, string(got), want) {
+		t.Errorf("got  %s\nwant %s", got, jsontest.Compact(want))
 	}
 	// Round trip with ResponseToOpenAI keeps content, calls and usage.
-	oa, err := ResponseToOpenAI(got, 1)
+	oa, err := provanthropic.ResponseToOpenAI(got, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +278,7 @@ func TestErrorBody(t *testing.T) {
 			t.Errorf("%d: %s", status, got)
 		}
 		// What the gateway emits is what this package parses back.
-		if e := ParseError(status, []byte(got)); e.Message != `bad "thing"` {
+		if e := provanthropic.ParseError(status, []byte(got)); e.Message != `bad "thing"` {
 			t.Errorf("%d: parsed %+v", status, e)
 		}
 	}

@@ -125,7 +125,7 @@ func appendOpenAITools(out []byte, tools, tc gjson.Result) ([]byte, error) {
 	tools.ForEach(func(i, t gjson.Result) bool {
 		param := "tools." + strconv.Itoa(int(i.Num))
 		if typ := t.Get("type"); typ.Exists() && typ.Str != "custom" {
-			err = openai.BadRequest(param+": tool type "+quote(typ.Str)+" is not supported by this gateway", param+".type", "unsupported_value")
+			err = openai.BadRequest(param+": tool type "+string(openai.AppendString(nil, typ.Str))+" is not supported by this gateway", param+".type", "unsupported_value")
 			return false
 		}
 		name := t.Get("name")
@@ -413,7 +413,7 @@ func (w *inWriter) assistant(cont gjson.Result, param string) error {
 			calls = append(calls, `,"type":"function","function":{"name":`...)
 			calls = append(calls, name.Raw...)
 			calls = append(calls, `,"arguments":`...)
-			calls = openai.AppendString(calls, compactJSON(b.Get("input").Raw))
+			calls = openai.AppendString(calls, jsonraw.CompactObject(b.Get("input").Raw))
 			calls = append(calls, `}}`...)
 		}
 		return true
@@ -455,11 +455,15 @@ func StopReason(finish string) string {
 	return "end_turn"
 }
 
+// completionIDPrefix starts OpenAI's chat completion ids, and the ids the
+// anthropic provider makes of Anthropic message ids ("chatcmpl-msg_…").
+const completionIDPrefix = "chatcmpl-"
+
 // MessageID derives an Anthropic message id from an OpenAI completion id:
 // "chatcmpl-msg_X" and "msg_X" give "msg_X", "chatcmpl-X" and "X" give
 // "msg_X", and an empty id a random one.
 func MessageID(id string) string {
-	id = strings.TrimPrefix(id, IDPrefix)
+	id = strings.TrimPrefix(id, completionIDPrefix)
 	if strings.HasPrefix(id, "msg_") {
 		return id
 	}
@@ -544,7 +548,7 @@ func ResponseFromOpenAI(body []byte) ([]byte, error) {
 		out = append(out, `,"name":`...)
 		out = openai.AppendString(out, tc.Get("function.name").Str)
 		out = append(out, `,"input":`...)
-		out = append(out, compactJSON(args)...)
+		out = append(out, jsonraw.CompactObject(args)...)
 		out = append(out, '}')
 		return true
 	})
@@ -681,7 +685,7 @@ func (s *OpenAIToAnthropicStream) Translate(chunk []byte, emit func(event, data 
 	}
 	var choice string
 	jsonraw.Elems(jsonraw.Field(data, "choices"), func(c string) bool {
-		if rawInt(jsonraw.Field(c, "index")) == 0 {
+		if jsonraw.Int(jsonraw.Field(c, "index")) == 0 {
 			choice = c
 			return false
 		}
@@ -690,7 +694,7 @@ func (s *OpenAIToAnthropicStream) Translate(chunk []byte, emit func(event, data 
 	if choice != "" {
 		delta := jsonraw.Field(choice, "delta")
 		for _, k := range [...]string{"content", "refusal"} {
-			if text := jsonraw.Field(delta, k); !isEmptyString(text) {
+			if text := jsonraw.Field(delta, k); !jsonraw.IsEmptyString(text) {
 				s.textDelta(text, emit)
 			}
 		}
@@ -698,15 +702,15 @@ func (s *OpenAIToAnthropicStream) Translate(chunk []byte, emit func(event, data 
 			s.toolDelta(tc, emit)
 			return true
 		})
-		if fr := jsonraw.Field(choice, "finish_reason"); isString(fr) {
+		if fr := jsonraw.Field(choice, "finish_reason"); jsonraw.IsString(fr) {
 			s.stop = StopReason(fr[1 : len(fr)-1])
 			s.closeBlock(emit)
 		}
 	}
 	if u := jsonraw.Field(data, "usage"); len(u) > 0 && u[0] == '{' {
-		s.prompt = rawInt(jsonraw.Field(u, "prompt_tokens"))
-		s.output = rawInt(jsonraw.Field(u, "completion_tokens"))
-		s.cached = rawInt(jsonraw.Path(u, "prompt_tokens_details", "cached_tokens"))
+		s.prompt = jsonraw.Int(jsonraw.Field(u, "prompt_tokens"))
+		s.output = jsonraw.Int(jsonraw.Field(u, "completion_tokens"))
+		s.cached = jsonraw.Int(jsonraw.Path(u, "prompt_tokens_details", "cached_tokens"))
 	}
 	return nil
 }
@@ -741,7 +745,7 @@ func (s *OpenAIToAnthropicStream) start(id, model string, emit func(event, data 
 	s.started = true
 	b := append(s.buf[:0], `{"type":"message_start","message":{"id":`...)
 	oid := ""
-	if isString(id) {
+	if jsonraw.IsString(id) {
 		oid = gjson.Parse(id).Str
 	}
 	b = openai.AppendString(b, MessageID(oid))
@@ -749,7 +753,7 @@ func (s *OpenAIToAnthropicStream) start(id, model string, emit func(event, data 
 	if s.model != "" {
 		b = openai.AppendString(b, s.model)
 	} else {
-		b = append(b, stringOr(model, `""`)...)
+		b = append(b, jsonraw.StringOr(model, `""`)...)
 	}
 	b = append(b, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":`...)
 	b = appendAnthropicUsage(b, 0, 0, 0)
@@ -797,10 +801,10 @@ func (s *OpenAIToAnthropicStream) textDelta(text string, emit func(event, data [
 }
 
 func (s *OpenAIToAnthropicStream) toolDelta(tc string, emit func(event, data []byte)) {
-	idx := rawInt(jsonraw.Field(tc, "index"))
+	idx := jsonraw.Int(jsonraw.Field(tc, "index"))
 	fn := jsonraw.Field(tc, "function")
 	id, name := jsonraw.Field(tc, "id"), jsonraw.Field(fn, "name")
-	if s.open < 0 || !s.isTool || s.tool != idx || !isEmptyString(id) && id != string(s.toolID) {
+	if s.open < 0 || !s.isTool || s.tool != idx || !jsonraw.IsEmptyString(id) && id != string(s.toolID) {
 		// A new tool call (OpenAI sends its id and name in its first delta;
 		// some compatible servers repeat them in every delta).
 		i := s.startBlock(emit)
@@ -809,7 +813,7 @@ func (s *OpenAIToAnthropicStream) toolDelta(tc string, emit func(event, data []b
 		b := append(s.buf[:0], `{"type":"content_block_start","index":`...)
 		b = strconv.AppendInt(b, int64(i), 10)
 		b = append(b, `,"content_block":{"type":"tool_use","id":`...)
-		if isEmptyString(id) {
+		if jsonraw.IsEmptyString(id) {
 			b = append(b, `"toolu_`...)
 			b = strconv.AppendInt(b, int64(i), 10)
 			b = append(b, '"')
@@ -817,12 +821,12 @@ func (s *OpenAIToAnthropicStream) toolDelta(tc string, emit func(event, data []b
 			b = append(b, id...)
 		}
 		b = append(b, `,"name":`...)
-		b = append(b, stringOr(name, `""`)...)
+		b = append(b, jsonraw.StringOr(name, `""`)...)
 		b = append(b, `,"input":{}}}`...)
 		emit(evBlockStart, b)
 		s.buf = b
 	}
-	if args := jsonraw.Field(fn, "arguments"); !isEmptyString(args) {
+	if args := jsonraw.Field(fn, "arguments"); !jsonraw.IsEmptyString(args) {
 		b := append(s.buf[:0], `{"type":"content_block_delta","index":`...)
 		b = strconv.AppendInt(b, int64(s.open), 10)
 		b = append(b, `,"delta":{"type":"input_json_delta","partial_json":`...)
