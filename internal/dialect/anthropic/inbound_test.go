@@ -1,15 +1,14 @@
 package anthropic
 
 import (
-	provanthropic "github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
-	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/testutil/jsontest"
-
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	provanthropic "github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/testutil/jsontest"
 )
 
 func TestRequestToOpenAI(t *testing.T) {

@@ -1,30 +1,14 @@
 package anthropic
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/testutil/jsontest"
 )
-
-// jsonEq reports whether two JSON texts hold the same value (key order and
-// whitespace aside); on mismatch it returns both, indented.
-func jsonEq(t *testing.T, got, want string) bool {
-	t.Helper()
-	var g, w any
-	if err := json.Unmarshal([]byte(got), &g); err != nil {
-		t.Fatalf("invalid JSON %s: %v", got, err)
-	}
-	if err := json.Unmarshal([]byte(want), &w); err != nil {
-		t.Fatalf("invalid want JSON %s: %v", want, err)
-	}
-	gb, _ := json.Marshal(g)
-	wb, _ := json.Marshal(w)
-	return bytes.Equal(gb, wb)
-}
 
 func TestRequestFromOpenAI(t *testing.T) {
 	opt := RequestOptions{Model: "claude-sonnet-4-5", MaxTokens: 1000}
@@ -124,17 +108,11 @@ func TestRequestFromOpenAI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !json.Valid(got) || !jsonEq(t, string(got), tt.want) {
-				t.Errorf("got  %s\nwant %s", got, compact(tt.want))
+			if !json.Valid(got) || !jsontest.Equal(t, string(got), tt.want) {
+				t.Errorf("got  %s\nwant %s", got, jsontest.Compact(tt.want))
 			}
 		})
 	}
-}
-
-func compact(s string) string {
-	var b bytes.Buffer
-	_ = json.Compact(&b, []byte(s))
-	return b.String()
 }
 
 func TestRequestFromOpenAIErrors(t *testing.T) {
@@ -220,8 +198,8 @@ func TestResponseToOpenAI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !jsonEq(t, string(got), tt.want) {
-				t.Errorf("got  %s\nwant %s", got, compact(tt.want))
+			if !jsontest.Equal(t, string(got), tt.want) {
+				t.Errorf("got  %s\nwant %s", got, jsontest.Compact(tt.want))
 			}
 		})
 	}
