@@ -19,9 +19,10 @@ type result struct {
 	Stream       bool
 	Window       time.Duration   // measured window
 	Latency      []time.Duration // full request time (whole stream for streams), sorted
-	TTFB         []time.Duration // streams: time to the first body byte, sorted
+	TTFT         []time.Duration // streams: time to the first content token, sorted
 	Errors       int
 	FirstErr     error
+	Redis        *redisDelta // Redis commands in the window; nil without Redis
 }
 
 // RPS is the completed requests per second in the window.
@@ -62,23 +63,37 @@ func newClient(conc int, timeout time.Duration) *http.Client {
 // doneTail is how a complete OpenAI chat stream ends.
 var doneTail = []byte("data: [DONE]\n\n")
 
+// contentMark starts a chat chunk's content string; the first one followed
+// by a character other than the closing quote is the first token (the role
+// chunk before it carries "content":"").
+var contentMark = []byte(`"content":"`)
+
+// request is what a worker sends: one URL, body and header set.
+type request struct {
+	url    string
+	body   []byte
+	header http.Header // extra headers (gateway key, peer routing)
+	stream bool
+}
+
 // worker holds one load-generating goroutine's scratch space.
 type worker struct {
 	client *http.Client
-	url    string
-	body   []byte
-	stream bool
-	buf    []byte
-	tail   []byte
+	request
+	buf  []byte
+	tail []byte
 }
 
-// do sends one request and reads the answer to the end. ttfb is the time to
-// the first body byte.
-func (w *worker) do(ctx context.Context) (ttfb time.Duration, err error) {
+// do sends one request and reads the answer to the end. ttft is, for a
+// stream, the time to the first content token.
+func (w *worker) do(ctx context.Context) (ttft time.Duration, err error) {
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(w.body))
 	if err != nil {
 		return 0, err
+	}
+	for k, v := range w.header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if w.stream {
@@ -94,11 +109,11 @@ func (w *worker) do(ctx context.Context) (ttfb time.Duration, err error) {
 	for {
 		n, rerr := resp.Body.Read(w.buf)
 		if n > 0 {
-			if total == 0 {
-				ttfb = time.Since(start)
-			}
 			total += n
 			w.tail = append(w.tail, w.buf[:n]...)
+			if w.stream && ttft == 0 && firstToken(w.tail) {
+				ttft = time.Since(start)
+			}
 			if len(w.tail) > 64 {
 				w.tail = append(w.tail[:0], w.tail[len(w.tail)-64:]...)
 			}
@@ -119,17 +134,45 @@ func (w *worker) do(ctx context.Context) (ttfb time.Duration, err error) {
 	if w.stream && !bytes.HasSuffix(w.tail, doneTail) {
 		return 0, fmt.Errorf("stream did not end with [DONE]: …%q", w.tail)
 	}
-	return ttfb, nil
+	if w.stream && ttft == 0 {
+		return 0, errors.New("stream without a content token")
+	}
+	return ttft, nil
 }
 
-// runLoad drives url with conc closed-loop workers: warmup first, then dur
+// firstToken reports whether b holds a content string that is not empty.
+// b is the tail of what was read so far, so a mark split between two reads
+// is found on the second.
+func firstToken(b []byte) bool {
+	for {
+		i := bytes.Index(b, contentMark)
+		if i < 0 || i+len(contentMark) >= len(b) {
+			return false
+		}
+		if b[i+len(contentMark)] != '"' {
+			return true
+		}
+		b = b[i+len(contentMark):]
+	}
+}
+
+// runLoad drives r with conc closed-loop workers: warmup first, then dur
 // of measurement. A request counts when it completes inside the window.
-func runLoad(ctx context.Context, client *http.Client, url string, body []byte, stream bool, conc int, warmup, dur time.Duration) *result {
+// mark, when set, is called when the window opens (false) and closes (true);
+// runLoad waits for both calls before returning.
+func runLoad(ctx context.Context, client *http.Client, r request, conc int, warmup, dur time.Duration, mark func(end bool)) *result {
+	stream := r.stream
 	res := &result{Stream: stream, Window: dur}
 	begin := time.Now()
 	from, to := begin.Add(warmup), begin.Add(warmup+dur)
+	var marks sync.WaitGroup
+	if mark != nil {
+		marks.Add(2)
+		time.AfterFunc(warmup, func() { defer marks.Done(); mark(false) })
+		time.AfterFunc(warmup+dur, func() { defer marks.Done(); mark(true) })
+	}
 
-	type sample struct{ lat, ttfb time.Duration }
+	type sample struct{ lat, ttft time.Duration }
 	var (
 		mu       sync.Mutex
 		wg       sync.WaitGroup
@@ -139,14 +182,14 @@ func runLoad(ctx context.Context, client *http.Client, url string, body []byte, 
 	)
 	for i := range conc {
 		wg.Go(func() {
-			w := &worker{client: client, url: url, body: body, stream: stream, buf: make([]byte, 32<<10)}
+			w := &worker{client: client, request: r, buf: make([]byte, 32<<10)}
 			s := make([]sample, 0, 1<<14)
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				if !t0.Before(to) {
 					break
 				}
-				ttfb, err := w.do(ctx)
+				ttft, err := w.do(ctx)
 				t1 := time.Now()
 				if t1.Before(from) || t1.After(to) {
 					continue
@@ -163,24 +206,25 @@ func runLoad(ctx context.Context, client *http.Client, url string, body []byte, 
 					mu.Unlock()
 					continue
 				}
-				s = append(s, sample{t1.Sub(t0), ttfb})
+				s = append(s, sample{t1.Sub(t0), ttft})
 			}
 			samples[i] = s
 		})
 	}
 	wg.Wait()
+	marks.Wait()
 	client.CloseIdleConnections()
 
 	for _, s := range samples {
 		for _, x := range s {
 			res.Latency = append(res.Latency, x.lat)
 			if stream {
-				res.TTFB = append(res.TTFB, x.ttfb)
+				res.TTFT = append(res.TTFT, x.ttft)
 			}
 		}
 	}
 	slices.Sort(res.Latency)
-	slices.Sort(res.TTFB)
+	slices.Sort(res.TTFT)
 	res.Errors, res.FirstErr = errs, firstErr
 	return res
 }
@@ -188,8 +232,8 @@ func runLoad(ctx context.Context, client *http.Client, url string, body []byte, 
 // check sends one request and reports whether the target answers correctly,
 // so that a misconfiguration fails fast instead of filling a table with
 // errors.
-func check(ctx context.Context, client *http.Client, url string, body []byte, stream bool) error {
-	w := &worker{client: client, url: url, body: body, stream: stream, buf: make([]byte, 32<<10)}
+func check(ctx context.Context, client *http.Client, r request) error {
+	w := &worker{client: client, request: r, buf: make([]byte, 32<<10)}
 	_, err := w.do(ctx)
 	return err
 }

@@ -1,32 +1,44 @@
 // Command bench is a load benchmark of the gateway's overhead. It starts an
-// in-process fakellm and two Caddy processes from the binary under test — a
-// bare reverse_proxy and the ai_gateway handler, both in front of that
-// fakellm — and drives each of the three targets with closed-loop workers,
-// for non-stream and stream chat completions. It prints a markdown table of
-// throughput and latency percentiles, with the latency each proxy adds over
-// calling fakellm directly.
+// in-process fakellm and Caddy processes from the binary under test — a bare
+// reverse_proxy, the ai_gateway handler passing requests through, and the
+// full ai_gateway pipeline (a key with rpm, tpm, concurrency and a budget,
+// model rpm/tpm) with its state in process and in a redis-server it starts —
+// plus peer gateways when installed (Portkey, `make bench-peers`), all in
+// front of that fakellm. It drives each target with closed-loop workers for
+// non-stream and stream chat completions and prints a markdown table of
+// throughput, latency percentiles, the latency each proxy adds over calling
+// fakellm directly and, for the Redis rows, the Redis commands per request
+// (INFO commandstats). It also measures the memory each proxy holds per open
+// stream and the time to first token each adds to a paced stream.
 //
 //	make build && go run ./bench -caddy bin/caddy [-c 32] [-d 5s] [-out FILE]
 //
-// All traffic stays on 127.0.0.1. The load generator, fakellm and Caddy share
-// the machine's CPUs, so absolute numbers are a lower bound of what a
-// dedicated gateway does; the differences between targets are the point.
+// All traffic stays on 127.0.0.1. Where there are two CPUs or more, the
+// gateway under test runs on the upper half and the load generator, fakellm
+// and redis-server on the lower half; absolute numbers are still a lower
+// bound of what a dedicated gateway does, the differences between targets
+// are the point.
 package main
 
 import (
 	"context"
 	"debug/buildinfo"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/fakellm"
 )
@@ -41,6 +53,12 @@ type config struct {
 	chunkDelay time.Duration
 	timeout    time.Duration
 	out        string
+	streams    int
+	pacedDur   time.Duration
+	pacedConc  int
+	redis      bool
+	pin        bool
+	peers      string
 }
 
 func main() {
@@ -53,9 +71,15 @@ func main() {
 	flag.DurationVar(&cfg.ttft, "ttft", 0, "fakellm delay before the first token")
 	flag.DurationVar(&cfg.chunkDelay, "chunk-delay", 0, "fakellm delay between stream chunks")
 	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "per-request timeout")
-	flag.StringVar(&cfg.out, "out", "", "also write the markdown report to this file")
+	flag.StringVar(&cfg.out, "out", "", "also write the markdown report to this file, and the req/s chart next to it (.png)")
+	flag.IntVar(&cfg.streams, "streams", 2000, "slow streams held open at once for the memory-per-stream measurement (0: skip)")
+	flag.DurationVar(&cfg.pacedDur, "paced-d", 5*time.Second, "measured duration of the paced-stream TTFT measurement per target (0: skip)")
+	flag.IntVar(&cfg.pacedConc, "paced-c", 32, "concurrent paced streams")
+	flag.BoolVar(&cfg.redis, "redis", true, "also run the full pipeline with Redis (needs redis-server on PATH)")
+	flag.BoolVar(&cfg.pin, "pin", true, "pin the gateway under test and the rest to separate CPUs (Linux, 2+ CPUs)")
+	flag.StringVar(&cfg.peers, "peers", "bench/peers", "directory of the peer gateways installed by make bench-peers (empty: skip peers)")
 	flag.Parse()
-	if flag.NArg() > 0 || cfg.conc < 1 || cfg.dur <= 0 || cfg.warmup < 0 || cfg.chunks < 1 {
+	if flag.NArg() > 0 || cfg.conc < 1 || cfg.dur <= 0 || cfg.warmup < 0 || cfg.chunks < 1 || cfg.streams < 0 || cfg.pacedDur < 0 || cfg.pacedConc < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -72,10 +96,18 @@ func main() {
 	}
 }
 
+// target is one thing the load goes to.
 type target struct {
-	name  string
-	url   string // chat completions URL
-	model string
+	name   string
+	url    string      // chat completions URL
+	model  string      // model of the main load
+	header http.Header // extra request headers
+	proc   *proc       // the proxy process; nil for fakellm itself
+	redis  *redis.Client
+}
+
+func (t target) request(model string, stream bool) request {
+	return request{url: t.url, body: chatBody(model, stream), header: t.header, stream: stream}
 }
 
 type kind struct {
@@ -83,9 +115,42 @@ type kind struct {
 	stream bool
 }
 
+// Target names; the ratio column is relative to reverseProxy and the
+// added-latency columns to direct.
+const (
+	direct       = "fakellm (direct)"
+	reverseProxy = "reverse_proxy"
+)
+
+// report is everything one run measured, for render.
+type report struct {
+	results []*result
+	mem     []memResult
+	paced   []*result
+	pin     pinning
+	pinned  []string // "name: cpus" as the kernel reports them
+	notes   []string // what was skipped and why
+	peers   []string // peer versions
+}
+
 func run(ctx context.Context, cfg config) error {
 	if _, err := os.Stat(cfg.caddy); err != nil {
 		return fmt.Errorf("caddy binary: %w (run make build)", err)
+	}
+	var rep report
+
+	if cfg.pin {
+		rep.pin = planPinning()
+		if rep.pin.enabled() {
+			if err := pinSelf(rep.pin.others); err != nil {
+				rep.pin = pinning{note: fmt.Sprintf("not pinned: %v", err)}
+			}
+		}
+	} else {
+		rep.pin.note = "not pinned (-pin=false)"
+	}
+	if rep.pin.note != "" {
+		rep.notes = append(rep.notes, rep.pin.note)
 	}
 
 	// fakellm on a real listener, as the proxies see any upstream.
@@ -93,87 +158,207 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	fake := &http.Server{
-		Handler:           fakellm.New(fakellm.Options{Chunks: cfg.chunks, TTFT: cfg.ttft, ChunkDelay: cfg.chunkDelay, Name: "bench"}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	fl := fakellm.New(fakellm.Options{Chunks: cfg.chunks, TTFT: cfg.ttft, ChunkDelay: cfg.chunkDelay, Name: "bench"})
+	fl.Script(slowModel, fakellm.Behavior{Chunks: 3600, ChunkDelay: time.Second})
+	fl.Script(pacedModel, fakellm.Behavior{Chunks: 64, ChunkDelay: 20 * time.Millisecond})
+	fake := &http.Server{Handler: fl, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = fake.Serve(ln) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = fake.Shutdown(sctx)
+		if fake.Shutdown(sctx) != nil {
+			_ = fake.Close()
+		}
 	}()
 	fakeAddr := ln.Addr().String()
-
-	rpPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	gwPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "bench: fakellm on %s, starting Caddy (%s)…\n", fakeAddr, cfg.caddy)
-	rp, err := startCaddy(ctx, cfg.caddy, "reverse_proxy", fmt.Sprintf(reverseProxyCaddyfile, rpPort, fakeAddr), rpPort)
-	if err != nil {
-		return err
-	}
-	defer rp.stop()
-	gw, err := startCaddy(ctx, cfg.caddy, "ai_gateway", fmt.Sprintf(gatewayCaddyfile, gwPort, fakeAddr), gwPort)
-	if err != nil {
-		return err
-	}
-	defer gw.stop()
+	rep.pinned = append(rep.pinned, fmt.Sprintf("load generator + fakellm: CPU %s", cpusAllowed(os.Getpid())))
 
 	const path = "/v1/chat/completions"
-	targets := []target{
-		{"fakellm (direct)", "http://" + fakeAddr + path, "fake-model"},
-		{"reverse_proxy", rp.url + path, "fake-model"},
-		{"ai_gateway", gw.url + path, "bench"},
+	targets := []target{{name: direct, url: "http://" + fakeAddr + path, model: "fake-model"}}
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	addCaddy := func(name, caddyfile, model string, header http.Header, rc *redis.Client) error {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		p, err := startCaddy(ctx, cfg.caddy, name, fmt.Sprintf(caddyfile, port), port, rep.pin.gateway)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		rep.pinned = append(rep.pinned, fmt.Sprintf("%s: CPU %s", name, cpusAllowed(p.pid())))
+		targets = append(targets, target{name: name, url: p.url + path, model: model, header: header, proc: p, redis: rc})
+		return nil
 	}
-	kinds := []kind{{"chat", false}, {"chat stream", true}}
-	procs := map[string]*caddyProc{"reverse_proxy": rp, "ai_gateway": gw}
+	keyHeader := http.Header{"Authorization": {"Bearer " + benchSecret}}
+	fmt.Fprintf(os.Stderr, "bench: fakellm on %s, starting Caddy (%s)…\n", fakeAddr, cfg.caddy)
+	// The port is filled in by addCaddy (%%d survives the first Sprintf).
+	if err := addCaddy(reverseProxy, strings.Replace(reverseProxyCaddyfile, "%[2]s", fakeAddr, 1), "fake-model", nil, nil); err != nil {
+		return err
+	}
+	if err := addCaddy("ai_gateway passthrough", esc(gatewayCaddyfile(0, fakeAddr, false, "")), "bench", nil, nil); err != nil {
+		return err
+	}
+	if err := addCaddy("ai_gateway full (in process)", esc(gatewayCaddyfile(0, fakeAddr, true, "")), "bench", keyHeader, nil); err != nil {
+		return err
+	}
+	if cfg.redis {
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			rep.notes = append(rep.notes, "Redis rows skipped: redis-server not on PATH")
+		} else {
+			rp, rc, err := startRedis(ctx, rep.pin.others)
+			if err != nil {
+				return err
+			}
+			procs = append(procs, rp)
+			defer rc.Close()
+			rep.pinned = append(rep.pinned, fmt.Sprintf("redis-server: CPU %s", cpusAllowed(rp.pid())))
+			if err := addCaddy("ai_gateway full (Redis)", esc(gatewayCaddyfile(0, fakeAddr, true, rp.url)), "bench", keyHeader, rc); err != nil {
+				return err
+			}
+		}
+	} else {
+		rep.notes = append(rep.notes, "Redis rows skipped (-redis=false)")
+	}
+	if cfg.peers != "" {
+		p, h, note, err := startPortkey(ctx, cfg.peers, rep.pin.gateway, "http://"+fakeAddr+"/v1")
+		switch {
+		case err != nil:
+			rep.notes = append(rep.notes, fmt.Sprintf("Portkey skipped: %v", firstLine(err.Error())))
+		case note != "":
+			rep.notes = append(rep.notes, note)
+		default:
+			procs = append(procs, p)
+			name := "Portkey " + packageVersion(filepath.Join(cfg.peers, "node_modules/@portkey-ai/gateway/package.json"))
+			rep.peers = append(rep.peers, name+" (Node "+strings.TrimPrefix(nodeVersion(), "v")+", @hono/node-server "+
+				packageVersion(filepath.Join(cfg.peers, "node_modules/@hono/node-server/package.json"))+")")
+			rep.pinned = append(rep.pinned, fmt.Sprintf("%s: CPU %s", name, cpusAllowed(p.pid())))
+			targets = append(targets, target{name: name, url: p.url + path, model: "fake-model", header: h, proc: p})
+		}
+	}
 
-	client := newClient(cfg.conc, cfg.timeout)
+	kinds := []kind{{"chat", false}, {"chat stream", true}}
+	client := newClient(max(cfg.conc, cfg.pacedConc), cfg.timeout)
 	defer client.CloseIdleConnections()
 
 	// Fail fast on a misconfiguration.
 	for _, t := range targets {
 		for _, k := range kinds {
-			if err := check(ctx, client, t.url, chatBody(t.model, k.stream), k.stream); err != nil {
+			if err := check(ctx, client, t.request(t.model, k.stream)); err != nil {
 				msg := fmt.Sprintf("%s %s: sanity request failed: %v", t.name, k.name, err)
-				if p := procs[t.name]; p != nil {
-					msg += "\n" + tail(p.logs.String(), 4000)
+				if t.proc != nil {
+					msg += "\n" + tail(t.proc.logs.String(), 4000)
 				}
 				return errors.New(msg)
 			}
 		}
 	}
 
-	var results []*result
-	for _, t := range targets {
-		for _, k := range kinds {
-			fmt.Fprintf(os.Stderr, "bench: %-16s %-11s c=%d warm-up %v, measure %v…\n", t.name, k.name, cfg.conc, cfg.warmup, cfg.dur)
-			r := runLoad(ctx, client, t.url, chatBody(t.model, k.stream), k.stream, cfg.conc, cfg.warmup, cfg.dur)
+	// Memory first, while the proxies have served little else.
+	if cfg.streams > 0 {
+		for _, t := range targets {
+			if t.proc == nil {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "bench: %-28s %d open streams…\n", t.name, cfg.streams)
+			m := openStreams(ctx, t.request(slowModel, true), cfg.streams, t.proc.pid())
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			r.Target, r.Kind = t.name, k.name
+			m.Target = t.name
+			rep.mem = append(rep.mem, m)
+		}
+	} else {
+		rep.notes = append(rep.notes, "memory per open stream skipped (-streams 0)")
+	}
+	if cfg.pacedDur > 0 {
+		for _, t := range targets {
+			fmt.Fprintf(os.Stderr, "bench: %-28s paced stream c=%d, measure %v…\n", t.name, cfg.pacedConc, cfg.pacedDur)
+			r := runLoad(ctx, client, t.request(pacedModel, true), cfg.pacedConc, 500*time.Millisecond, cfg.pacedDur, nil)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r.Target, r.Kind = t.name, "paced stream"
+			rep.paced = append(rep.paced, r)
+		}
+	} else {
+		rep.notes = append(rep.notes, "paced-stream TTFT skipped (-paced-d 0)")
+	}
+
+	for _, t := range targets {
+		for _, k := range kinds {
+			fmt.Fprintf(os.Stderr, "bench: %-28s %-11s c=%d warm-up %v, measure %v…\n", t.name, k.name, cfg.conc, cfg.warmup, cfg.dur)
+			var mark func(bool)
+			var delta *redisDelta
+			if t.redis != nil {
+				mark, delta = windowCounter(ctx, t.redis)
+			}
+			r := runLoad(ctx, client, t.request(t.model, k.stream), cfg.conc, cfg.warmup, cfg.dur, mark)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r.Target, r.Kind, r.Redis = t.name, k.name, delta
 			if r.Errors > 0 {
 				fmt.Fprintf(os.Stderr, "bench: %s %s: %d errors, first: %v\n", t.name, k.name, r.Errors, r.FirstErr)
 			}
-			results = append(results, r)
+			rep.results = append(rep.results, r)
 		}
 	}
 
-	report := render(cfg, results)
-	fmt.Print(report)
+	out := render(cfg, &rep)
 	if cfg.out != "" {
-		if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {
+		png := strings.TrimSuffix(cfg.out, filepath.Ext(cfg.out)) + ".png"
+		if err := writeChart(png, "Gateway load benchmark: req/s ("+time.Now().UTC().Format("2006-01-02")+")", rep.results); err != nil {
+			out += "\nChart not written: " + err.Error() + "\n"
+		} else {
+			out += "\nChart: `" + png + "`\n"
+		}
+	}
+	fmt.Print(out)
+	if cfg.out != "" {
+		if err := os.WriteFile(cfg.out, []byte(out), 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// esc makes a finished Caddyfile with a zero port into a format string for
+// addCaddy: every %% is doubled and the port becomes %%d.
+func esc(caddyfile string) string {
+	s := strings.ReplaceAll(caddyfile, "%", "%%")
+	return strings.Replace(s, "http://127.0.0.1:0 {", "http://127.0.0.1:%d {", 1)
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// packageVersion is the "version" of an npm package.json, or "?".
+func packageVersion(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	var p struct{ Version string }
+	if json.Unmarshal(b, &p) != nil || p.Version == "" {
+		return "?"
+	}
+	return p.Version
+}
+
+func nodeVersion() string {
+	out, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // chatBody is a typical small chat request (~1 KB): a system prompt and a
@@ -194,7 +379,7 @@ func chatBody(model string, stream bool) []byte {
 }
 
 // render formats the report as markdown.
-func render(cfg config, results []*result) string {
+func render(cfg config, rep *report) string {
 	var b strings.Builder
 	caddyInfo := "unknown"
 	if bi, err := buildinfo.ReadFile(cfg.caddy); err == nil {
@@ -208,36 +393,112 @@ func render(cfg config, results []*result) string {
 	fmt.Fprintf(&b, "## Gateway load benchmark\n\n")
 	fmt.Fprintf(&b, "%s/%s, %d CPUs, %s (binary: %s), %s\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), caddyInfo, time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(&b, "flags: `-c %d -d %v -warmup %v -chunks %d -ttft %v -chunk-delay %v`; request body %d B; load generator, fakellm and Caddy share the machine.\n\n",
-		cfg.conc, cfg.dur, cfg.warmup, cfg.chunks, cfg.ttft, cfg.chunkDelay, len(chatBody("fake-model", false)))
-	b.WriteString("| target | kind | req/s | p50 | p99 | TTFB p50 | added p50 vs direct | added p99 vs direct | errors |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
-	direct := map[string]*result{}
-	for _, r := range results {
-		if _, ok := direct[r.Kind]; !ok {
-			direct[r.Kind] = r // the first target is fakellm itself
-		}
+	fmt.Fprintf(&b, "flags: `-c %d -d %v -warmup %v -chunks %d -ttft %v -chunk-delay %v -streams %d -paced-d %v -paced-c %d`; request body %d B.\n\n",
+		cfg.conc, cfg.dur, cfg.warmup, cfg.chunks, cfg.ttft, cfg.chunkDelay, cfg.streams, cfg.pacedDur, cfg.pacedConc, len(chatBody("fake-model", false)))
+	if rep.pin.enabled() {
+		fmt.Fprintf(&b, "pinning: gateway under test on CPU %s, everything else on CPU %s (sched_setaffinity; as the kernel reports it: %s).\n\n",
+			cpuList(rep.pin.gateway), cpuList(rep.pin.others), strings.Join(rep.pinned, "; "))
+	} else {
+		fmt.Fprintf(&b, "pinning: %s; load generator, fakellm and the gateways share the CPUs.\n\n", rep.pin.note)
 	}
-	for _, r := range results {
-		p50, p99 := percentile(r.Latency, .50), percentile(r.Latency, .99)
-		ttfb, add50, add99 := "–", "–", "–"
-		if r.Stream {
-			ttfb = ms(percentile(r.TTFB, .50))
+	if len(rep.peers) > 0 {
+		fmt.Fprintf(&b, "peers: %s.\n\n", strings.Join(rep.peers, "; "))
+	}
+
+	b.WriteString("| target | kind | req/s | vs reverse_proxy | p50 | p99 | added p50 | added p99 | TTFT p50 | Redis cmds/req | errors |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	base := func(name, kind string) *result {
+		for _, r := range rep.results {
+			if r.Target == name && r.Kind == kind {
+				return r
+			}
 		}
-		if d := direct[r.Kind]; d != r && len(d.Latency) > 0 && len(r.Latency) > 0 {
+		return nil
+	}
+	for _, r := range rep.results {
+		p50, p99 := percentile(r.Latency, .50), percentile(r.Latency, .99)
+		ttft, add50, add99, ratio, rcalls := "–", "–", "–", "–", "–"
+		if r.Stream && len(r.TTFT) > 0 {
+			ttft = ms(percentile(r.TTFT, .50))
+		}
+		if d := base(direct, r.Kind); d != nil && d != r && len(d.Latency) > 0 && len(r.Latency) > 0 {
 			add50 = signedMs(p50 - percentile(d.Latency, .50))
 			add99 = signedMs(p99 - percentile(d.Latency, .99))
+		}
+		if rp := base(reverseProxy, r.Kind); rp != nil && rp.RPS() > 0 {
+			ratio = fmt.Sprintf("%.2f×", r.RPS()/rp.RPS())
+		}
+		if r.Redis != nil {
+			if r.Redis.err != nil {
+				rcalls = "error"
+			} else {
+				all, scripts := r.Redis.perRequest(len(r.Latency))
+				rcalls = fmt.Sprintf("%.2f (%.2f scripts)", all, scripts)
+			}
 		}
 		p50s, p99s := "–", "–"
 		if len(r.Latency) > 0 {
 			p50s, p99s = ms(p50), ms(p99)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %d |\n",
-			r.Target, r.Kind, r.RPS(), p50s, p99s, ttfb, add50, add99, r.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d |\n",
+			r.Target, r.Kind, r.RPS(), ratio, p50s, p99s, add50, add99, ttft, rcalls, r.Errors)
 	}
-	b.WriteString("\n\"added\" is a difference of percentiles (target minus direct), not a percentile of differences; with everything on one machine p99 is noisy and can come out negative. TTFB is the time to the first body byte.\n")
+	b.WriteString("\n\"added\" is a difference of percentiles (target minus fakellm direct), not a percentile of differences; p99 is noisy and can come out negative. TTFT is the time to the first content token. ")
+	b.WriteString("The full pipeline is a gateway key with rpm, tpm, concurrency and a budget plus model rpm/tpm, limits far above the load so that nothing is refused. ")
+	b.WriteString("Redis cmds/req is the sum of `INFO commandstats` calls between the start and the end of the measured window divided by the requests completed in it; commands a Lua script runs count too, so the script invocations (eval/evalsha/fcall, one round trip each) are shown apart.\n")
+	for _, r := range rep.results {
+		if r.Redis != nil {
+			if r.Redis.err != nil {
+				fmt.Fprintf(&b, "\nRedis, %s %s: INFO failed: %v\n", r.Target, r.Kind, r.Redis.err)
+			} else {
+				fmt.Fprintf(&b, "\nRedis per request, %s %s: %s\n", r.Target, r.Kind, r.Redis.breakdown(len(r.Latency)))
+			}
+		}
+	}
+
+	if len(rep.mem) > 0 {
+		fmt.Fprintf(&b, "\n### Memory per open stream\n\n%d slow streams (one chunk a second) held open at once, each on its own connection; RSS (VmRSS) of the proxy process before and while they are open.\n\n", cfg.streams)
+		b.WriteString("| target | streams open | RSS idle | RSS open | per stream |\n|---|--:|--:|--:|--:|\n")
+		for _, m := range rep.mem {
+			per := "–"
+			if m.Opened > 0 {
+				per = fmt.Sprintf("%.1f KiB", m.PerStream()/1024)
+			}
+			fmt.Fprintf(&b, "| %s | %d / %d | %.1f MiB | %.1f MiB | %s |\n", m.Target, m.Opened, m.Tried, mib(m.Before), mib(m.Open), per)
+		}
+		for _, m := range rep.mem {
+			if m.Err != nil {
+				fmt.Fprintf(&b, "\n%s: %v\n", m.Target, m.Err)
+			}
+		}
+	}
+
+	if len(rep.paced) > 0 {
+		fmt.Fprintf(&b, "\n### TTFT on a paced stream\n\n64 content chunks 20 ms apart, %d concurrent streams for %v; TTFT measured by the client.\n\n", cfg.pacedConc, cfg.pacedDur)
+		b.WriteString("| target | streams | TTFT p50 | TTFT p99 | TTFT added p50 vs reverse_proxy | stream p50 | errors |\n|---|--:|--:|--:|--:|--:|--:|\n")
+		var rp *result
+		for _, r := range rep.paced {
+			if r.Target == reverseProxy {
+				rp = r
+			}
+		}
+		for _, r := range rep.paced {
+			added := "–"
+			if rp != nil && rp != r && len(rp.TTFT) > 0 && len(r.TTFT) > 0 {
+				added = signedMs(percentile(r.TTFT, .5) - percentile(rp.TTFT, .5))
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %d |\n", r.Target, len(r.Latency),
+				ms(percentile(r.TTFT, .5)), ms(percentile(r.TTFT, .99)), added, ms(percentile(r.Latency, .5)), r.Errors)
+		}
+	}
+
+	if len(rep.notes) > 0 {
+		b.WriteString("\nSkipped: " + strings.Join(rep.notes, "; ") + ".\n")
+	}
 	return b.String()
 }
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
