@@ -6,7 +6,7 @@ FAKELLM   := $(BIN)/fakellm
 PKG       := github.com/caddy-ai-gateway/caddy-ai-gateway
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-deps vet fmt fuzz bench bench-go clean
+.PHONY: all build run test test-deps vet fmt fuzz bench bench-peers bench-go clean
 
 all: build
 
@@ -68,9 +68,20 @@ fuzz:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-# Load benchmark: fakellm directly vs bare reverse_proxy vs ai_gateway.
+# Load benchmark: fakellm directly vs bare reverse_proxy vs ai_gateway
+# (passthrough, and the full pipeline in process and with its own
+# redis-server), plus the peer gateways installed by bench-peers. Extra flags
+# in BENCH_FLAGS, e.g. BENCH_FLAGS="-out bench/results.md" (also writes
+# bench/results.png). Not part of `make test`.
+BENCH_FLAGS ?=
 bench: build
-	$(GO) run ./bench -caddy $(CADDY)
+	$(GO) run ./bench -caddy $(CADDY) $(BENCH_FLAGS)
+
+# Installs the peer gateways `make bench` compares against (Portkey's,
+# versions pinned in bench/peers/package.json) into bench/peers/node_modules.
+# Optional: without it the benchmark skips the peers with a note.
+bench-peers:
+	cd bench/peers && npm install --no-audit --no-fund --no-package-lock
 
 # Go micro-benchmarks of the hot path.
 bench-go:
