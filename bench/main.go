@@ -197,7 +197,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	keyHeader := http.Header{"Authorization": {"Bearer " + benchSecret}}
 	fmt.Fprintf(os.Stderr, "bench: fakellm on %s, starting Caddy (%s)…\n", fakeAddr, cfg.caddy)
-	// The port is filled in by addCaddy (%%d survives the first Sprintf).
+	// Each Caddyfile keeps one %d for the port, which addCaddy fills in.
 	if err := addCaddy(reverseProxy, strings.Replace(reverseProxyCaddyfile, "%[2]s", fakeAddr, 1), "fake-model", nil, nil); err != nil {
 		return err
 	}
