@@ -49,7 +49,9 @@ func (g *Gateway) serveBody(x *Exchange, reply *Reply) Outcome {
 	return OutcomeCompleted
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// bufPool holds the buffers events are written from: an event is a few
+// hundred bytes; a larger one grows its buffer.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // streamWriter writes SSE events to the client (it is the dialect's Sink);
 // the first write error (client gone) sticks and stops the stream.

@@ -28,6 +28,11 @@ func (ev *Event) IsDone() bool { return len(ev.Name) == 0 && bytes.Equal(ev.Data
 // ErrTooLarge is returned when one event exceeds the reader's limit.
 var ErrTooLarge = errors.New("sse: event too large")
 
+// readBufferSize is the reader's buffer: events of streamed answers are a
+// few hundred bytes, and a line longer than the buffer is gathered in a
+// scratch slice, so a small buffer keeps an open stream cheap.
+const readBufferSize = 4 << 10
+
 // DefaultMaxEventSize bounds one event (all its lines) by default.
 const DefaultMaxEventSize = 8 << 20
 
@@ -49,7 +54,7 @@ func NewReader(r io.Reader, maxEvent int) *Reader {
 	if maxEvent <= 0 {
 		maxEvent = DefaultMaxEventSize
 	}
-	return &Reader{br: bufio.NewReaderSize(r, 16<<10), max: maxEvent}
+	return &Reader{br: bufio.NewReaderSize(r, readBufferSize), max: maxEvent}
 }
 
 // Reset makes the reader read from r, keeping its buffers.
