@@ -130,6 +130,12 @@ type Rate struct {
 // remote backends, transport errors. A Limiter never blocks waiting for
 // capacity: it decides immediately.
 type Limiter interface {
+	// Admit decides the operations of one request (Take, Acquire and
+	// Reserve, on distinct keys) together and atomically: they are all
+	// taken, or, when any refuses, none is. Each is checked against the
+	// state before the admission. With a Redis Cluster the atomicity holds
+	// per hash slot (see [Redis]).
+	Admit(ctx context.Context, ops []Op) (AdmitResult, error)
 	// Take admits cost units under rate (see [Rate] for the algorithm).
 	// When not admitted nothing is consumed. cost > Burst is rejected with
 	// Never set; cost == 0 is a read-only peek that always succeeds and
@@ -286,7 +292,7 @@ type gcraState struct {
 	tq, tf int64
 }
 
-// take runs one GCRA decision at time now (µs). It mirrors gcraScript in
+// take runs one GCRA decision at time now (µs). It mirrors admitScript in
 // redis.go exactly. cost <= burst is required; incQ/incR is cost*T.
 // It returns the new state, whether it changed and the Result inputs.
 func (g *gcra) take(s gcraState, now, incQ, incR int64, write bool) (ns gcraState, changed, allowed bool, dq, df, nq, nf int64) {
@@ -311,7 +317,7 @@ func (g *gcra) take(s gcraState, now, incQ, incR int64, write bool) (ns gcraStat
 	return s, false, false, dq, df, nq, nf
 }
 
-// refund applies Refund(n) at time now. It mirrors gcraScript. remove reports
+// refund applies Refund(n) at time now. It mirrors refundScript. remove reports
 // that the state is equivalent to a full bucket and can be dropped.
 func (g *gcra) refund(s gcraState, exists bool, now, n int64) (ns gcraState, remove bool) {
 	if s.tf >= g.m {
