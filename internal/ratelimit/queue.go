@@ -92,8 +92,20 @@ func (q *Queue) Start(ctx context.Context) {
 
 // Close stops taking settlements, sends those queued and waits for that.
 func (q *Queue) Close() {
-	if q.cancel == nil { // never started
+	if q.cancel == nil { // never started: flush here
 		q.shut()
+		if q.ch != nil {
+			var batch []Settlement
+			for s := range q.ch {
+				batch = append(batch, s)
+			}
+			if len(batch) > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), q.opts.Timeout)
+				q.batches.Add(1)
+				q.apply(ctx, batch)
+				cancel()
+			}
+		}
 		return
 	}
 	q.cancel()
