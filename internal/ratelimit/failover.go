@@ -296,14 +296,16 @@ func (f *Failover) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
 func (f *Failover) settleBatch(ctx context.Context, batch []Settlement) (lost int, err error) {
 	var errs []error
 	primary := make([]Settlement, 0, len(batch))
-	var spends []Op // fallback reservations' actual spend, primary first
+	var spends []Op  // fallback reservations' actual spend, primary first
+	recoverable := 0 // primary settlements that are such spends alone
 	for i := range batch {
 		s := &batch[i]
 		var ps Settlement
 		ps.Writes = s.Writes
+		own := false // ps has an operation of the primary's
 		for _, o := range s.Ops {
 			if o.By != BackendFallback || f.fallback == nil {
-				ps.Ops = append(ps.Ops, o)
+				ps.Ops, own = append(ps.Ops, o), true
 				continue
 			}
 			if o.Kind == OpSettle && o.Amount > 0 {
@@ -319,6 +321,9 @@ func (f *Failover) settleBatch(ctx context.Context, batch []Settlement) (lost in
 		}
 		if len(ps.Ops) > 0 || len(ps.Writes) > 0 {
 			primary = append(primary, ps)
+			if !own && len(ps.Writes) == 0 {
+				recoverable++
+			}
 		}
 	}
 	if len(primary) == 0 {
@@ -330,7 +335,7 @@ func (f *Failover) settleBatch(ctx context.Context, batch []Settlement) (lost in
 		return n, err
 	})
 	if !handled || (perr != nil && lost == len(primary)) {
-		lost = len(primary)
+		lost = len(primary) - recoverable
 		if f.fallback != nil {
 			for _, o := range spends {
 				if _, e := o.Do(ctx, f.fallback); e != nil {
