@@ -251,3 +251,40 @@ func TestFailoverAdmit(t *testing.T) {
 			ratelimit.FailoverOptions{Timeout: time.Second, FailOpen: true}), now: time.Now, sleep: time.Sleep}
 	})
 }
+
+func TestKeySlotMatchesCluster(t *testing.T) {
+	client := redistest.StartCluster(t).Client()
+	ctx := context.Background()
+	for _, k := range []string{"", "a", "aigw:rl:gcra:key:team-a:rpm", "aigw:rl:budget:key:team-a:budget@2026-11",
+		"aigw:rl:conc:model:gpt-*:concurrency", "{keys}:names", "x{}y", "x{tag}y{z}", "{", "é{ü}"} {
+		want, err := client.ClusterKeySlot(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ratelimit.KeySlot(k); int64(got) != want {
+			t.Errorf("slot of %q = %d, want %d", k, got, want)
+		}
+	}
+}
+
+// In a Cluster an admission whose keys hash to several slots is one
+// pipeline; a refusal in one slot gives back what the others took.
+func TestRedisClusterAdmissionIsOnePipeline(t *testing.T) {
+	client := redistest.StartCluster(t).Client()
+	trips := &tripCounter{}
+	client.AddHook(trips)
+	ctx := context.Background()
+	l := ratelimit.NewRedis(client, "cl:")
+	e := env{lim: l, now: time.Now}
+	if _, err := l.Admit(ctx, admissionOps(e, "warm", 1)); err != nil {
+		t.Fatal(err)
+	}
+	trips.take()
+	ops := admissionOps(e, "r1", 1)
+	if res, err := l.Admit(ctx, ops); err != nil || !res.Allowed() {
+		t.Fatalf("Admit: %+v, %v", res, err)
+	}
+	if s, p := trips.take(); s != 0 || p != 1 {
+		t.Fatalf("%d commands, %d pipelines, want one pipeline", s, p)
+	}
+}

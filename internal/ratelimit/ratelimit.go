@@ -22,6 +22,10 @@
 // the same key may be used for all of them.
 //
 // An [Op] describes one Limiter call as data; [Op.Do] runs it.
+// [Limiter.Admit] decides a request's operations together, all or nothing;
+// a [Settlement] carries the undo operations after it (plus writes such as
+// the usage record) and a [Queue] sends many of them to Redis in one
+// pipeline, off the request path.
 package ratelimit
 
 import (

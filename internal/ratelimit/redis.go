@@ -16,8 +16,10 @@ import (
 // Every decision is one atomic Lua script (EVALSHA, falling back to EVAL when
 // the script cache is empty, e.g. after a Redis restart) that takes the time
 // from Redis TIME, so the clocks of the gateway hosts do not matter. Every key
-// carries a TTL; nothing is read, modified and written back from Go. Each
-// script touches a single key, so Redis Cluster works too.
+// carries a TTL; nothing is read, modified and written back from Go. An
+// admission of many operations is one script (see [Redis.Admit] for Redis
+// Cluster, where it is one script per hash slot); the undo operations of
+// settlements are pipelined (see [Apply]).
 //
 // Key layout, below prefix:
 //

@@ -127,10 +127,10 @@ func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
 			results[i] = aops[i].result(v[1+5*j : 6+5*j])
 		}
 	}
-	if len(errs) > 0 || refused {
+	if (len(errs) > 0 || refused) && len(groups) > 1 { // give the taken groups back
 		var undo []Op
 		for gi, idx := range groups {
-			if taken[gi] && (refused || len(errs) > 0) && len(groups) > 1 {
+			if taken[gi] {
 				for _, i := range idx {
 					if o, ok := aops[i].undo(); ok {
 						undo = append(undo, o)
