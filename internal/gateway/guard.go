@@ -177,7 +177,9 @@ func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *ope
 		hd.by = r.Backend
 	}
 	if !res.Allowed() {
-		return nil, a.refusal(&a.holds[res.Refused], res.Results[res.Refused])
+		hd := &a.holds[res.Refused]
+		gd.Logger.Debug("admission refused", zap.String("limit", hd.what))
+		return nil, a.refusal(hd, res.Results[res.Refused])
 	}
 	return a, nil
 }
