@@ -16,6 +16,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
 
@@ -267,6 +268,8 @@ func (a *App) adminStatus(w http.ResponseWriter) error {
 	type status struct {
 		CoolingDown map[string]time.Time `json:"cooling_down"`
 		Redis       string               `json:"redis"`
+		// Settlements: the queue of settlements to Redis.
+		Settlements *ratelimit.QueueStats `json:"settlements,omitempty"`
 	}
 	st := status{CoolingDown: map[string]time.Time{}, Redis: "not configured"}
 	for k, until := range a.health.CoolingDown(time.Now()) {
@@ -277,6 +280,10 @@ func (a *App) adminStatus(w http.ResponseWriter) error {
 		if !f.Up() {
 			st.Redis = "down"
 		}
+	}
+	if a.settlements != nil {
+		qs := a.settlements.Stats()
+		st.Settlements = &qs
 	}
 	return writeAdminJSON(w, http.StatusOK, st)
 }

@@ -129,7 +129,10 @@ type App struct {
 	keys     auth.Store
 	limiter  ratelimit.Limiter
 	ledger   usage.Ledger
-	pricing  *usage.Pricing
+	// settlements takes settlements off the response path (Redis); the
+	// config's own, flushed by Cleanup.
+	settlements *ratelimit.Queue
+	pricing     *usage.Pricing
 
 	metrics *metrics
 }
@@ -458,6 +461,12 @@ func (a *App) Cleanup() error {
 	}
 	for _, h := range a.clients {
 		h.Close()
+	}
+	if a.settlements != nil {
+		a.settlements.Close() // before the Redis client may close
+		if st := a.settlements.Stats(); st.Lost > 0 {
+			a.logger.Warn("settlements lost while Redis was unavailable", zap.Int64("lost", st.Lost))
+		}
 	}
 	for _, k := range a.poolKeys {
 		_, _ = statePool.Delete(k)

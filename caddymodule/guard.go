@@ -204,6 +204,14 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 		},
 	})
 	a.ledger = usage.NewRedisLedger(client, prefix+"usage:")
+	a.settlements = ratelimit.NewQueue(a.limiter, ratelimit.QueueOptions{
+		OnLost: func(n int, err error) {
+			logger.Warn("settlements lost: Redis unavailable (their leases and reservations expire on their own)",
+				zap.Int("count", n), zap.Error(err))
+			a.metrics.settlementsLost(n)
+		},
+	})
+	a.settlements.Start(ctx)
 	store, err := auth.NewRedis(client, prefix, static)
 	if err != nil {
 		return fmt.Errorf("key store: %v", err)
@@ -224,6 +232,7 @@ func (a *App) guard(logger *zap.Logger) *gateway.Guard {
 		Keys:           a.keys,
 		Required:       a.RequireKey || len(a.Keys) > 0,
 		Limiter:        a.limiter,
+		Settlements:    a.settlements,
 		Ledger:         a.ledger,
 		Pricing:        a.pricing,
 		ModelLimits:    limits,

@@ -22,6 +22,7 @@ type metrics struct {
 	attempts   *prometheus.CounterVec
 	limited    *prometheus.CounterVec
 	redisDowns prometheus.Counter
+	lost       prometheus.Counter
 }
 
 const ns, sub = "caddy", "ai_gateway"
@@ -47,9 +48,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Requests refused by the guard, by reason (error code)."}, []string{"reason"}),
 		redisDowns: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "redis_failures_total",
 			Help: "Times the shared Redis state became unavailable (limits then follow on_failure)."}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "settlements_lost_total",
+			Help: "Request settlements (refunds, releases, spend, usage) that could not reach Redis."}),
 	}
 	if err := errors.Join(register(reg, &m.requests), register(reg, &m.tokens), register(reg, &m.ttft),
-		register(reg, &m.duration), register(reg, &m.attempts), register(reg, &m.limited), register(reg, &m.redisDowns)); err != nil {
+		register(reg, &m.duration), register(reg, &m.attempts), register(reg, &m.limited), register(reg, &m.redisDowns),
+		register(reg, &m.lost)); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -72,6 +76,12 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
 func (m *metrics) redisDown() {
 	if m != nil {
 		m.redisDowns.Inc()
+	}
+}
+
+func (m *metrics) settlementsLost(n int) {
+	if m != nil {
+		m.lost.Add(float64(n))
 	}
 }
 

@@ -95,11 +95,20 @@ func TestClusterKeysLimitsAndBudgets(t *testing.T) {
 		if n := admitted.Load(); n < 1 || n > 3 {
 			t.Fatalf("admitted %d of 8 simultaneous first requests", n)
 		}
+		// With Redis a request's settlement lands just after its answer
+		// (the settlement queue): wait for the books before each step.
+		settled := func() {
+			eventually(t, 5*time.Second, func() bool {
+				return gjson.Get(adminGet(t, gws[0], "/ai_gateway/keys/budget"), "usage.reserved_usd").Float() == 0
+			}, "reservations still outstanding")
+		}
 		for i := range 6 {
+			settled()
 			if status, _, _ := post(t, chat(i), b, "Authorization", "Bearer budget-secret"); status == 429 {
 				break
 			}
 		}
+		settled()
 		for i := range 2 {
 			k := adminGet(t, gws[i], "/ai_gateway/keys/budget")
 			if spend := gjson.Get(k, "usage.spend_usd").Float(); spend < 0.02 || spend > 0.02+0.013+1e-9 {

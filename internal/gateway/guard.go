@@ -53,7 +53,11 @@ type Guard struct {
 	OutputEstimate int64
 	// Lease bounds a concurrency slot whose release was lost. Default 15m.
 	Lease time.Duration
-	// SettleTimeout bounds the bookkeeping after a request. Default 2s.
+	// Settlements takes the bookkeeping after a request off the response
+	// path (Redis); nil applies it when the request ends.
+	Settlements *ratelimit.Queue
+	// SettleTimeout bounds the bookkeeping after a request when it is
+	// applied by the request. Default 2s.
 	SettleTimeout time.Duration
 	Logger        *zap.Logger
 
@@ -136,9 +140,9 @@ type admission struct {
 	buf   [6]hold // backs holds
 }
 
-// admit takes the request's holds in order (the key's budget, RPM, TPM and
-// concurrency, then the model's RPM and TPM) and undoes what it took when a
-// later one refuses.
+// admit decides the request's holds (the key's budget, RPM, TPM and
+// concurrency, then the model's RPM and TPM) in one limiter admission: all
+// are taken, or, when one refuses, none is.
 func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *openai.Request, rt *route.Route) (*admission, *openai.Error) {
 	a := &admission{gd: gd, key: k, req: req, route: rt, start: gd.now()}
 	a.holds = a.buf[:0]
@@ -153,23 +157,29 @@ func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *ope
 	}
 	a.reserve = a.estIn + out
 	a.plan(ml)
+	if len(a.holds) == 0 {
+		return a, nil
+	}
+	var buf [len(a.buf)]ratelimit.Op
+	ops := buf[:0]
 	for i := range a.holds {
+		ops = append(ops, a.holds[i].take)
+	}
+	res, err := gd.Limiter.Admit(ctx, ops)
+	if oe := limiterErr(gd, err); oe != nil {
+		return nil, oe
+	}
+	for i, r := range res.Results {
 		hd := &a.holds[i]
-		res, err := hd.take.Do(ctx, gd.Limiter)
-		if oe := limiterErr(gd, err); oe != nil {
-			a.holds = a.holds[:i]
-			a.undo()
-			return nil, oe
-		}
 		if hd.headers {
-			hd.setHeaders(h, res)
+			hd.setHeaders(h, r)
 		}
-		if !res.Allowed {
-			a.holds = a.holds[:i]
-			a.undo()
-			return nil, a.refusal(hd, res)
-		}
-		hd.by = res.Backend
+		hd.by = r.Backend
+	}
+	if !res.Allowed() {
+		hd := &a.holds[res.Refused]
+		gd.Logger.Debug("admission refused", zap.String("limit", hd.what))
+		return nil, a.refusal(hd, res.Results[res.Refused])
 	}
 	return a, nil
 }
@@ -236,50 +246,40 @@ func (a *admission) refusal(hd *hold, res ratelimit.Result) *openai.Error {
 	return rateLimited("requests", hd.take.Rate.Limit, res)
 }
 
-// undo gives back what a refused admission took.
-func (a *admission) undo() {
-	ctx, cancel := context.WithTimeout(context.Background(), a.gd.SettleTimeout)
-	defer cancel()
-	a.settle(ctx, ending{outcome: OutcomeRefused})
-}
-
 // finish settles every hold from how the request ended and its real usage
 // (releasing the concurrency slot whatever the outcome) and books the
-// request in the ledger. It runs after the client is gone too.
+// request in the ledger, as one settlement: queued (Redis: one pipeline,
+// off the response path) or applied at once. It runs after the client is
+// gone too.
 func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
 	if a == nil || (a.key == nil && len(a.holds) == 0) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.gd.SettleTimeout)
-	defer cancel()
 	e := ending{outcome: o, usage: info.Usage}
 	if a.key != nil {
 		price, _ := a.gd.Pricing.Lookup(info.UpstreamModel, a.req.Model)
 		e.cost = price.CostMicros(info.Usage)
 	}
-	a.settle(ctx, e)
-	if a.key == nil || a.gd.Ledger == nil {
+	var s ratelimit.Settlement
+	for i := len(a.holds) - 1; i >= 0; i-- {
+		if op, ok := a.holds[i].settlement(e); ok {
+			s.Ops = append(s.Ops, op)
+		}
+	}
+	if a.key != nil && a.gd.Ledger != nil {
+		window, end := usage.Window(a.key.Policy.Period(), a.start)
+		s.Writes = []ratelimit.Write{&usage.Entry{Ledger: a.gd.Ledger, Key: a.key.Name, Window: window, Expires: end.Add(24 * time.Hour),
+			Record: usage.Record{Requests: 1, InputTokens: info.Usage.InputTokens, OutputTokens: info.Usage.OutputTokens,
+				CachedTokens: info.Usage.CachedTokens, CostMicros: e.cost}}}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.gd.SettleTimeout)
+	defer cancel()
+	if q := a.gd.Settlements; q != nil {
+		q.Settle(ctx, s)
 		return
 	}
-	window, end := usage.Window(a.key.Policy.Period(), a.start)
-	rec := usage.Record{Requests: 1, InputTokens: info.Usage.InputTokens, OutputTokens: info.Usage.OutputTokens,
-		CachedTokens: info.Usage.CachedTokens, CostMicros: e.cost}
-	if err := a.gd.Ledger.Add(ctx, a.key.Name, window, rec, end.Add(24*time.Hour)); err != nil {
-		a.gd.Logger.Warn("usage ledger update failed", zap.String("key", a.key.Name), zap.Error(err))
-	}
-}
-
-// settle runs the settlement of every hold, the last taken first.
-func (a *admission) settle(ctx context.Context, e ending) {
-	for i := len(a.holds) - 1; i >= 0; i-- {
-		hd := &a.holds[i]
-		op, ok := hd.settlement(e)
-		if !ok {
-			continue
-		}
-		if _, err := op.Do(ctx, a.gd.Limiter); err != nil {
-			a.gd.Logger.Warn("limiter settle failed", zap.String("what", hd.what), zap.Error(err))
-		}
+	if _, err := ratelimit.Apply(ctx, a.gd.Limiter, []ratelimit.Settlement{s}); err != nil {
+		a.gd.Logger.Warn("settlement failed", zap.Error(err))
 	}
 }
 

@@ -106,6 +106,54 @@ func (s *spyLimiter) Settle(ctx context.Context, key, window string, reserved, a
 	return s.mem.Settle(ctx, key, window, reserved, actual, expires, b)
 }
 
+// Admit records each operation as its own call, in order, and stops at the
+// first one the spy refuses or fails; the operations before it then report
+// what they would have left, and nothing is taken.
+func (s *spyLimiter) Admit(ctx context.Context, ops []ratelimit.Op) (ratelimit.AdmitResult, error) {
+	for i, o := range ops {
+		var res ratelimit.Result
+		var done bool
+		var err error
+		switch o.Kind {
+		case ratelimit.OpTake:
+			res, done, err = s.record("take %s %d", o.Key, o.Amount)
+		case ratelimit.OpAcquire:
+			res, done, err = s.record("acquire %s %d", o.Key, o.Slots)
+		case ratelimit.OpReserve:
+			res, done, err = s.record("reserve %s %s %d", o.Key, o.Window, o.Amount)
+		}
+		if err != nil {
+			return ratelimit.AdmitResult{}, err
+		}
+		if !done {
+			continue
+		}
+		before, err := s.mem.Admit(ctx, ops[:i])
+		if err != nil {
+			return ratelimit.AdmitResult{}, err
+		}
+		for j, o := range ops[:i] { // give back: the admission refuses
+			switch o.Kind {
+			case ratelimit.OpTake:
+				_ = s.mem.Refund(ctx, o.Key, o.Rate, o.Amount, 0)
+			case ratelimit.OpAcquire:
+				_ = s.mem.Release(ctx, o.Key, o.ID, 0)
+			case ratelimit.OpReserve:
+				_ = s.mem.Settle(ctx, o.Key, o.Window, o.Amount, 0, o.Expires, 0)
+			}
+			before.Results[j].Backend = s.backend
+		}
+		res.Allowed, res.Backend = false, s.backend
+		return ratelimit.AdmitResult{Results: append(before.Results, res), Refused: i, Backend: s.backend}, nil
+	}
+	res, err := s.mem.Admit(ctx, ops)
+	for i := range res.Results {
+		res.Results[i].Backend = s.backend
+	}
+	res.Backend = s.backend
+	return res, err
+}
+
 func (s *spyLimiter) Spent(ctx context.Context, key, window string) (int64, int64, error) {
 	return s.mem.Spent(ctx, key, window)
 }
@@ -284,7 +332,7 @@ func TestAdmitTakesHoldsInOrder(t *testing.T) {
 	}
 }
 
-func TestAdmitUndoesTakenHoldsWhenOneRefuses(t *testing.T) {
+func TestAdmitTakesNothingWhenOneRefuses(t *testing.T) {
 	order := []string{kBudget, kRPM, kTPM, kConc, mRPM, mTPM}
 	wait := ratelimit.Result{RetryAfter: 1500 * time.Millisecond}
 	cases := []struct {
@@ -329,25 +377,15 @@ func TestAdmitUndoesTakenHoldsWhenOneRefuses(t *testing.T) {
 			}
 			calls := f.lim.take()
 			at := slices.Index(order, c.key)
-			// Every hold before the refused one was taken, then undone.
-			for _, k := range order[at+1:] {
-				for _, call := range calls {
-					if strings.Fields(call)[1] == k {
-						t.Fatalf("%s was touched after %s refused: %v", k, c.key, calls)
-					}
+			// The holds up to the refused one were decided in one admission,
+			// and nothing was given back: nothing was taken.
+			if len(calls) != at+1 {
+				t.Fatalf("calls %v: want the %d decisions up to the refusal and no undo", calls, at+1)
+			}
+			for i, call := range calls {
+				if strings.Fields(call)[1] != order[i] {
+					t.Errorf("call %d %q, want one on %s", i, call, order[i])
 				}
-			}
-			undone := map[string]bool{}
-			for _, call := range calls[at+1:] {
-				undone[strings.Fields(call)[1]] = true
-			}
-			for _, k := range order[:at] {
-				if !undone[k] {
-					t.Errorf("%s was taken and not undone: %v", k, calls)
-				}
-			}
-			if len(calls) != 2*at+1 {
-				t.Errorf("calls %v: want %d takes, the refusal and %d undos", calls, at, at)
 			}
 			if got := f.state(); got != (state{slotFree: true}) {
 				t.Fatalf("state after refusal %+v, want untouched", got)
@@ -505,8 +543,8 @@ func TestSettleFailuresAreLoggedAndDoNotStopTheOthers(t *testing.T) {
 	a := f.mustAdmit()
 	f.lim.fail = map[string]bool{kTPM: true}
 	a.finish(context.Background(), OutcomeUpstreamError, &Info{})
-	logs := f.logs.FilterMessage("limiter settle failed").All()
-	if len(logs) != 1 || logs[0].ContextMap()["what"] != "tpm" {
+	logs := f.logs.FilterMessage("settlement failed").All()
+	if len(logs) != 1 || !strings.Contains(fmt.Sprint(logs[0].ContextMap()["error"]), errSpy.Error()) {
 		t.Fatalf("logs %v", logs)
 	}
 	f.lim.fail = nil

@@ -31,7 +31,7 @@ const (
 // together.
 type hold struct {
 	kind holdKind
-	what string // in logs: "rpm", "model tpm", …
+	what string // in logs: "rpm", "model tpm", … (the refusing limit)
 	// headers: the decision sets the x-ratelimit-* headers of its kind.
 	headers bool
 	take    ratelimit.Op

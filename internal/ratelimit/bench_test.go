@@ -2,6 +2,7 @@ package ratelimit_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -48,4 +49,93 @@ func BenchmarkRedisTake(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRedisAdmission runs a full admission (budget, key RPM, TPM and
+// concurrency, model RPM and TPM) and its settlement (with a ledger-like
+// write), counting Redis round trips: "admit-trips/op" before the upstream
+// call, "settle-trips/op" after it.
+func BenchmarkRedisAdmission(b *testing.B) {
+	srv := redistest.Start(b)
+	client, trips := countedClient(b, srv)
+	ctx := context.Background()
+	l := ratelimit.NewRedis(client, "bench:")
+	e := env{lim: l, now: time.Now}
+	ops := admissionOps(e, "warm", 1)
+	for i := range ops {
+		ops[i].Rate = benchRate
+		ops[i].Limit = 1 << 50
+	}
+	run := func(id string) (admit, settle int64) {
+		ops[3].ID = id
+		if res, err := l.Admit(ctx, ops); err != nil || !res.Allowed() {
+			b.Fatalf("Admit: %+v, %v", res, err)
+		}
+		s, p := trips.take()
+		admit = s + p
+		if _, err := ratelimit.Apply(ctx, l, []ratelimit.Settlement{settlementOf(ops, hashWrite{client, "bench:ledger"})}); err != nil {
+			b.Fatal(err)
+		}
+		s, p = trips.take()
+		return admit, s + p
+	}
+	run("warm") // loads the scripts
+	var admit, settle int64
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		a, s := run(strconv.Itoa(i))
+		admit, settle = admit+a, settle+s
+		i++
+	}
+	b.ReportMetric(float64(admit)/float64(i), "admit-trips/op")
+	b.ReportMetric(float64(settle)/float64(i), "settle-trips/op")
+}
+
+// BenchmarkRedisAdmissionOneByOne is the same admission and settlement one
+// operation at a time, for comparison.
+func BenchmarkRedisAdmissionOneByOne(b *testing.B) {
+	srv := redistest.Start(b)
+	client, trips := countedClient(b, srv)
+	ctx := context.Background()
+	l := ratelimit.NewRedis(client, "bench1:")
+	e := env{lim: l, now: time.Now}
+	ops := admissionOps(e, "warm", 1)
+	for i := range ops {
+		ops[i].Rate = benchRate
+		ops[i].Limit = 1 << 50
+	}
+	run := func(id string) (admit, settle int64) {
+		ops[3].ID = id
+		for _, o := range ops {
+			if res, err := o.Do(ctx, l); err != nil || !res.Allowed {
+				b.Fatalf("%v: %+v, %v", o.Kind, res, err)
+			}
+		}
+		s, p := trips.take()
+		admit = s + p
+		st := settlementOf(ops, hashWrite{client, "bench1:ledger"})
+		for _, o := range st.Ops {
+			if _, err := o.Do(ctx, l); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, w := range st.Writes {
+			if err := w.Do(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s, p = trips.take()
+		return admit, s + p
+	}
+	run("warm")
+	var admit, settle int64
+	i := 0
+	for b.Loop() {
+		a, s := run(strconv.Itoa(i))
+		admit, settle = admit+a, settle+s
+		i++
+	}
+	b.ReportMetric(float64(admit)/float64(i), "admit-trips/op")
+	b.ReportMetric(float64(settle)/float64(i), "settle-trips/op")
 }

@@ -14,3 +14,6 @@ func MemoryLen(m *Memory) int {
 	}
 	return n
 }
+
+// KeySlot is the Redis Cluster hash slot of key.
+func KeySlot(key string) uint16 { return keySlot(key) }

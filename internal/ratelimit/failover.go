@@ -137,11 +137,20 @@ func (f *Failover) failed(err error, probe bool) {
 // the primary) is final, and otherwise the reason the primary could not
 // answer.
 func callPrimary[T any](f *Failover, ctx context.Context, fn func(context.Context) (T, error)) (v T, handled bool, err error) {
+	return callPrimaryFor(f, ctx, f.opts.Timeout, fn)
+}
+
+// callPrimaryFor is callPrimary with a timeout of its own (a settlement
+// batch may take longer than one decision; 0: ctx's alone).
+func callPrimaryFor[T any](f *Failover, ctx context.Context, timeout time.Duration, fn func(context.Context) (T, error)) (v T, handled bool, err error) {
 	use, probe := f.route()
 	if !use {
 		return v, false, errPrimaryDown
 	}
-	pctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
+	pctx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		pctx, cancel = context.WithTimeout(ctx, timeout)
+	}
 	v, err = fn(pctx)
 	cancel()
 	if err == nil {
@@ -260,4 +269,83 @@ func (f *Failover) Spent(ctx context.Context, key, window string) (spent, reserv
 		return [2]int64{s, r}, err
 	})
 	return v[0], v[1], err
+}
+
+// Admit implements [Limiter]: the primary decides the whole admission, or,
+// when it cannot answer, the fallback (FailOpen) or nobody
+// (ErrUnavailable), as for every decision.
+func (f *Failover) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
+	res, by, err := decide(f, ctx, func(ctx context.Context) (AdmitResult, error) {
+		return f.primary.Admit(ctx, ops)
+	}, func() (AdmitResult, error) {
+		return f.fallback.Admit(ctx, ops)
+	})
+	res.Backend = by
+	for i := range res.Results {
+		res.Results[i].Backend = by
+	}
+	return res, err
+}
+
+// settleBatch routes each operation of batch by its Backend, as the undo
+// methods do: the fallback's are applied there, the primary's (and the
+// writes) go to the primary in one batch. The actual spend of a fallback
+// reservation goes to the primary and, when that cannot take it, to the
+// fallback. Settlements for a primary that is down are lost (their state
+// expires there on its own) and counted.
+func (f *Failover) settleBatch(ctx context.Context, batch []Settlement) (lost int, err error) {
+	var errs []error
+	primary := make([]Settlement, 0, len(batch))
+	var spends []Op  // fallback reservations' actual spend, primary first
+	recoverable := 0 // primary settlements that are such spends alone
+	for i := range batch {
+		s := &batch[i]
+		var ps Settlement
+		ps.Writes = s.Writes
+		own := false // ps has an operation of the primary's
+		for _, o := range s.Ops {
+			if o.By != BackendFallback || f.fallback == nil {
+				ps.Ops, own = append(ps.Ops, o), true
+				continue
+			}
+			if o.Kind == OpSettle && o.Amount > 0 {
+				spend := o
+				spend.Reserved, spend.By = 0, BackendPrimary
+				ps.Ops = append(ps.Ops, spend)
+				spends = append(spends, spend)
+				o.Amount = 0
+			}
+			if _, e := o.Do(ctx, f.fallback); e != nil {
+				errs = append(errs, e)
+			}
+		}
+		if len(ps.Ops) > 0 || len(ps.Writes) > 0 {
+			primary = append(primary, ps)
+			if !own && len(ps.Writes) == 0 {
+				recoverable++
+			}
+		}
+	}
+	if len(primary) == 0 {
+		return 0, errors.Join(errs...)
+	}
+	_, handled, perr := callPrimaryFor(f, ctx, 0, func(ctx context.Context) (int, error) {
+		n, err := Apply(ctx, f.primary, primary)
+		lost = n
+		return n, err
+	})
+	if !handled || (perr != nil && lost == len(primary)) {
+		lost = len(primary) - recoverable
+		if f.fallback != nil {
+			for _, o := range spends {
+				if _, e := o.Do(ctx, f.fallback); e != nil {
+					errs = append(errs, e)
+				}
+			}
+		}
+	}
+	if perr != nil {
+		errs = append(errs, perr)
+	}
+	return lost, errors.Join(errs...)
 }

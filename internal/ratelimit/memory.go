@@ -124,8 +124,10 @@ func (s *memShard) sweepBudgets(nowNs int64) {
 	s.budgetNext = max(2*len(s.budgets), minSweepLen)
 }
 
-func (m *Memory) shard(key string) *memShard {
-	return &m.shards[maphash.String(m.seed, key)%memoryShards]
+func (m *Memory) shard(key string) *memShard { return &m.shards[m.shardIndex(key)] }
+
+func (m *Memory) shardIndex(key string) int {
+	return int(maphash.String(m.seed, key) % memoryShards)
 }
 
 // Take implements [Limiter].
@@ -137,17 +139,24 @@ func (m *Memory) Take(_ context.Context, key string, rate Rate, cost int64) (Res
 	if err := validCost(cost); err != nil {
 		return Result{}, err
 	}
+	now := m.clock().UnixMicro()
+	s := m.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.take(key, &g, cost, now, true), nil
+}
+
+// take decides a Take at now (µs) under s.mu; only commit stores the new
+// state, so that an admission can check all its operations first.
+func (s *memShard) take(key string, g *gcra, cost, now int64, commit bool) Result {
 	never := cost > g.burst
 	var incQ, incR int64
 	if !never {
 		incQ, incR, _ = g.span(cost) // cost <= burst: cannot overflow
 	}
-	now := m.clock().UnixMicro()
-	s := m.shard(key)
-	s.mu.Lock()
 	st := s.gcra[key]
 	st, changed, allowed, dq, df, nq, nf := g.take(st, now, incQ, incR, !never && cost > 0)
-	if changed {
+	if changed && commit {
 		if len(s.gcra) >= s.gcraNext {
 			if _, ok := s.gcra[key]; !ok {
 				s.sweepGCRA(now)
@@ -155,8 +164,7 @@ func (m *Memory) Take(_ context.Context, key string, rate Rate, cost int64) (Res
 		}
 		s.gcra[key] = st
 	}
-	s.mu.Unlock()
-	return g.result(allowed && !never, never, dq, df, nq, nf), nil
+	return g.result(allowed && !never, never, dq, df, nq, nf)
 }
 
 // Refund implements [Limiter].
@@ -204,29 +212,50 @@ func (m *Memory) Acquire(_ context.Context, key, id string, slots int64, lease t
 	s := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.acquire(key, id, slots, lease, now, true), nil
+}
+
+// acquire decides an Acquire at now (ns) under s.mu; only commit stores
+// the lease. The Result is the state after the lease either way.
+func (s *memShard) acquire(key, id string, slots int64, lease time.Duration, now int64, commit bool) Result {
 	e := s.conc[key]
-	if e == nil {
-		if len(s.conc) >= s.concNext {
-			s.sweepConc(now)
-		}
-		e = &concEntry{holders: make(map[string]int64)}
-		s.conc[key] = e
+	var n int64
+	held := false
+	if e != nil {
+		n = int64(e.prune(now))
+		_, held = e.holders[id]
 	}
-	n := int64(e.prune(now))
-	res := Result{Limit: slots}
-	if _, held := e.holders[id]; held || n < slots {
-		e.holders[id] = now + int64(lease)
-		res.Allowed = true
-	}
+	res := Result{Limit: slots, Allowed: held || n < slots}
+	exp := now + int64(lease)
 	first, last := int64(0), int64(0)
-	for _, exp := range e.holders {
-		if first == 0 || exp < first {
-			first = exp
+	if res.Allowed {
+		first, last = exp, exp
+		if !held {
+			n++
 		}
-		last = max(last, exp)
 	}
-	n = int64(len(e.holders))
-	if n == 0 {
+	if e != nil {
+		for hid, hexp := range e.holders {
+			if res.Allowed && hid == id {
+				continue
+			}
+			if first == 0 || hexp < first {
+				first = hexp
+			}
+			last = max(last, hexp)
+		}
+	}
+	if commit && res.Allowed {
+		if e == nil {
+			if len(s.conc) >= s.concNext {
+				s.sweepConc(now)
+			}
+			e = &concEntry{holders: make(map[string]int64)}
+			s.conc[key] = e
+		}
+		e.holders[id] = exp
+	}
+	if e != nil && len(e.holders) == 0 {
 		delete(s.conc, key)
 	}
 	res.Remaining = max(slots-n, 0)
@@ -236,7 +265,7 @@ func (m *Memory) Acquire(_ context.Context, key, id string, slots int64, lease t
 	if !res.Allowed {
 		res.RetryAfter = time.Duration(first - now)
 	}
-	return res, nil
+	return res
 }
 
 // Release implements [Limiter].
@@ -259,13 +288,18 @@ func (m *Memory) Reserve(_ context.Context, key, window string, limit, amount in
 		return Result{}, err
 	}
 	now := m.clock().UnixNano()
-	exp := expires.UnixNano()
-	if exp <= now { // the window is over: nothing to count against
-		return budgetResult(limit > 0, limit, 0, amount, 0), nil
-	}
 	s := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.reserve(key, window, limit, amount, expires.UnixNano(), now, true), nil
+}
+
+// reserve decides a Reserve at now (ns) under s.mu; only commit stores the
+// reservation. The Result is the state after it either way.
+func (s *memShard) reserve(key, window string, limit, amount, exp, now int64, commit bool) Result {
+	if exp <= now { // the window is over: nothing to count against
+		return budgetResult(limit > 0, limit, 0, amount, 0)
+	}
 	bk := budgetKey{key, window}
 	e := s.budgets[bk]
 	if e != nil && e.expires <= now {
@@ -278,18 +312,20 @@ func (m *Memory) Reserve(_ context.Context, key, window string, limit, amount in
 	}
 	allowed := satAdd(spent, reserved) < limit
 	if allowed && amount > 0 {
-		if e == nil {
-			if len(s.budgets) >= s.budgetNext {
-				s.sweepBudgets(now)
+		reserved = satAdd(reserved, amount)
+		if commit {
+			if e == nil {
+				if len(s.budgets) >= s.budgetNext {
+					s.sweepBudgets(now)
+				}
+				e = &budgetEntry{}
+				s.budgets[bk] = e
 			}
-			e = &budgetEntry{}
-			s.budgets[bk] = e
+			e.reserved = reserved
+			e.expires = exp
 		}
-		e.reserved = satAdd(e.reserved, amount)
-		e.expires = exp
-		reserved = e.reserved
 	}
-	return budgetResult(allowed, limit, spent, reserved, time.Duration(exp-now)), nil
+	return budgetResult(allowed, limit, spent, reserved, time.Duration(exp-now))
 }
 
 // Settle implements [Limiter].

@@ -22,6 +22,10 @@
 // the same key may be used for all of them.
 //
 // An [Op] describes one Limiter call as data; [Op.Do] runs it.
+// [Limiter.Admit] decides a request's operations together, all or nothing;
+// a [Settlement] carries the undo operations after it (plus writes such as
+// the usage record) and a [Queue] sends many of them to Redis in one
+// pipeline, off the request path.
 package ratelimit
 
 import (
@@ -130,6 +134,12 @@ type Rate struct {
 // remote backends, transport errors. A Limiter never blocks waiting for
 // capacity: it decides immediately.
 type Limiter interface {
+	// Admit decides the operations of one request (Take, Acquire and
+	// Reserve, on distinct keys) together and atomically: they are all
+	// taken, or, when any refuses, none is. Each is checked against the
+	// state before the admission. With a Redis Cluster the atomicity holds
+	// per hash slot (see [Redis]).
+	Admit(ctx context.Context, ops []Op) (AdmitResult, error)
 	// Take admits cost units under rate (see [Rate] for the algorithm).
 	// When not admitted nothing is consumed. cost > Burst is rejected with
 	// Never set; cost == 0 is a read-only peek that always succeeds and
@@ -286,7 +296,7 @@ type gcraState struct {
 	tq, tf int64
 }
 
-// take runs one GCRA decision at time now (µs). It mirrors gcraScript in
+// take runs one GCRA decision at time now (µs). It mirrors admitScript in
 // redis.go exactly. cost <= burst is required; incQ/incR is cost*T.
 // It returns the new state, whether it changed and the Result inputs.
 func (g *gcra) take(s gcraState, now, incQ, incR int64, write bool) (ns gcraState, changed, allowed bool, dq, df, nq, nf int64) {
@@ -311,7 +321,7 @@ func (g *gcra) take(s gcraState, now, incQ, incR int64, write bool) (ns gcraStat
 	return s, false, false, dq, df, nq, nf
 }
 
-// refund applies Refund(n) at time now. It mirrors gcraScript. remove reports
+// refund applies Refund(n) at time now. It mirrors refundScript. remove reports
 // that the state is equivalent to a full bucket and can be dropped.
 func (g *gcra) refund(s gcraState, exists bool, now, n int64) (ns gcraState, remove bool) {
 	if s.tf >= g.m {

@@ -16,8 +16,10 @@ import (
 // Every decision is one atomic Lua script (EVALSHA, falling back to EVAL when
 // the script cache is empty, e.g. after a Redis restart) that takes the time
 // from Redis TIME, so the clocks of the gateway hosts do not matter. Every key
-// carries a TTL; nothing is read, modified and written back from Go. Each
-// script touches a single key, so Redis Cluster works too.
+// carries a TTL; nothing is read, modified and written back from Go. An
+// admission of many operations is one script (see [Redis.Admit] for Redis
+// Cluster, where it is one script per hash slot); the undo operations of
+// settlements are pipelined (see [Apply]).
 //
 // Key layout, below prefix:
 //
@@ -45,18 +47,132 @@ if redis.replicate_commands then redis.replicate_commands() end
 local function int(x) return string.format('%d', x) end
 `
 
-// gcraScript mirrors gcra.take and gcra.refund in ratelimit.go.
+// admitScript decides an admission: KEYS has one key per operation and
+// ARGV seven values per operation, the first its kind:
 //
-// KEYS[1] state key. ARGV: mode (t=take, p=peek, r=refund, c=charge), m,
-// tauQ, tauR, incQ, incR. Times are µs, fractions in 1/m µs.
-// Returns {allowed, dq, df, nq, nf} for t/p, 0 for r/c.
-var gcraScript = redis.NewScript(luaPrelude + `
+//	t  Take: m, tauQ, tauR, incQ, incR (µs, fractions in 1/m µs)
+//	p  Take of cost 0 (a peek); n  Take of cost > burst (never admitted)
+//	a  Acquire: id, slots, lease ms
+//	b  Reserve: limit, amount, expires (unix ms)
+//
+// Redis TIME is read once. Every operation is checked against the state
+// before the admission; only when all are admitted are they written. The
+// reply is {refused (1-based, 0 when admitted), then five values per
+// operation}: Take {allowed, dq, df, nq, nf} (mirrors gcra.take), Acquire
+// {allowed, holders, ms until last expiry, ms until first expiry, 0},
+// Reserve {allowed, spent, reserved, ms until expiry, 0}, each the state
+// after the admission as if it were taken.
+var admitScript = redis.NewScript(luaPrelude + `
+local t = redis.call('TIME')
+local nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local nowMs = math.floor(nowUs / 1000)
+
+local function take(key, mode, m, tauQ, tauR, incQ, incR)
+  local v = redis.call('HMGET', key, 'q', 'f')
+  local tq, tf = tonumber(v[1]), tonumber(v[2]) or 0
+  if tq == nil or tq < nowUs then tq, tf = nowUs, 0 end
+  if tf >= m then tf = m - 1 end
+  local dq, df = tq - nowUs, tf
+  if mode == 'p' then return {1, dq, df, 0, 0} end
+  if mode == 'n' then return {0, dq, df, 0, 0} end
+  local nq, nf = dq + incQ, df + incR
+  if nf >= m then nf, nq = nf - m, nq + 1 end
+  if nq < tauQ or (nq == tauQ and nf <= tauR) then
+    return {1, nq, nf, 0, 0}, function()
+      if incQ > 0 or incR > 0 then
+        redis.call('HSET', key, 'q', int(nowUs + nq), 'f', int(nf))
+        local d = nq
+        if nf > 0 then d = d + 1 end
+        redis.call('PEXPIRE', key, int(math.max(1, math.ceil(d / 1000))))
+      end
+    end
+  end
+  return {0, dq, df, nq, nf}
+end
+
+-- ends returns the first and last expiry of the holders other than id.
+local function ends(key, id)
+  local first, last
+  local lo = redis.call('ZRANGE', key, 0, 1, 'WITHSCORES')
+  for i = 1, #lo, 2 do
+    if lo[i] ~= id then first = tonumber(lo[i + 1]); break end
+  end
+  local hi = redis.call('ZREVRANGE', key, 0, 1, 'WITHSCORES')
+  for i = 1, #hi, 2 do
+    if hi[i] ~= id then last = tonumber(hi[i + 1]); break end
+  end
+  return first, last
+end
+
+local function acquire(key, id, slots, lease)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', nowMs)
+  local n = redis.call('ZCARD', key)
+  local held = redis.call('ZSCORE', key, id)
+  local first, last = ends(key, id)
+  local exp = nowMs + lease
+  if held or n < slots then
+    if not held then n = n + 1 end
+    first, last = math.min(first or exp, exp), math.max(last or exp, exp)
+    return {1, n, last - nowMs, first - nowMs, 0}, function()
+      redis.call('ZADD', key, int(exp), id)
+      redis.call('PEXPIRE', key, int(last - nowMs))
+    end
+  end
+  local reset, retry = 0, 0
+  if n > 0 then reset, retry = last - nowMs, first - nowMs end
+  return {0, n, reset, retry, 0}
+end
+
+local function reserve(key, limit, amount, exp)
+  if exp <= nowMs then
+    if limit > 0 then return {1, 0, amount, 0, 0} end
+    return {0, 0, amount, 0, 0}
+  end
+  local v = redis.call('HMGET', key, 'spent', 'reserved')
+  local spent, reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  if spent + reserved >= limit then return {0, spent, reserved, exp - nowMs, 0} end
+  if amount <= 0 then return {1, spent, reserved, exp - nowMs, 0} end
+  return {1, spent, reserved + amount, exp - nowMs, 0}, function()
+    redis.call('HINCRBY', key, 'reserved', int(amount))
+    redis.call('PEXPIREAT', key, int(exp))
+  end
+end
+
+local out, commits, refused = {0}, {}, 0
+for i = 1, #KEYS do
+  local a = (i - 1) * 7
+  local kind = ARGV[a + 1]
+  local x = {}
+  for j = 2, 7 do x[j - 1] = ARGV[a + j] end
+  local res, commit
+  if kind == 'a' then
+    res, commit = acquire(KEYS[i], x[1], tonumber(x[2]), tonumber(x[3]))
+  elseif kind == 'b' then
+    res, commit = reserve(KEYS[i], tonumber(x[1]), tonumber(x[2]), tonumber(x[3]))
+  else
+    res, commit = take(KEYS[i], kind, tonumber(x[1]), tonumber(x[2]), tonumber(x[3]), tonumber(x[4]), tonumber(x[5]))
+  end
+  if res[1] == 0 and refused == 0 then refused = i end
+  if commit then commits[#commits + 1] = commit end
+  for j = 1, 5 do out[#out + 1] = res[j] end
+end
+if refused == 0 then
+  for _, commit in ipairs(commits) do commit() end
+end
+out[1] = refused
+return out
+`)
+
+// refundScript mirrors gcra.refund in ratelimit.go.
+//
+// KEYS[1] state key. ARGV: mode (r=refund, c=charge), m, incQ, incR: the
+// units as µs + fraction in 1/m µs.
+var refundScript = redis.NewScript(luaPrelude + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local mode = ARGV[1]
 local m = tonumber(ARGV[2])
-local tauQ, tauR = tonumber(ARGV[3]), tonumber(ARGV[4])
-local incQ, incR = tonumber(ARGV[5]), tonumber(ARGV[6])
+local incQ, incR = tonumber(ARGV[3]), tonumber(ARGV[4])
 local v = redis.call('HMGET', KEYS[1], 'q', 'f')
 local tq, tf = tonumber(v[1]), tonumber(v[2]) or 0
 local exists = tq ~= nil
@@ -75,66 +191,11 @@ if mode == 'r' then
   return 0
 end
 if (not exists) or tq < now then tq, tf = now, 0 end
-if mode == 'c' then
-  tq, tf = tq + incQ, tf + incR
-  if tf >= m then tf, tq = tf - m, tq + 1 end
-  if tq - now > 1125899906842624 then tq, tf = now + 1125899906842624, 0 end
-  store(tq, tf)
-  return 0
-end
-local dq, df = tq - now, tf
-if mode == 'p' then return {1, dq, df, 0, 0} end
-local nq, nf = dq + incQ, df + incR
-if nf >= m then nf, nq = nf - m, nq + 1 end
-if nq < tauQ or (nq == tauQ and nf <= tauR) then
-  if incQ > 0 or incR > 0 then store(now + nq, nf) end
-  return {1, nq, nf, 0, 0}
-end
-return {0, dq, df, nq, nf}
-`)
-
-// concScript: KEYS[1] sorted set. ARGV: id, slots, lease ms.
-// Returns {allowed, holders, ms until last expiry, ms until first expiry}.
-var concScript = redis.NewScript(luaPrelude + `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local n = redis.call('ZCARD', KEYS[1])
-local allowed = 0
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) or n < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[3])), ARGV[1])
-  allowed = 1
-end
-n = redis.call('ZCARD', KEYS[1])
-local reset, retry = 0, 0
-if n > 0 then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  reset = tonumber(last[2]) - now
-  retry = tonumber(first[2]) - now
-  redis.call('PEXPIRE', KEYS[1], int(reset))
-end
-return {allowed, n, reset, retry}
-`)
-
-// reserveScript: KEYS[1] budget hash. ARGV: limit, amount, expires (unix ms).
-// Returns {allowed, spent, reserved, ms until expiry}.
-var reserveScript = redis.NewScript(luaPrelude + `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit, amount, exp = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if exp <= now then
-  if limit > 0 then return {1, 0, amount, 0} end
-  return {0, 0, amount, 0}
-end
-local v = redis.call('HMGET', KEYS[1], 'spent', 'reserved')
-local spent, reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
-if spent + reserved >= limit then return {0, spent, reserved, exp - now} end
-if amount > 0 then
-  reserved = redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[2])
-  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-end
-return {1, spent, reserved, exp - now}
+tq, tf = tq + incQ, tf + incR
+if tf >= m then tf, tq = tf - m, tq + 1 end
+if tq - now > 1125899906842624 then tq, tf = now + 1125899906842624, 0 end
+store(tq, tf)
+return 0
 `)
 
 // settleScript: KEYS[1] budget hash. ARGV: reserved, actual, expires (unix ms).
@@ -158,39 +219,27 @@ func (r *Redis) budgetKey(key, window string) string {
 	return r.prefix + "budget:" + key + "@" + window
 }
 
-func (r *Redis) run(ctx context.Context, s *redis.Script, key string, want int, args ...any) ([]int64, error) {
-	vals, err := s.Run(ctx, r.client, []string{key}, args...).Int64Slice()
-	if err != nil {
-		return nil, fmt.Errorf("ratelimit: redis: %w", err)
-	}
-	if len(vals) != want {
-		return nil, fmt.Errorf("ratelimit: redis: unexpected script reply %v", vals)
-	}
-	return vals, nil
-}
-
 // Take implements [Limiter].
 func (r *Redis) Take(ctx context.Context, key string, rate Rate, cost int64) (Result, error) {
-	g, err := rate.compile()
+	return r.decideOne(ctx, Op{Kind: OpTake, Key: key, Rate: rate, Amount: cost})
+}
+
+// Acquire implements [Limiter].
+func (r *Redis) Acquire(ctx context.Context, key, id string, slots int64, lease time.Duration) (Result, error) {
+	return r.decideOne(ctx, Op{Kind: OpAcquire, Key: key, ID: id, Slots: slots, Lease: lease})
+}
+
+// Reserve implements [Limiter].
+func (r *Redis) Reserve(ctx context.Context, key, window string, limit, amount int64, expires time.Time) (Result, error) {
+	return r.decideOne(ctx, Op{Kind: OpReserve, Key: key, Window: window, Limit: limit, Amount: amount, Expires: expires})
+}
+
+func (r *Redis) decideOne(ctx context.Context, o Op) (Result, error) {
+	res, err := r.Admit(ctx, []Op{o})
 	if err != nil {
 		return Result{}, err
 	}
-	if err := validCost(cost); err != nil {
-		return Result{}, err
-	}
-	never := cost > g.burst
-	mode := "t"
-	var incQ, incR int64
-	if never || cost == 0 {
-		mode = "p"
-	} else {
-		incQ, incR, _ = g.span(cost)
-	}
-	v, err := r.run(ctx, gcraScript, r.gcraKey(key), 5, mode, g.m, g.tauQ, g.tauR, incQ, incR)
-	if err != nil {
-		return Result{}, err
-	}
-	return g.result(v[0] == 1 && !never, never, v[1], v[2], v[3], v[4]), nil
+	return res.Results[0], nil
 }
 
 // Refund implements [Limiter].
@@ -208,29 +257,11 @@ func (r *Redis) Refund(ctx context.Context, key string, rate Rate, n int64, _ Ba
 		n = -max(n, -math.MaxInt64) // |n| without overflowing on MinInt64
 	}
 	q, f := g.spanClamped(n)
-	_, err = gcraScript.Run(ctx, r.client, []string{r.gcraKey(key)}, mode, g.m, g.tauQ, g.tauR, q, f).Result()
+	_, err = refundScript.Run(ctx, r.client, []string{r.gcraKey(key)}, mode, g.m, q, f).Result()
 	if err != nil {
 		return fmt.Errorf("ratelimit: redis: %w", err)
 	}
 	return nil
-}
-
-// Acquire implements [Limiter].
-func (r *Redis) Acquire(ctx context.Context, key, id string, slots int64, lease time.Duration) (Result, error) {
-	if err := validSlot(id, slots, lease); err != nil {
-		return Result{}, err
-	}
-	leaseMs := (lease + time.Millisecond - 1) / time.Millisecond
-	v, err := r.run(ctx, concScript, r.concKey(key), 4, id, slots, int64(leaseMs))
-	if err != nil {
-		return Result{}, err
-	}
-	res := Result{Allowed: v[0] == 1, Limit: slots, Remaining: max(slots-v[1], 0)}
-	res.ResetAfter = time.Duration(v[2]) * time.Millisecond
-	if !res.Allowed {
-		res.RetryAfter = time.Duration(v[3]) * time.Millisecond
-	}
-	return res, nil
 }
 
 // Release implements [Limiter].
@@ -239,18 +270,6 @@ func (r *Redis) Release(ctx context.Context, key, id string, _ Backend) error {
 		return fmt.Errorf("ratelimit: redis: %w", err)
 	}
 	return nil
-}
-
-// Reserve implements [Limiter].
-func (r *Redis) Reserve(ctx context.Context, key, window string, limit, amount int64, expires time.Time) (Result, error) {
-	if err := validAmounts(amount, 0); err != nil {
-		return Result{}, err
-	}
-	v, err := r.run(ctx, reserveScript, r.budgetKey(key, window), 4, limit, amount, expires.UnixMilli())
-	if err != nil {
-		return Result{}, err
-	}
-	return budgetResult(v[0] == 1, limit, v[1], v[2], time.Duration(v[3])*time.Millisecond), nil
 }
 
 // Settle implements [Limiter].

@@ -79,3 +79,21 @@ func (l *RedisLedger) Get(ctx context.Context, key, window string) (Record, erro
 	}
 	return Record{out[0], out[1], out[2], out[3], out[4]}, nil
 }
+
+// pipeAdd queues Add's commands on p (a settlement's pipeline): HINCRBY
+// per field and PEXPIREAT, without MULTI/EXEC, so a reader may see a
+// record's fields land one after the other within the pipeline.
+func (l *RedisLedger) pipeAdd(ctx context.Context, p redis.Pipeliner, key, window string, r Record, expires time.Time) []redis.Cmder {
+	if !expires.After(time.Now()) {
+		return nil
+	}
+	k := l.key(key, window)
+	vals := [...]int64{r.Requests, r.InputTokens, r.OutputTokens, r.CachedTokens, r.CostMicros}
+	cmds := make([]redis.Cmder, 0, len(vals)+1)
+	for i, f := range recordFields {
+		if vals[i] != 0 {
+			cmds = append(cmds, p.HIncrBy(ctx, k, f, vals[i]))
+		}
+	}
+	return append(cmds, p.PExpireAt(ctx, k, expires))
+}

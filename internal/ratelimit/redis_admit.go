@@ -1,0 +1,222 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// scriptCall is one script invocation of a pipeline.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// pipeline sends calls (EVALSHA) and the commands plain adds in one
+// pipeline, one round trip (with a Cluster one per master, in parallel).
+// Calls whose script Redis does not know (after a restart or SCRIPT
+// FLUSH) are sent again with EVAL in a second one. The replies' errors
+// are the callers' to read.
+func (r *Redis) pipeline(ctx context.Context, calls []scriptCall, plain func(redis.Pipeliner)) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, len(calls))
+	p := r.client.Pipeline()
+	for i, c := range calls {
+		cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+	}
+	if plain != nil {
+		plain(p)
+	}
+	_, _ = p.Exec(ctx) // errors are read per command
+	var again []int
+	for i, c := range cmds {
+		if err := c.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		p := r.client.Pipeline()
+		for _, i := range again {
+			c := calls[i]
+			cmds[i] = c.script.Eval(ctx, p, c.keys, c.args...)
+		}
+		_, _ = p.Exec(ctx)
+	}
+	return cmds
+}
+
+// stateKey is the Redis key of an operation's state.
+func (r *Redis) stateKey(o *Op) string {
+	switch o.Kind {
+	case OpAcquire, OpRelease:
+		return r.concKey(o.Key)
+	case OpReserve, OpSettle:
+		return r.budgetKey(o.Key, o.Window)
+	}
+	return r.gcraKey(o.Key)
+}
+
+// Admit implements [Limiter] with one EVALSHA of admitScript: one round
+// trip, atomic, Redis TIME read once.
+//
+// With a Redis Cluster a script may only touch keys of one hash slot, and
+// a key's limits and a model's limits hash to different slots, so the
+// operations are grouped by slot and each group is one script; the
+// scripts go out in one pipeline (a round trip per master, in parallel).
+// Each group is atomic; when one refuses (or fails) the groups that were
+// taken are given back with one more pipeline, so nothing stays taken,
+// but two admissions racing for the last unit of different groups may
+// then both be refused.
+func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
+	aops, err := compileAdmission(ops)
+	if err != nil {
+		return AdmitResult{}, err
+	}
+	var groups [][]int // operation indexes by hash slot
+	if _, cluster := r.client.(*redis.ClusterClient); cluster && len(aops) > 1 {
+		bySlot := make(map[uint16]int, 2)
+		for i := range aops {
+			slot := keySlot(r.stateKey(aops[i].Op))
+			g, ok := bySlot[slot]
+			if !ok {
+				g = len(groups)
+				bySlot[slot] = g
+				groups = append(groups, nil)
+			}
+			groups[g] = append(groups[g], i)
+		}
+	} else {
+		all := make([]int, len(aops))
+		for i := range all {
+			all[i] = i
+		}
+		groups = [][]int{all}
+	}
+	calls := make([]scriptCall, len(groups))
+	for gi, idx := range groups {
+		c := scriptCall{script: admitScript, keys: make([]string, len(idx)), args: make([]any, 0, 7*len(idx))}
+		for j, i := range idx {
+			o := &aops[i]
+			c.keys[j] = r.stateKey(o.Op)
+			c.args = append(c.args, o.admitArgs()...)
+		}
+		calls[gi] = c
+	}
+	cmds := r.pipeline(ctx, calls, nil)
+
+	results := make([]Result, len(aops))
+	taken := make([]bool, len(groups))
+	var errs []error
+	refused := false
+	for gi, idx := range groups {
+		v, err := cmds[gi].Int64Slice()
+		if err == nil && len(v) != 1+5*len(idx) {
+			err = fmt.Errorf("unexpected script reply %v", v)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		taken[gi] = v[0] == 0
+		refused = refused || !taken[gi]
+		for j, i := range idx {
+			results[i] = aops[i].result(v[1+5*j : 6+5*j])
+		}
+	}
+	if (len(errs) > 0 || refused) && len(groups) > 1 { // give the taken groups back
+		var undo []Op
+		for gi, idx := range groups {
+			if taken[gi] {
+				for _, i := range idx {
+					if o, ok := aops[i].undo(); ok {
+						undo = append(undo, o)
+					}
+				}
+			}
+		}
+		if len(undo) > 0 {
+			if _, err := r.settleBatch(ctx, []Settlement{{Ops: undo}}); err != nil {
+				errs = append(errs, fmt.Errorf("giving back a refused admission: %w", err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return AdmitResult{}, fmt.Errorf("ratelimit: redis: %w", errors.Join(errs...))
+	}
+	return finishAdmission(results), nil
+}
+
+// admitArgs are o's seven ARGV values of admitScript.
+func (o *admitOp) admitArgs() []any {
+	switch o.Kind {
+	case OpAcquire:
+		leaseMs := (o.Lease + time.Millisecond - 1) / time.Millisecond
+		return []any{"a", o.ID, o.Slots, int64(leaseMs), 0, 0, 0}
+	case OpReserve:
+		return []any{"b", o.Limit, o.Amount, o.Expires.UnixMilli(), 0, 0, 0}
+	}
+	g := &o.g
+	switch {
+	case o.Amount > g.burst:
+		return []any{"n", g.m, g.tauQ, g.tauR, 0, 0, 0}
+	case o.Amount == 0:
+		return []any{"p", g.m, g.tauQ, g.tauR, 0, 0, 0}
+	}
+	incQ, incR, _ := g.span(o.Amount)
+	return []any{"t", g.m, g.tauQ, g.tauR, incQ, incR, 0}
+}
+
+// result converts o's five reply values of admitScript.
+func (o *admitOp) result(v []int64) Result {
+	switch o.Kind {
+	case OpAcquire:
+		res := Result{Allowed: v[0] == 1, Limit: o.Slots, Remaining: max(o.Slots-v[1], 0)}
+		res.ResetAfter = time.Duration(v[2]) * time.Millisecond
+		if !res.Allowed {
+			res.RetryAfter = time.Duration(v[3]) * time.Millisecond
+		}
+		return res
+	case OpReserve:
+		return budgetResult(v[0] == 1, o.Limit, v[1], v[2], time.Duration(v[3])*time.Millisecond)
+	}
+	never := o.Amount > o.g.burst
+	return o.g.result(v[0] == 1 && !never, never, v[1], v[2], v[3], v[4])
+}
+
+// undo is the operation that gives back what o took.
+func (o *admitOp) undo() (Op, bool) {
+	switch o.Kind {
+	case OpAcquire:
+		return Op{Kind: OpRelease, Key: o.Key, ID: o.ID}, true
+	case OpReserve:
+		return Op{Kind: OpSettle, Key: o.Key, Window: o.Window, Reserved: o.Amount, Expires: o.Expires}, o.Amount > 0
+	}
+	return Op{Kind: OpRefund, Key: o.Key, Rate: o.Rate, Amount: o.Amount}, o.Amount > 0 && o.Amount <= o.g.burst
+}
+
+// keySlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its
+// hash tag (the part between the first "{" and the next "}", when not
+// empty) or of the whole key, modulo 16384.
+func keySlot(key string) uint16 {
+	if s := strings.IndexByte(key, '{'); s >= 0 {
+		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
+			key = key[s+1 : s+1+e]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc % 16384
+}
