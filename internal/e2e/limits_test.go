@@ -437,46 +437,53 @@ func TestSharedLimitsAcrossGateways(t *testing.T) {
 	rs := redistest.Start(t)
 	fake := startFake(t, fakellm.Options{Name: "fake", Chunks: 2})
 	const (
-		nKeys  = 50
-		rpm    = 120 // 2 per second
-		burst  = 6   // 3 s of slack: CPU stalls on a 2-core CI machine bunch arrivals
-		window = 4 * time.Second
+		nKeys = 50
+		rpm   = 120 // 2 per second
+		burst = 6   // 3 s of slack: CPU stalls on a 2-core CI machine bunch arrivals
 	)
-	var keys strings.Builder
-	for i := range nKeys {
-		fmt.Fprintf(&keys, "key k%02d {\n\t\t\tsecret secret-%02d\n\t\t\trpm %d\n\t\t\tburst %d\n\t\t}\n\t\t", i, i, rpm, burst)
-	}
+	keys := rpmKeys(nKeys, rpm, burst)
 	data := func() map[string]any {
 		// A generous timeout: on this 2-core machine a race-enabled gateway
 		// under load can miss 50 ms, and a fail-open decision is made in
 		// process, which is not what this test measures.
-		return map[string]any{"Fake": fake.URL, "Keys": keys.String(), "RedisURL": "redis://" + rs.Addr(), "OnFailure": "fail_closed", "Timeout": "2s"}
+		return map[string]any{"Fake": fake.URL, "Keys": keys, "RedisURL": "redis://" + rs.Addr(), "OnFailure": "fail_closed", "Timeout": "2s"}
 	}
 	gws := []*Gateway{startGateway(t, sharedCaddyfile, data()), startGateway(t, sharedCaddyfile, data()), startGateway(t, sharedCaddyfile, data())}
+	checkSharedRPM(t, gws, nKeys, rpm, burst, 4*time.Second)
+}
 
-	// Each key is driven at 2x its rate, requests spread over the gateways.
+// rpmKeys declares keys k00… (secrets secret-00…) with rpm and burst.
+func rpmKeys(n, rpm, burst int) string {
+	var keys strings.Builder
+	for i := range n {
+		fmt.Fprintf(&keys, "key k%02d {\n\t\t\tsecret secret-%02d\n\t\t\trpm %d\n\t\t\tburst %d\n\t\t}\n\t\t", i, i, rpm, burst)
+	}
+	return keys.String()
+}
+
+// checkSharedRPM drives each of the nKeys keys of rpmKeys at twice its
+// rate for window, requests spread over gws, and checks that every key got
+// its rate in total (at least 99 %, at most the rate plus burst over the
+// time the requests took), whichever gateway served them.
+func checkSharedRPM(t *testing.T, gws []*Gateway, nKeys, rpm, burst int, window time.Duration) {
+	t.Helper()
 	body := `{"model":"demo","messages":[{"role":"user","content":"x"}]}`
-	interval := time.Minute / rpm / 2
-	var admitted [nKeys]atomic.Int64
+	interval := time.Minute / time.Duration(rpm) / 2
+	admitted := make([]atomic.Int64, nKeys)
 	var other atomic.Int64
-	tr := &http.Transport{MaxIdleConnsPerHost: 200}
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200}, Timeout: 10 * time.Second}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for k := range nKeys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			// Open loop: one request per tick whatever the latency, so
 			// the offered load stays at 2x the limit.
 			tick := time.NewTicker(interval)
 			defer tick.Stop()
 			var reqs sync.WaitGroup
 			for i := 0; time.Since(start) < window; i++ {
-				reqs.Add(1)
-				go func() {
-					defer reqs.Done()
-					req, _ := http.NewRequest(http.MethodPost, gws[(k+i)%3].URL+"/v1/chat/completions", strings.NewReader(body))
+				reqs.Go(func() {
+					req, _ := http.NewRequest(http.MethodPost, gws[(k+i)%len(gws)].URL+"/v1/chat/completions", strings.NewReader(body))
 					req.Header.Set("Authorization", fmt.Sprintf("Bearer secret-%02d", k))
 					resp, err := client.Do(req)
 					if err != nil {
@@ -491,11 +498,11 @@ func TestSharedLimitsAcrossGateways(t *testing.T) {
 						other.Add(1)
 					}
 					resp.Body.Close()
-				}()
+				})
 				<-tick.C
 			}
 			reqs.Wait()
-		}()
+		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -505,10 +512,9 @@ func TestSharedLimitsAcrossGateways(t *testing.T) {
 	}
 	// Admissions happen while requests are processed, up to `elapsed`.
 	limit := float64(rpm) * window.Minutes()
-	upper := float64(rpm)*elapsed.Minutes() + burst
+	upper := float64(rpm)*elapsed.Minutes() + float64(burst)
 	for k := range nKeys {
-		n := float64(admitted[k].Load())
-		if n > upper+1 || n < 0.99*limit {
+		if n := float64(admitted[k].Load()); n > upper+1 || n < 0.99*limit {
 			t.Errorf("key k%02d: admitted %.0f, want between %.1f and %.1f", k, n, 0.99*limit, upper)
 		}
 	}
