@@ -111,6 +111,29 @@ type Info struct {
 	Outcome Outcome
 	// Limited is the error code when the guard refused the request.
 	Limited string
+
+	// What the stages did, filled by each (telemetry, metrics, headers
+	// and placeholders read them once the request has ended).
+
+	// Cache is the response cache's verdict: "hit", "semantic-hit",
+	// "miss", "bypass" or "refresh"; "" when the request was not cached.
+	Cache string
+	// CacheSaved is the usage a cache hit did not spend (the stored
+	// answer's), and CacheSavedUSD its price.
+	CacheSaved    openai.Usage
+	CacheSavedUSD float64
+	// RAG is "used" when retrieved context was injected, "skipped" when
+	// retrieval failed and the prompt went as it was; RAGSources the
+	// injected chunks in rank order ("<source>#<chunk index>"), RAGTime
+	// the retrieval's duration.
+	RAG        string
+	RAGSources []string
+	RAGTime    time.Duration
+	// Guardrails counts what the guardrails did, by action and detector
+	// (e.g. "masked=email:2,card:1"), never the values; Truncated what
+	// truncation dropped ("messages=6 tokens=3120").
+	Guardrails string
+	Truncated  string
 }
 
 // New returns a gateway.
