@@ -76,7 +76,11 @@ func (x *Exchange) end(o Outcome) {
 // with an error in OpenAI's shape (the client's dialect renders it). A
 // stage that takes something (a limit, a lock) adds a Tap whose End gives
 // it back: End runs once with the outcome whatever happens later.
+//
+// Name is the stage's short name ("cache", "rag", "guardrails"): telemetry
+// names the stage's span after it.
 type Stage interface {
+	Name() string
 	Run(x *Exchange) (*Reply, *openai.Error)
 }
 

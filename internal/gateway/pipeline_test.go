@@ -196,6 +196,8 @@ func (r *recordingTap) End(o Outcome, _ *Info)                  { r.outcomes = a
 // tapStage adds the recording tap to every request.
 type tapStage struct{ t *recordingTap }
 
+func (s tapStage) Name() string { return "tap" }
+
 func (s tapStage) Run(x *Exchange) (*Reply, *openai.Error) { x.AddTap(s.t); return nil, nil }
 
 func stub(script ...step) *scriptedProvider { return &scriptedProvider{script: script} }
