@@ -103,6 +103,8 @@ func (a *App) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
 	case rest == "status" && r.Method == http.MethodGet:
 		return a.adminStatus(w)
+	case rest == "cache":
+		return a.adminCache(w, r)
 	}
 	return apiErr(http.StatusNotFound, "unknown ai_gateway admin path")
 }
@@ -127,6 +129,10 @@ type usageView struct {
 	ReservedUSD  float64  `json:"reserved_usd"`
 	BudgetUSD    float64  `json:"budget_usd,omitempty"`
 	RemainingUSD *float64 `json:"remaining_usd,omitempty"`
+	// What the response cache answered for the key, and did not spend.
+	CacheHits        int64   `json:"cache_hits"`
+	CacheSavedTokens int64   `json:"cache_saved_tokens"`
+	CacheSavedUSD    float64 `json:"cache_saved_usd"`
 }
 
 func view(k *auth.Key) keyView {
@@ -235,7 +241,8 @@ func (a *App) adminGetKey(w http.ResponseWriter, r *http.Request, name string) e
 		return apiErr(http.StatusServiceUnavailable, "reading usage: %v", err)
 	}
 	u := &usageView{Period: k.Policy.Period(), Window: window, Requests: rec.Requests, InputTokens: rec.InputTokens,
-		OutputTokens: rec.OutputTokens, CachedTokens: rec.CachedTokens, SpendUSD: float64(rec.CostMicros) / 1e6}
+		OutputTokens: rec.OutputTokens, CachedTokens: rec.CachedTokens, SpendUSD: float64(rec.CostMicros) / 1e6,
+		CacheHits: rec.CacheHits, CacheSavedTokens: rec.SavedTokens, CacheSavedUSD: float64(rec.SavedMicros) / 1e6}
 	if k.Policy.Budget > 0 {
 		spent, reserved, err := a.limiter.Spent(r.Context(), gateway.LimiterKey(gateway.ScopeKey, k.Name, gateway.LimitBudget), window)
 		if err == nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
@@ -106,6 +107,9 @@ type App struct {
 	// tokens), by model name or glob.
 	Prices map[string]PriceConfig `json:"prices,omitempty"`
 
+	// Cache turns the response cache on for every route (see CacheConfig).
+	Cache *CacheConfig `json:"cache,omitempty"`
+
 	providers map[string]provider.Provider
 	clients   []*provider.HTTP
 	// secrets are the credentials the gateway holds (provider keys, extra
@@ -135,6 +139,10 @@ type App struct {
 	pricing     *usage.Pricing
 
 	metrics *metrics
+
+	redisClient redis.UniversalClient // the guard's, shared with the cache
+	redisPrefix string
+	cache       *responseCache
 }
 
 // ProviderConfig configures one upstream provider.
@@ -295,7 +303,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.redactor = provider.NewRedactor(a.secrets...)
-	return nil
+	return a.provisionCache(ctx)
 }
 
 // buildProvider returns the provider, its HTTP client and the secrets it
@@ -468,6 +476,7 @@ func (a *App) Cleanup() error {
 			a.logger.Warn("settlements lost while Redis was unavailable", zap.Int64("lost", st.Lost))
 		}
 	}
+	a.cleanupCache()
 	for _, k := range a.poolKeys {
 		_, _ = statePool.Delete(k)
 	}
@@ -500,6 +509,7 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 		Models:        h.Models,
 		Guard:         a.guard(logger),
 		Drain:         a.drain,
+		Stages:        a.cacheStages(h, logger),
 	}
 	if h.MaxBodySize > 0 {
 		cfg.MaxBodyBytes = h.MaxBodySize

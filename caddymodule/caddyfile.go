@@ -88,6 +88,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		}
 //		reserve_output_tokens <n>
 //		price <model|glob> <input usd/1M> <output usd/1M> [<cached usd/1M>]
+//		cache { ... }   (see CacheConfig.unmarshal)
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -215,6 +216,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "redis":
 			a.Redis = new(RedisConfig)
 			err = a.Redis.unmarshal(d)
+		case "cache":
+			a.Cache = new(CacheConfig)
+			err = a.Cache.unmarshal(d)
 		default:
 			return d.Errf("unrecognized ai_gateway option %s", dir)
 		}
@@ -430,6 +434,7 @@ func parseInt64(d *caddyfile.Dispenser) (int64, error) {
 //		max_json_depth <n>
 //		max_tokens    <n>
 //		models        <name|glob>...
+//		cache         off
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	hd := new(Handler)
@@ -462,6 +467,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Models = append(h.Models, args...)
+		case "cache":
+			err = unmarshalHandlerCache(d, h)
 		default:
 			return d.Errf("unrecognized ai_gateway subdirective %s", d.Val())
 		}

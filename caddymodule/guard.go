@@ -179,6 +179,7 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 	if prefix == "" {
 		prefix = "aigw:"
 	}
+	a.redisClient, a.redisPrefix = client, prefix
 	failOpen := true
 	switch strings.ToLower(a.Redis.OnFailure) {
 	case "", "fail_open":

@@ -31,6 +31,7 @@ func init() {
 //	{http.ai_gateway.tokens.output}  completion tokens reported by the upstream
 //	{http.ai_gateway.ttft_ms}        time to the first streamed event (or the answer), ms
 //	{http.ai_gateway.status}         the status the gateway answered (599: stream broke after 200)
+//	{http.ai_gateway.cache}          the response cache's verdict: hit, semantic-hit, miss, bypass, refresh
 type Handler struct {
 	// MaxBodySize overrides the app's request body limit for this route.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
@@ -44,6 +45,9 @@ type Handler struct {
 	// Models restricts the models this route serves (names or globs).
 	// Others answer 404 model_not_found. Default: all.
 	Models []string `json:"models,omitempty"`
+	// Cache "off" keeps this route out of the app's response cache.
+	// Default: cached when the app has a cache.
+	Cache string `json:"cache,omitempty"`
 
 	gw      *gateway.Gateway
 	metrics *metrics
@@ -92,6 +96,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		repl.Set("http.ai_gateway.tokens.output", info.Usage.OutputTokens)
 		repl.Set("http.ai_gateway.ttft_ms", strconv.FormatInt(info.TTFT.Milliseconds(), 10))
 		repl.Set("http.ai_gateway.status", info.Status)
+		repl.Set("http.ai_gateway.cache", info.Cache)
 	}
 	return nil
 }

@@ -42,6 +42,9 @@ type Exchange struct {
 	req   dialect.Request
 	reply Reply
 	ev    dialect.Event
+
+	// onReply, set by a stage, sees the attempt loop's reply first.
+	onReply func(*Reply) *Reply
 }
 
 // Context is the request's context (the drain's for a stream it may end).
@@ -50,6 +53,19 @@ func (x *Exchange) Context() context.Context { return x.r.Context() }
 // Header is the response header, for stages that answer with headers of
 // their own (rate limits).
 func (x *Exchange) Header() http.Header { return x.w.Header() }
+
+// RequestHeader is the client's request header (Cache-Control).
+func (x *Exchange) RequestHeader() http.Header { return x.r.Header }
+
+// SetContext makes ctx the context of the attempts and the reply from now
+// on: a stage whose request others wait for (a response cache's
+// coalescing leader) lets the upstream call outlive its own client.
+func (x *Exchange) SetContext(ctx context.Context) { x.r = x.r.WithContext(ctx) }
+
+// OnReply makes f see the attempt loop's reply before it is served, and
+// serve what f returns (a coalescing leader shares its stream with the
+// requests waiting for it).
+func (x *Exchange) OnReply(f func(*Reply) *Reply) { x.onReply = f }
 
 // AddTap adds t to the taps of the reply, after those added before.
 func (x *Exchange) AddTap(t Tap) { x.taps = append(x.taps, t) }

@@ -286,7 +286,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 			// The drain may end the request: its attempts run on a context
 			// the drain cancels.
 			var id uint64
-			x.r, id = g.cfg.Drain.track(r)
+			x.r, id = g.cfg.Drain.track(x.r)
 			defer g.cfg.Drain.untrack(id)
 		}
 		var o Outcome
@@ -296,6 +296,9 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 			}
 			x.end(o)
 			return
+		}
+		if x.onReply != nil {
+			reply = x.onReply(reply)
 		}
 	}
 	x.end(g.serveReply(x, reply))

@@ -256,9 +256,18 @@ func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
 		return
 	}
 	e := ending{outcome: o, usage: info.Usage}
+	// A cache hit spent no tokens: it counts toward RPM, not TPM or spend.
+	hit := info.Cache == "hit" || info.Cache == "semantic-hit"
+	if hit {
+		e.usage = openai.Usage{Known: true}
+	}
+	var saved int64
 	if a.key != nil {
 		price, _ := a.gd.Pricing.Lookup(info.UpstreamModel, a.req.Model)
-		e.cost = price.CostMicros(info.Usage)
+		e.cost = price.CostMicros(e.usage)
+		if hit {
+			saved = price.CostMicros(info.CacheSaved)
+		}
 	}
 	var s ratelimit.Settlement
 	for i := len(a.holds) - 1; i >= 0; i-- {
@@ -269,8 +278,9 @@ func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
 	if a.key != nil && a.gd.Ledger != nil {
 		window, end := usage.Window(a.key.Policy.Period(), a.start)
 		s.Writes = []ratelimit.Write{&usage.Entry{Ledger: a.gd.Ledger, Key: a.key.Name, Window: window, Expires: end.Add(24 * time.Hour),
-			Record: usage.Record{Requests: 1, InputTokens: info.Usage.InputTokens, OutputTokens: info.Usage.OutputTokens,
-				CachedTokens: info.Usage.CachedTokens, CostMicros: e.cost}}}
+			Record: usage.Record{Requests: 1, InputTokens: e.usage.InputTokens, OutputTokens: e.usage.OutputTokens,
+				CachedTokens: e.usage.CachedTokens, CostMicros: e.cost,
+				CacheHits: b2i(hit), SavedTokens: info.CacheSaved.InputTokens + info.CacheSaved.OutputTokens, SavedMicros: saved}}}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.gd.SettleTimeout)
 	defer cancel()
@@ -281,6 +291,13 @@ func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
 	if _, err := ratelimit.Apply(ctx, a.gd.Limiter, []ratelimit.Settlement{s}); err != nil {
 		a.gd.Logger.Warn("settlement failed", zap.Error(err))
 	}
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func limiterErr(gd *Guard, err error) *openai.Error {

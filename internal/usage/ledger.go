@@ -12,6 +12,11 @@ type Record struct {
 	OutputTokens int64 `json:"output_tokens"`
 	CachedTokens int64 `json:"cached_tokens"`
 	CostMicros   int64 `json:"cost_micros"`
+	// CacheHits counts requests the response cache answered; SavedTokens
+	// and SavedMicros what they did not spend.
+	CacheHits   int64 `json:"cache_hits"`
+	SavedTokens int64 `json:"saved_tokens"`
+	SavedMicros int64 `json:"saved_micros"`
 }
 
 // add increments r by o.
@@ -21,6 +26,9 @@ func (r *Record) add(o Record) {
 	r.OutputTokens += o.OutputTokens
 	r.CachedTokens += o.CachedTokens
 	r.CostMicros += o.CostMicros
+	r.CacheHits += o.CacheHits
+	r.SavedTokens += o.SavedTokens
+	r.SavedMicros += o.SavedMicros
 }
 
 // Ledger accumulates Records per key and window. Methods are safe for

@@ -13,7 +13,7 @@ import (
 // RedisLedger is a [Ledger] shared by every gateway process using the same
 // Redis and prefix. Each key and window is one hash
 //
-//	<prefix><key>@<window>  {requests, input, output, cached, cost}
+//	<prefix><key>@<window>  {requests, input, output, cached, cost, cache_hits, saved, saved_cost}
 //
 // incremented with HINCRBY in a MULTI/EXEC transaction together with a
 // PEXPIREAT at the window's end, so records never outlive their window. A
@@ -26,7 +26,7 @@ type RedisLedger struct {
 var _ Ledger = (*RedisLedger)(nil)
 
 // recordFields are the hash fields of a Record, in Record field order.
-var recordFields = [...]string{"requests", "input", "output", "cached", "cost"}
+var recordFields = [...]string{"requests", "input", "output", "cached", "cost", "cache_hits", "saved", "saved_cost"}
 
 // NewRedisLedger returns a ledger storing records in client under keys
 // starting with prefix (e.g. "aigw:usage:"). The client is owned by the
@@ -43,7 +43,7 @@ func (l *RedisLedger) Add(ctx context.Context, key, window string, r Record, exp
 		return nil
 	}
 	k := l.key(key, window)
-	vals := [...]int64{r.Requests, r.InputTokens, r.OutputTokens, r.CachedTokens, r.CostMicros}
+	vals := [...]int64{r.Requests, r.InputTokens, r.OutputTokens, r.CachedTokens, r.CostMicros, r.CacheHits, r.SavedTokens, r.SavedMicros}
 	_, err := l.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for i, f := range recordFields {
 			if vals[i] != 0 {
@@ -77,7 +77,7 @@ func (l *RedisLedger) Get(ctx context.Context, key, window string) (Record, erro
 			return Record{}, errors.New("usage: redis: unexpected reply type")
 		}
 	}
-	return Record{out[0], out[1], out[2], out[3], out[4]}, nil
+	return Record{out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7]}, nil
 }
 
 // pipeAdd queues Add's commands on p (a settlement's pipeline): HINCRBY
@@ -88,7 +88,7 @@ func (l *RedisLedger) pipeAdd(ctx context.Context, p redis.Pipeliner, key, windo
 		return nil
 	}
 	k := l.key(key, window)
-	vals := [...]int64{r.Requests, r.InputTokens, r.OutputTokens, r.CachedTokens, r.CostMicros}
+	vals := [...]int64{r.Requests, r.InputTokens, r.OutputTokens, r.CachedTokens, r.CostMicros, r.CacheHits, r.SavedTokens, r.SavedMicros}
 	cmds := make([]redis.Cmder, 0, len(vals)+1)
 	for i, f := range recordFields {
 		if vals[i] != 0 {

@@ -1,0 +1,377 @@
+package cache
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+)
+
+// convertible reports whether an entry of this format and operation can
+// be replayed in the other shape (a stream as a body, a body as a stream):
+// OpenAI's Chat Completions, whichever dialect the client speaks.
+func convertible(f provider.Format, op openai.Op) bool {
+	return f == provider.FormatOpenAI && op == openai.OpChat
+}
+
+// The members of a chat answer the conversion writes.
+type chatDoc struct {
+	ID                string          `json:"id"`
+	Object            string          `json:"object"`
+	Created           int64           `json:"created"`
+	Model             string          `json:"model"`
+	SystemFingerprint string          `json:"system_fingerprint,omitempty"`
+	Choices           []chatChoice    `json:"choices"`
+	Usage             json.RawMessage `json:"usage,omitempty"`
+}
+
+type chatChoice struct {
+	Index        int             `json:"index"`
+	Message      *chatMessage    `json:"message,omitempty"`
+	Delta        *chatDelta      `json:"delta,omitempty"`
+	Logprobs     json.RawMessage `json:"logprobs"`
+	FinishReason *string         `json:"finish_reason"`
+}
+
+type chatMessage struct {
+	Role      string     `json:"role"`
+	Content   *string    `json:"content"`
+	Refusal   *string    `json:"refusal,omitempty"`
+	ToolCalls []toolCall `json:"tool_calls,omitempty"`
+	// Reasoning is reasoning_content (DeepSeek, vLLM) or reasoning
+	// (OpenRouter), whichever the upstream sent.
+	reasoning    string
+	reasoningKey string
+}
+
+type chatDelta struct {
+	Role         string     `json:"role,omitempty"`
+	Content      string     `json:"content,omitempty"`
+	Refusal      string     `json:"refusal,omitempty"`
+	ToolCalls    []toolCall `json:"tool_calls,omitempty"`
+	reasoning    string
+	reasoningKey string
+}
+
+type toolCall struct {
+	Index    *int         `json:"index,omitempty"`
+	ID       string       `json:"id,omitempty"`
+	Type     string       `json:"type,omitempty"`
+	Function toolFunction `json:"function"`
+}
+
+type toolFunction struct {
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments"`
+}
+
+var nullJSON = json.RawMessage("null")
+
+// marshalWithReasoning encodes v and adds the reasoning member.
+func marshalWithReasoning(v any, key, reasoning string) []byte {
+	b, _ := json.Marshal(v)
+	if reasoning == "" {
+		return b
+	}
+	if key == "" {
+		key = "reasoning_content"
+	}
+	q, _ := json.Marshal(reasoning)
+	// v is an object: insert the member before its closing brace.
+	out := make([]byte, 0, len(b)+len(key)+len(q)+4)
+	out = append(out, b[:len(b)-1]...)
+	out = append(out, `,"`...)
+	out = append(out, key...)
+	out = append(out, `":`...)
+	out = append(out, q...)
+	return append(out, '}')
+}
+
+func (m *chatMessage) MarshalJSON() ([]byte, error) {
+	type plain chatMessage
+	return marshalWithReasoning((*plain)(m), m.reasoningKey, m.reasoning), nil
+}
+
+func (d *chatDelta) MarshalJSON() ([]byte, error) {
+	type plain chatDelta
+	return marshalWithReasoning((*plain)(d), d.reasoningKey, d.reasoning), nil
+}
+
+type choiceAcc struct {
+	index                      int
+	role                       string
+	content, reasoning, refuse strings.Builder
+	hasContent, hasRefusal     bool
+	reasoningKey               string
+	tools                      map[int]*toolCall
+	finish                     *string
+}
+
+// chatBodyFromEvents accumulates recorded Chat Completions chunks into the
+// chat.completion body they stream: per choice its content, reasoning,
+// refusal, tool calls (arguments joined) and finish reason; the usage.
+func chatBodyFromEvents(events []Event) []byte {
+	var doc chatDoc
+	doc.Object = "chat.completion"
+	accs := map[int]*choiceAcc{}
+	for _, ev := range events {
+		c := openai.ParseInPlace(ev.Data)
+		if !c.IsObject() {
+			continue
+		}
+		if doc.ID == "" {
+			doc.ID = c.Get("id").String()
+			doc.Created = c.Get("created").Int()
+			doc.Model = c.Get("model").String()
+		}
+		if fp := c.Get("system_fingerprint"); fp.Type == gjson.String {
+			doc.SystemFingerprint = fp.Str
+		}
+		if u := c.Get("usage"); u.IsObject() {
+			doc.Usage = json.RawMessage(u.Raw)
+		}
+		c.Get("choices").ForEach(func(_, ch gjson.Result) bool {
+			i := int(ch.Get("index").Int())
+			a := accs[i]
+			if a == nil {
+				a = &choiceAcc{index: i, role: "assistant", tools: map[int]*toolCall{}}
+				accs[i] = a
+			}
+			d := ch.Get("delta")
+			if r := d.Get("role"); r.Type == gjson.String && r.Str != "" {
+				a.role = r.Str
+			}
+			if s := d.Get("content"); s.Type == gjson.String {
+				a.content.WriteString(s.Str)
+				a.hasContent = true
+			}
+			if s := d.Get("refusal"); s.Type == gjson.String {
+				a.refuse.WriteString(s.Str)
+				a.hasRefusal = true
+			}
+			for _, k := range [...]string{"reasoning_content", "reasoning"} {
+				if s := d.Get(k); s.Type == gjson.String {
+					a.reasoning.WriteString(s.Str)
+					a.reasoningKey = k
+				}
+			}
+			d.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
+				ti := int(tc.Get("index").Int())
+				t := a.tools[ti]
+				if t == nil {
+					t = &toolCall{Type: "function"}
+					a.tools[ti] = t
+				}
+				if s := tc.Get("id"); s.Str != "" {
+					t.ID = s.Str
+				}
+				if s := tc.Get("type"); s.Str != "" {
+					t.Type = s.Str
+				}
+				if s := tc.Get("function.name"); s.Str != "" {
+					t.Function.Name += s.Str
+				}
+				t.Function.Arguments += tc.Get("function.arguments").Str
+				return true
+			})
+			if f := ch.Get("finish_reason"); f.Type == gjson.String {
+				s := f.Str
+				a.finish = &s
+			}
+			return true
+		})
+	}
+	idx := make([]int, 0, len(accs))
+	for i := range accs {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	doc.Choices = make([]chatChoice, 0, len(idx))
+	for _, i := range idx {
+		a := accs[i]
+		m := &chatMessage{Role: a.role, reasoning: a.reasoning.String(), reasoningKey: a.reasoningKey}
+		if a.hasContent || len(a.tools) == 0 {
+			s := a.content.String()
+			m.Content = &s
+		}
+		if a.hasRefusal {
+			s := a.refuse.String()
+			m.Refusal = &s
+		}
+		ti := make([]int, 0, len(a.tools))
+		for k := range a.tools {
+			ti = append(ti, k)
+		}
+		sort.Ints(ti)
+		for _, k := range ti {
+			m.ToolCalls = append(m.ToolCalls, *a.tools[k])
+		}
+		doc.Choices = append(doc.Choices, chatChoice{Index: i, Message: m, Logprobs: nullJSON, FinishReason: a.finish})
+	}
+	b, _ := json.Marshal(&doc)
+	return b
+}
+
+// maxPieces bounds the content chunks a body is replayed in.
+const maxPieces = 64
+
+// pieces splits s into chunks at word starts (each piece keeps its
+// leading space), at most maxPieces of them.
+func pieces(s string) []string {
+	if s == "" {
+		return nil
+	}
+	var out []string
+	start := 0
+	for i := 1; i < len(s); i++ {
+		if s[i] == ' ' && s[i-1] != ' ' {
+			out = append(out, s[start:i])
+			start = i
+		}
+	}
+	out = append(out, s[start:])
+	if len(out) <= maxPieces {
+		return out
+	}
+	per := (len(out) + maxPieces - 1) / maxPieces
+	merged := make([]string, 0, maxPieces)
+	for i := 0; i < len(out); i += per {
+		merged = append(merged, strings.Join(out[i:min(i+per, len(out))], ""))
+	}
+	return merged
+}
+
+// chatEventsFromBody streams a chat.completion body as the chunks an
+// upstream would have sent: per choice the role, the reasoning and the
+// content in pieces, the tool calls, the finish reason; then the usage
+// chunk.
+func chatEventsFromBody(body []byte) []Event {
+	root := openai.ParseInPlace(body)
+	base := chatDoc{ID: root.Get("id").String(), Object: "chat.completion.chunk", Created: root.Get("created").Int(),
+		Model: root.Get("model").String(), SystemFingerprint: root.Get("system_fingerprint").String()}
+	var events []Event
+	emit := func(i int, d *chatDelta, finish *string) {
+		doc := base
+		doc.Choices = []chatChoice{{Index: i, Delta: d, Logprobs: nullJSON, FinishReason: finish}}
+		b, _ := json.Marshal(&doc)
+		events = append(events, Event{Data: b})
+	}
+	root.Get("choices").ForEach(func(_, ch gjson.Result) bool {
+		i := int(ch.Get("index").Int())
+		m := ch.Get("message")
+		role := m.Get("role").String()
+		if role == "" {
+			role = "assistant"
+		}
+		emit(i, &chatDelta{Role: role}, nil)
+		for _, k := range [...]string{"reasoning_content", "reasoning"} {
+			if s := m.Get(k); s.Type == gjson.String {
+				for _, p := range pieces(s.Str) {
+					emit(i, &chatDelta{reasoning: p, reasoningKey: k}, nil)
+				}
+			}
+		}
+		for _, p := range pieces(m.Get("content").Str) {
+			emit(i, &chatDelta{Content: p}, nil)
+		}
+		if s := m.Get("refusal"); s.Type == gjson.String && s.Str != "" {
+			emit(i, &chatDelta{Refusal: s.Str}, nil)
+		}
+		n := 0
+		m.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
+			k := n
+			n++
+			emit(i, &chatDelta{ToolCalls: []toolCall{{Index: &k, ID: tc.Get("id").Str, Type: tc.Get("type").Str,
+				Function: toolFunction{Name: tc.Get("function.name").Str, Arguments: tc.Get("function.arguments").Str}}}}, nil)
+			return true
+		})
+		finish := "stop"
+		if f := ch.Get("finish_reason"); f.Type == gjson.String {
+			finish = f.Str
+		}
+		emit(i, &chatDelta{}, &finish)
+		return true
+	})
+	if u := root.Get("usage"); u.IsObject() {
+		doc := base
+		doc.Choices = []chatChoice{}
+		doc.Usage = json.RawMessage(u.Raw)
+		b, _ := json.Marshal(&doc)
+		events = append(events, Event{Data: b})
+	}
+	return events
+}
+
+// idPaths are the members of an answer that a replay refreshes: the
+// answer's id and its creation time, in stream events and in bodies.
+type idPaths struct {
+	id, created string
+}
+
+func pathsFor(f provider.Format, op openai.Op, stream bool) idPaths {
+	switch {
+	case f == provider.FormatAnthropic && stream:
+		return idPaths{id: "message.id"}
+	case f == provider.FormatAnthropic:
+		return idPaths{id: "id"}
+	case op == openai.OpResponses && stream:
+		return idPaths{id: "response.id", created: "response.created_at"}
+	case op == openai.OpResponses:
+		return idPaths{id: "id", created: "created_at"}
+	case op == openai.OpEmbeddings:
+		return idPaths{}
+	}
+	return idPaths{id: "id", created: "created"}
+}
+
+// freshener gives a replay fresh ids (the same length and prefix, new
+// characters) and a fresh creation time, rewriting in place in a copy.
+type freshener struct {
+	paths   idPaths
+	created []byte
+	orig    []string
+	fresh   []string
+}
+
+func newFreshener(p idPaths, now int64) *freshener {
+	return &freshener{paths: p, created: strconv.AppendInt(nil, now, 10)}
+}
+
+const idChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+func (f *freshener) freshID(orig string) string {
+	for i, o := range f.orig {
+		if o == orig {
+			return f.fresh[i]
+		}
+	}
+	cut := max(strings.LastIndexAny(orig, "-_")+1, 0)
+	b := []byte(orig)
+	for i := cut; i < len(b); i++ {
+		b[i] = idChars[rand.IntN(len(idChars))]
+	}
+	f.orig, f.fresh = append(f.orig, orig), append(f.fresh, string(b))
+	return string(b)
+}
+
+// apply returns data with fresh values, in dst's storage.
+func (f *freshener) apply(dst, data []byte) []byte {
+	dst = append(dst[:0], data...)
+	if f.paths.id != "" {
+		if r := openai.GetInPlace(data, f.paths.id); r.Type == gjson.String && r.Index > 0 && strings.IndexByte(r.Raw, '\\') < 0 {
+			copy(dst[r.Index+1:r.Index+len(r.Raw)-1], f.freshID(r.Str))
+		}
+	}
+	if f.paths.created != "" {
+		if r := openai.GetInPlace(data, f.paths.created); r.Type == gjson.Number && r.Index > 0 && len(r.Raw) == len(f.created) {
+			copy(dst[r.Index:r.Index+len(r.Raw)], f.created)
+		}
+	}
+	return dst
+}

@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/fakellm"
+)
+
+// cacheCaddyfile is a gateway with the response cache on; .Cache is the
+// cache block's body, .Keys extra key blocks, .Extra extra app options.
+const cacheCaddyfile = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	ai_gateway {
+		provider fake {
+			base_url {{.Fake}}/v1
+		}
+		model demo {
+			target fake fake-model
+		}
+		model tools {
+			target fake tool-model
+		}
+		model broken {
+			target fake broken-model
+		}
+		model primary {
+			target fake down-model
+			fallback demo
+		}
+		{{.Keys}}
+		{{.Extra}}
+		cache {
+			{{.Cache}}
+		}
+		retry_backoff 10ms
+	}
+}
+:{{.Port}} {
+	route /nocache/* {
+		ai_gateway {
+			cache off
+		}
+	}
+	ai_gateway
+}
+`
+
+func startCacheGateway(t *testing.T, fake *Fake, data map[string]any) *Gateway {
+	t.Helper()
+	d := map[string]any{"Fake": fake.URL, "Keys": "", "Extra": "", "Cache": "ttl 1h"}
+	for k, v := range data {
+		d[k] = v
+	}
+	return startGateway(t, cacheCaddyfile, d)
+}
+
+func chatCalls(f *Fake) int { return f.Stats().Requests["/v1/chat/completions"] }
+
+// streamChat runs a streaming chat request and returns the accumulated
+// message, the number of chunks and the response.
+func streamChat(t *testing.T, c openai.Client, params openai.ChatCompletionNewParams, opts ...option.RequestOption) (openai.ChatCompletionAccumulator, int, *http.Response) {
+	t.Helper()
+	var resp *http.Response
+	stream := c.Chat.Completions.NewStreaming(context.Background(), params, append(opts, option.WithResponseInto(&resp))...)
+	acc := openai.ChatCompletionAccumulator{}
+	chunks := 0
+	for stream.Next() {
+		acc.AddChunk(stream.Current())
+		chunks++
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return acc, chunks, resp
+}
+
+func TestCacheHitAndReplay(t *testing.T) {
+	fake := startFake(t, fakellm.Options{Name: "fake", Chunks: 6})
+	fake.Script("tool-model", fakellm.Behavior{ToolCall: true})
+	gw := startCacheGateway(t, fake, nil)
+	c := gw.client()
+	ctx := context.Background()
+
+	t.Run("body then body and stream", func(t *testing.T) {
+		params := openai.ChatCompletionNewParams{Model: "demo", Messages: userMsg("body first")}
+		var resp *http.Response
+		first, err := c.Chat.Completions.New(ctx, params, option.WithResponseInto(&resp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Header.Get("X-AI-Gateway-Cache"); got != "miss" {
+			t.Fatalf("first: X-AI-Gateway-Cache %q", got)
+		}
+		if got := resp.Header.Get("Cache-Status"); got != "ai_gateway; fwd=uri-miss; stored" {
+			t.Fatalf("first: Cache-Status %q", got)
+		}
+		calls := chatCalls(fake)
+		second, err := c.Chat.Completions.New(ctx, params, option.WithResponseInto(&resp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Header.Get("X-AI-Gateway-Cache"); got != "hit" || !strings.HasPrefix(resp.Header.Get("Cache-Status"), "ai_gateway; hit; ttl=") ||
+			resp.Header.Get("Age") == "" || resp.Header.Get("X-AI-Gateway-Cache-Saved-Tokens") == "0" {
+			t.Fatalf("second: headers %v", resp.Header)
+		}
+		if second.Choices[0].Message.Content != first.Choices[0].Message.Content || second.Usage.TotalTokens != first.Usage.TotalTokens {
+			t.Fatalf("hit %+v differs from miss %+v", second.Choices[0].Message, first.Choices[0].Message)
+		}
+		if second.ID == first.ID {
+			t.Fatalf("hit kept the id %q", first.ID)
+		}
+		acc, chunks, resp := streamChat(t, c, params)
+		if resp.Header.Get("X-AI-Gateway-Cache") != "hit" || acc.Choices[0].Message.Content != first.Choices[0].Message.Content || chunks < 3 {
+			t.Fatalf("stream from body: %q in %d chunks, %v", acc.Choices[0].Message.Content, chunks, resp.Header)
+		}
+		if chatCalls(fake) != calls {
+			t.Fatalf("hits called upstream: %d > %d", chatCalls(fake), calls)
+		}
+	})
+
+	t.Run("stream replay", func(t *testing.T) {
+		for _, p := range []openai.ChatCompletionNewParams{
+			{Model: "demo", Messages: userMsg("stream first"), StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}},
+			{Model: "tools", Messages: userMsg("weather in Paris?"), StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+				Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{
+					Name: "get_weather", Parameters: shared.FunctionParameters{"type": "object",
+						"properties": map[string]any{"location": map[string]any{"type": "string"}}}})}},
+		} {
+			calls := chatCalls(fake)
+			miss, missChunks, resp := streamChat(t, c, p)
+			if resp.Header.Get("X-AI-Gateway-Cache") != "miss" {
+				t.Fatalf("first stream: %v", resp.Header)
+			}
+			hit, hitChunks, resp := streamChat(t, c, p)
+			if resp.Header.Get("X-AI-Gateway-Cache") != "hit" {
+				t.Fatalf("second stream: %v", resp.Header)
+			}
+			if chatCalls(fake) != calls+1 {
+				t.Fatalf("upstream calls %d, want %d", chatCalls(fake), calls+1)
+			}
+			m, h := miss.Choices[0], hit.Choices[0]
+			if m.Message.Content != h.Message.Content || m.FinishReason != h.FinishReason || miss.Usage.TotalTokens != hit.Usage.TotalTokens || miss.Usage.PromptTokens != hit.Usage.PromptTokens ||
+				len(m.Message.ToolCalls) != len(h.Message.ToolCalls) || hitChunks < 2 || hitChunks != missChunks {
+				t.Fatalf("replay differs:\nmiss %+v (%d chunks)\nhit  %+v (%d chunks)", miss.ChatCompletion, missChunks, hit.ChatCompletion, hitChunks)
+			}
+			if p.Model == "tools" && len(m.Message.ToolCalls) == 0 {
+				t.Fatal("the tool model answered no tool call")
+			}
+			for i := range m.Message.ToolCalls {
+				a, b := m.Message.ToolCalls[i], h.Message.ToolCalls[i]
+				if a.Function.Name != b.Function.Name || a.Function.Arguments != b.Function.Arguments || a.ID != b.ID {
+					t.Fatalf("tool call %d: %+v vs %+v", i, m.Message.ToolCalls[i], h.Message.ToolCalls[i])
+				}
+			}
+			if miss.ID == hit.ID {
+				t.Fatal("replay kept the id")
+			}
+			// The recorded stream answers a non-stream request.
+			body, err := c.Chat.Completions.New(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body.Choices[0].Message.Content != m.Message.Content || body.Choices[0].FinishReason != m.FinishReason ||
+				len(body.Choices[0].Message.ToolCalls) != len(m.Message.ToolCalls) || body.Usage.TotalTokens != miss.Usage.TotalTokens {
+				t.Fatalf("body from stream %+v, stream %+v", body, miss.ChatCompletion)
+			}
+			if chatCalls(fake) != calls+1 {
+				t.Fatalf("upstream calls %d, want %d", chatCalls(fake), calls+1)
+			}
+		}
+	})
+}
