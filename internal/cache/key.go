@@ -20,6 +20,7 @@
 package cache
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"math"
@@ -30,8 +31,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/tidwall/gjson"
-
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 )
 
@@ -63,6 +63,7 @@ const (
 	tagObject = 'o'
 	tagMember = 'k'
 	tagArray  = 'a'
+	tagEnd    = 'e'
 	tagString = 's'
 	tagNumber = 'n'
 	tagTrue   = 't'
@@ -71,7 +72,21 @@ const (
 	tagField  = 'F'
 )
 
-var canonPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// canon writes the canonical form of validated JSON in one pass: each
+// object's members are written as they come, then put in sorted order
+// where they were not.
+type canon struct {
+	b       []byte
+	scratch []byte
+	mems    []mem // a stack: each object's members above its base
+}
+
+type mem struct {
+	name       []byte
+	start, end int // the member's canonical bytes in b
+}
+
+var canonPool = sync.Pool{New: func() any { return &canon{b: make([]byte, 0, 4096)} }}
 
 // Digest is the hash of a request's content: its body in canonical form,
 // its protocol headers and, for shapes a recording cannot be converted
@@ -80,15 +95,13 @@ var canonPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 // under the fallback's route without hashing the body again.
 type Digest [32]byte
 
-// DigestRequest hashes body (already validated: JSON, bounded depth) with
-// the protocol headers and the extra strings (the stream flag of
-// unconvertible shapes, a RAG collection version).
+// DigestRequest hashes body (already validated: JSON, bounded depth, no
+// duplicate member) with the protocol headers and the extra strings (the
+// stream flag of unconvertible shapes, a RAG collection version).
 func DigestRequest(body []byte, header http.Header, extra ...string) Digest {
-	bp := canonPool.Get().(*[]byte)
-	b := (*bp)[:0]
-	root := openai.ParseInPlace(body)
-	b = append(b, tagObject)
-	b = appendMembers(b, root, true)
+	c := canonPool.Get().(*canon)
+	c.b = c.b[:0]
+	c.value(body, jsonraw.SkipSpace(jsonraw.String(body), 0), true)
 	if len(header) > 0 {
 		names := make([]string, 0, len(header))
 		for k := range header {
@@ -96,17 +109,17 @@ func DigestRequest(body []byte, header http.Header, extra ...string) Digest {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			b = appendField(b, "header:"+n)
-			b = appendField(b, strings.Join(header.Values(n), ","))
+			c.b = appendField(c.b, "header:"+n)
+			c.b = appendField(c.b, strings.Join(header.Values(n), ","))
 		}
 	}
 	for _, e := range extra {
-		b = appendField(b, e)
+		c.b = appendField(c.b, e)
 	}
-	d := Digest(sha256.Sum256(b))
-	if cap(b) <= 1<<20 {
-		*bp = b
-		canonPool.Put(bp)
+	d := Digest(sha256.Sum256(c.b))
+	if cap(c.b) <= 1<<20 && cap(c.scratch) <= 1<<20 {
+		c.mems = c.mems[:0]
+		canonPool.Put(c)
 	}
 	return d
 }
@@ -131,66 +144,107 @@ func appendField(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-type member struct {
-	name string
-	val  gjson.Result
-}
-
-// appendMembers appends an object's members in sorted order; top skips
-// the members that do not change the answer.
-func appendMembers(b []byte, obj gjson.Result, top bool) []byte {
-	var small [8]member
-	ms := small[:0]
-	obj.ForEach(func(k, v gjson.Result) bool {
-		if top && skipMember(k.Str) {
-			return true
+// value writes the value at s[i] and returns the index after it; top
+// marks the request object, whose members that do not change the answer
+// are skipped.
+func (c *canon) value(s []byte, i int, top bool) int {
+	if i >= len(s) {
+		return i
+	}
+	switch s[i] {
+	case '{':
+		return c.object(s, i+1, top)
+	case '[':
+		c.b = append(c.b, tagArray)
+		i = jsonraw.SkipSpace(jsonraw.String(s), i+1)
+		for i < len(s) && s[i] != ']' {
+			i = jsonraw.SkipSpace(jsonraw.String(s), c.value(s, i, false))
+			if i < len(s) && s[i] == ',' {
+				i = jsonraw.SkipSpace(jsonraw.String(s), i+1)
+			}
 		}
-		ms = append(ms, member{k.Str, v})
-		return true
-	})
-	if len(ms) > 1 {
-		sort.Slice(ms, func(i, j int) bool { return ms[i].name < ms[j].name })
+		c.b = append(c.b, tagEnd)
+		return i + 1
+	case '"':
+		end := jsonraw.SkipString(jsonraw.String(s), i)
+		c.b = append(c.b, tagString)
+		c.b = c.appendText(c.b, s[i+1:end-1])
+		return end
+	case 't':
+		c.b = append(c.b, tagTrue)
+		return i + 4
+	case 'f':
+		c.b = append(c.b, tagFalse)
+		return i + 5
+	case 'n':
+		c.b = append(c.b, tagNull)
+		return i + 4
 	}
-	b = binary.AppendUvarint(b, uint64(len(ms)))
-	for _, m := range ms {
-		b = append(b, tagMember)
-		b = binary.AppendUvarint(b, uint64(len(m.name)))
-		b = append(b, m.name...)
-		b = appendValue(b, m.val)
+	end := i
+	for end < len(s) && strings.IndexByte("+-0123456789.eE", s[end]) >= 0 {
+		end++
 	}
-	return b
+	c.b = append(c.b, tagNumber)
+	c.b = appendNumber(c.b, jsonraw.String(s[i:end]))
+	return end
 }
 
-func appendValue(b []byte, v gjson.Result) []byte {
-	switch v.Type {
-	case gjson.String:
-		b = append(b, tagString)
-		b = binary.AppendUvarint(b, uint64(len(v.Str)))
-		return append(b, v.Str...)
-	case gjson.Number:
-		b = append(b, tagNumber)
-		return appendNumber(b, v.Raw)
-	case gjson.True:
-		return append(b, tagTrue)
-	case gjson.False:
-		return append(b, tagFalse)
-	case gjson.Null:
-		return append(b, tagNull)
+// appendText appends a string's text, unescaped, after its length.
+func (c *canon) appendText(b, raw []byte) []byte {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		b = binary.AppendUvarint(b, uint64(len(raw)))
+		return append(b, raw...)
 	}
-	if v.IsObject() {
-		b = append(b, tagObject)
-		return appendMembers(b, v, false)
+	c.scratch = jsonraw.Unescape(c.scratch[:0], raw)
+	b = binary.AppendUvarint(b, uint64(len(c.scratch)))
+	return append(b, c.scratch...)
+}
+
+func (c *canon) object(s []byte, i int, top bool) int {
+	c.b = append(c.b, tagObject)
+	base := len(c.mems)
+	region := len(c.b)
+	sorted := true
+	str := jsonraw.String(s)
+	i = jsonraw.SkipSpace(str, i)
+	for i < len(s) && s[i] == '"' {
+		end := jsonraw.SkipString(str, i)
+		name := s[i+1 : end-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			name = jsonraw.Unescape(nil, name)
+		}
+		i = jsonraw.SkipSpace(str, end)
+		i = jsonraw.SkipSpace(str, i+1) // ':'
+		if top && skipMember(jsonraw.String(name)) {
+			i = jsonraw.SkipValue(str, i)
+		} else {
+			start := len(c.b)
+			c.b = append(c.b, tagMember)
+			c.b = binary.AppendUvarint(c.b, uint64(len(name)))
+			c.b = append(c.b, name...)
+			i = c.value(s, i, false)
+			if n := len(c.mems); n > base && bytes.Compare(c.mems[n-1].name, name) > 0 {
+				sorted = false
+			}
+			c.mems = append(c.mems, mem{name: name, start: start, end: len(c.b)})
+		}
+		i = jsonraw.SkipSpace(str, i)
+		if i < len(s) && s[i] == ',' {
+			i = jsonraw.SkipSpace(str, i+1)
+		}
 	}
-	// An array: its elements in order, after their count.
-	b = append(b, tagArray)
-	n := 0
-	v.ForEach(func(_, _ gjson.Result) bool { n++; return true })
-	b = binary.AppendUvarint(b, uint64(n))
-	v.ForEach(func(_, e gjson.Result) bool {
-		b = appendValue(b, e)
-		return true
-	})
-	return b
+	if !sorted {
+		ms := c.mems[base:]
+		slices.SortFunc(ms, func(a, b mem) int { return bytes.Compare(a.name, b.name) })
+		c.scratch = append(c.scratch[:0], c.b[region:]...)
+		c.b = c.b[:region]
+		for _, m := range ms {
+			c.b = append(c.b, c.scratch[m.start-region:m.end-region]...)
+		}
+	}
+	c.mems = c.mems[:base]
+	c.b = append(c.b, tagEnd)
+	return i + 1
 }
 
 // appendNumber appends a JSON number in one spelling: an integer literal
