@@ -253,6 +253,10 @@ type listener struct {
 	closed bool
 	leave  func() // a follower's interest, dropped on Close
 	commit func(*flight)
+	// finish: the leader's stream, whose request must outlive its client
+	// while followers listen (the upstream call ends with it): Close reads
+	// the stream on for them.
+	finish bool
 }
 
 // Next implements provider.Stream.
@@ -358,6 +362,20 @@ func (l *listener) Close() error {
 	}
 	l.closed = true
 	f := l.f
+	if l.finish {
+		l.ctx = nil // its client may be gone: wait for the others' puller
+		for {
+			f.mu.Lock()
+			over := f.done || f.err != nil || f.listeners <= 0
+			f.mu.Unlock()
+			if over {
+				break
+			}
+			if _, err := l.Next(); err != nil {
+				break
+			}
+		}
+	}
 	f.mu.Lock()
 	f.open--
 	commit := l.sawEOF && !f.committed && l.commit != nil

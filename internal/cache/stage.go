@@ -488,7 +488,7 @@ func (s *Stage) lead(r *request, f *flight) {
 		first, st := f.publish(reply.Format, reply.Body, reply.Usage, reply.Stream, reply.First, info.Provider, info.UpstreamModel)
 		if st != nil {
 			l := st.(*listener)
-			l.ctx, l.commit = client, s.commitStream(r, info)
+			l.ctx, l.commit, l.finish = client, s.commitStream(r, info), true
 			reply.First, reply.Stream = first, l
 		}
 		t.replied = true

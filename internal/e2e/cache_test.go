@@ -30,6 +30,14 @@ const cacheCaddyfile = `{
 		model broken {
 			target fake broken-model
 		}
+		provider tight {
+			base_url {{.Fake}}/v1
+			first_byte_timeout 1s
+			idle_timeout 1s
+		}
+		model tight {
+			target tight fake-model
+		}
 		model primary {
 			target fake down-model
 			fallback demo
