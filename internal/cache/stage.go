@@ -191,6 +191,7 @@ type request struct {
 	ref      Ref
 	stream   bool
 	ctl      control
+	stale    bool // an entry older than the client's max-age
 }
 
 // Run implements gateway.Stage.
@@ -228,15 +229,31 @@ func (s *Stage) newRequest(x *gateway.Exchange, ctl control) *request {
 
 // serve looks the request up, then follows an identical request in flight
 // or leads a new flight. retry is false for a follower whose leader failed.
+//
+// With the memory store the lookup comes first (it costs nothing) and is
+// repeated once by a new leader (an identical flight may have stored its
+// entry in between). With a shared store only the local leader of a key
+// reads it, so that a burst of identical requests costs one round trip
+// per gateway.
 func (s *Stage) serve(r *request, retry bool) (*gateway.Reply, *openai.Error) {
 	x, h := r.x, r.x.Header()
-	now := time.Now()
-	verdict, status := VerdictMiss, cacheName+"; fwd=uri-miss"
-	if r.ctl.noCache {
-		verdict, status = VerdictRefresh, cacheName+"; fwd=request"
-	} else {
+	lk, shared := s.cfg.Store.(Locker)
+	var f *flight
+	for pass := 0; ; pass++ {
+		if shared || pass > 0 {
+			var leader bool
+			if f, leader = s.cfg.Flights.join(r.ref.Key, s.cfg.MaxEntrySize); !leader {
+				return s.follow(r, f, retry)
+			}
+		}
+		if r.ctl.noCache {
+			break
+		}
 		e, err := s.get(x.Context(), r.ref)
 		if err != nil {
+			if f != nil {
+				f.fail(errNoAnswer)
+			}
 			s.cfg.Stats.Bypasses.Add(1)
 			x.Info.Cache = VerdictBypass
 			h.Set(HeaderCacheStatus, cacheName+"; fwd=bypass; detail=store-unavailable")
@@ -244,24 +261,39 @@ func (s *Stage) serve(r *request, retry bool) (*gateway.Reply, *openai.Error) {
 			return nil, nil
 		}
 		if e != nil {
-			if r.ctl.maxAge >= 0 && e.Age(now) > r.ctl.maxAge {
-				status = cacheName + "; fwd=stale"
-			} else if reply := s.hit(r, e, now); reply != nil {
+			if r.ctl.maxAge >= 0 && e.Age(time.Now()) > r.ctl.maxAge {
+				r.stale = true
+			} else if reply := s.hit(r, e, time.Now()); reply != nil {
+				if f != nil {
+					f.publishEntry(e)
+				}
 				return reply, nil
 			}
 		}
+		if f != nil {
+			break
+		}
 	}
-	f, leader := s.cfg.Flights.join(r.ref.Key, s.cfg.MaxEntrySize)
-	if !leader {
-		return s.follow(r, f, retry)
+	if f == nil {
+		var leader bool
+		if f, leader = s.cfg.Flights.join(r.ref.Key, s.cfg.MaxEntrySize); !leader {
+			return s.follow(r, f, retry)
+		}
 	}
-	if lk, ok := s.cfg.Store.(Locker); ok {
+	if shared {
 		if e, ok := s.waitForPeer(r, f, lk); ok {
 			if reply := s.hit(r, e, time.Now()); reply != nil {
 				f.publishEntry(e)
 				return reply, nil
 			}
 		}
+	}
+	verdict, status := VerdictMiss, cacheName+"; fwd=uri-miss"
+	switch {
+	case r.ctl.noCache:
+		verdict, status = VerdictRefresh, cacheName+"; fwd=request"
+	case r.stale:
+		status = cacheName + "; fwd=stale"
 	}
 	s.cfg.Stats.Misses.Add(1)
 	x.Info.Cache = verdict
