@@ -204,6 +204,9 @@ func run(ctx context.Context, cfg config) error {
 	if err := addCaddy("ai_gateway passthrough", esc(gatewayCaddyfile(0, fakeAddr, false, "")), "bench", nil, nil); err != nil {
 		return err
 	}
+	if err := addCaddy(cacheHit, esc(cacheCaddyfile(fakeAddr)), "bench", nil, nil); err != nil {
+		return err
+	}
 	if err := addCaddy("ai_gateway full (in process)", esc(gatewayCaddyfile(0, fakeAddr, true, "")), "bench", keyHeader, nil); err != nil {
 		return err
 	}
