@@ -86,7 +86,10 @@ func marshalWithReasoning(v any, key, reasoning string) []byte {
 	// v is an object: insert the member before its closing brace.
 	out := make([]byte, 0, len(b)+len(key)+len(q)+4)
 	out = append(out, b[:len(b)-1]...)
-	out = append(out, `,"`...)
+	if len(b) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, '"')
 	out = append(out, key...)
 	out = append(out, `":`...)
 	out = append(out, q...)
