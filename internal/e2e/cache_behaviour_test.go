@@ -487,3 +487,26 @@ func TestCacheAdminAndMemoryBound(t *testing.T) {
 	}
 	t.Logf("after 640 unique answers: %+v", st)
 }
+
+// TestCacheFallbackStoredUnderAnsweringModel: an answer from a fallback is
+// stored under the fallback's route, not the requested one.
+func TestCacheFallbackStoredUnderAnsweringModel(t *testing.T) {
+	fake := startFake(t, fakellm.Options{Name: "fake"})
+	fake.Script("down-model", fakellm.Behavior{Status: 500})
+	gw := startCacheGateway(t, fake, nil)
+	ctx := context.Background()
+	if a := ask(ctx, gw.URL, cacheBody("primary", "fall back", false)); a.status != 200 || a.cache != "miss" {
+		t.Fatalf("primary: %+v", a)
+	}
+	if a := ask(ctx, gw.URL, cacheBody("demo", "fall back", true)); a.cache != "hit" {
+		t.Fatalf("demo after primary's fallback answered: %+v", a)
+	}
+	if a := ask(ctx, gw.URL, cacheBody("primary", "fall back", false)); a.cache != "miss" {
+		t.Fatalf("primary again: %+v (its own route has no entry)", a)
+	}
+	status, metrics := adminDo(t, gw, http.MethodGet, "/metrics", "")
+	if status != 200 || !strings.Contains(metrics, `caddy_ai_gateway_cache_requests_total{result="hit"} 1`) ||
+		!strings.Contains(metrics, "caddy_ai_gateway_cache_saved_tokens_total") {
+		t.Fatalf("metrics: %d\n%s", status, metrics)
+	}
+}
