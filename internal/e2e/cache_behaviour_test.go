@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -508,5 +509,28 @@ func TestCacheFallbackStoredUnderAnsweringModel(t *testing.T) {
 	if status != 200 || !strings.Contains(metrics, `caddy_ai_gateway_cache_requests_total{result="hit"} 1`) ||
 		!strings.Contains(metrics, "caddy_ai_gateway_cache_saved_tokens_total") {
 		t.Fatalf("metrics: %d\n%s", status, metrics)
+	}
+}
+
+// TestCacheSurvivesReload: the memory backend's entries outlive a config
+// reload (usage pool).
+func TestCacheSurvivesReload(t *testing.T) {
+	fake := startFake(t, fakellm.Options{Name: "fake"})
+	gw := startCacheGateway(t, fake, nil)
+	ctx := context.Background()
+	body := cacheBody("demo", "reload me", false)
+	ask(ctx, gw.URL, body)
+	cfg, err := os.ReadFile(gw.cmd.Args[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := mustReq(t, http.MethodPost, gw.AdminURL+"/load", string(cfg))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	req.Header.Set("Cache-Control", "must-revalidate")
+	if s, _, b := do(t, req); s != 200 {
+		t.Fatalf("reload: %d %s", s, b)
+	}
+	if a := ask(ctx, gw.URL, body); a.cache != "hit" {
+		t.Fatalf("after reload: %+v", a)
 	}
 }
