@@ -89,7 +89,7 @@ func ask(ctx context.Context, url, body string, hdr ...string) answer {
 
 func TestCacheMessages(t *testing.T) {
 	fake := startFake(t, fakellm.Options{Name: "fake", Chunks: 6})
-	gw := startGateway(t, `{
+	gw := noRace(t, startGateway(t, `{
 	admin 127.0.0.1:{{.AdminPort}}
 	ai_gateway {
 		provider oai {
@@ -112,7 +112,7 @@ func TestCacheMessages(t *testing.T) {
 :{{.Port}} {
 	ai_gateway
 }
-`, map[string]any{"Fake": fake.URL})
+`, map[string]any{"Fake": fake.URL}))
 	c := anthropic.NewClient(aoption.WithBaseURL(gw.URL), aoption.WithAPIKey("client-key"), aoption.WithMaxRetries(0),
 		aoption.WithRequestTimeout(30*time.Second))
 	ctx := context.Background()

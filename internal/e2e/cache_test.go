@@ -66,7 +66,18 @@ func startCacheGateway(t *testing.T, fake *Fake, data map[string]any) *Gateway {
 	for k, v := range data {
 		d[k] = v
 	}
-	return startGateway(t, cacheCaddyfile, d)
+	return noRace(t, startGateway(t, cacheCaddyfile, d))
+}
+
+// noRace fails t when the gateway's race detector (a -race build) reported
+// a race.
+func noRace(t *testing.T, gw *Gateway) *Gateway {
+	t.Cleanup(func() {
+		if logs := gw.Logs(); strings.Contains(logs, "DATA RACE") {
+			t.Errorf("race detector report:\n%s", tail(logs[strings.Index(logs, "DATA RACE"):], 8000))
+		}
+	})
+	return gw
 }
 
 func chatCalls(f *Fake) int { return f.Stats().Requests["/v1/chat/completions"] }
