@@ -534,3 +534,29 @@ func TestCacheSurvivesReload(t *testing.T) {
 		t.Fatalf("after reload: %+v", a)
 	}
 }
+
+// TestCacheHitsSpendNoTokens: hits neither take TPM nor spend budget.
+func TestCacheHitsSpendNoTokens(t *testing.T) {
+	fake := startFake(t, fakellm.Options{Name: "fake"})
+	gw := startCacheGateway(t, fake, map[string]any{
+		"Keys":  "key t {\n\t\t\tsecret secret-t\n\t\t\ttpm 150\n\t\t\tbudget 1000 month\n\t\t}",
+		"Extra": "reserve_output_tokens 10\n\t\tprice fake-model 1000 1000",
+	})
+	ctx := context.Background()
+	body := cacheBody("demo", "spend nothing twice", false)
+	if a := ask(ctx, gw.URL, body, "Authorization", "Bearer secret-t"); a.status != 200 || a.cache != "miss" {
+		t.Fatalf("miss: %+v", a)
+	}
+	spend := func() float64 { return gjson.Get(adminGet(t, gw, "/ai_gateway/keys/t"), "usage.spend_usd").Float() }
+	var after float64
+	eventually(t, 5*time.Second, func() bool { after = spend(); return after > 0 }, "the miss spent nothing")
+	for i := range 20 { // 20 × (prompt + output) is far over the TPM of 150
+		if a := ask(ctx, gw.URL, body, "Authorization", "Bearer secret-t"); a.status != 200 || a.cache != "hit" {
+			t.Fatalf("hit %d: %+v", i, a)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if s := spend(); s != after {
+		t.Fatalf("hits spent: %v, then %v", after, s)
+	}
+}
