@@ -530,6 +530,7 @@ func TestCacheSurvivesReload(t *testing.T) {
 	if s, _, b := do(t, req); s != 200 {
 		t.Fatalf("reload: %d %s", s, b)
 	}
+	manyClient.CloseIdleConnections() // the old server closes its connections
 	if a := ask(ctx, gw.URL, body); a.cache != "hit" {
 		t.Fatalf("after reload: %+v", a)
 	}
