@@ -1,31 +1,19 @@
 package semantic
 
-import (
-	"time"
-
-	"github.com/coder/hnsw"
-)
-
-// Graph parameters. searchK candidates are taken from a graph walk (enough
-// to step past tombstones and entries the gate refuses); graphEf bounds the
-// walk's candidate list; graphM is the library's default neighbour count.
-const (
-	searchK = 16
-	graphEf = 64
-	graphM  = 16
-)
+import "time"
 
 // bucket holds the entries of one prefix. All methods run under the Index
 // lock (read lock for search, write lock for the rest).
 type bucket struct {
-	prefix  [32]byte
-	dims    int
-	entries []*entry          // live entries; entry.slot is the index
-	byID    map[uint64]*entry // live entries by graph node key
+	prefix   [32]byte
+	dims     int
+	graphMin int               // Index.graphMin; graphs are dropped below a quarter of it
+	entries  []*entry          // live entries; entry.slot is the index
+	byID     map[uint64]*entry // live entries by graph node key
 
-	// graph, when set, holds every live entry and dead tombstones (entries
-	// removed since it was built; the library's Delete is unsafe).
-	graph    *hnsw.Graph[uint64]
+	// graph, when set, holds every live entry (entry.node is its slot)
+	// and dead nodes, entries removed since it was built.
+	graph    *graph
 	dead     int
 	building bool // a rebuild is under way outside the lock
 }
@@ -33,20 +21,21 @@ type bucket struct {
 // add inserts e. It returns a snapshot of the live entries when the bucket
 // needs a graph built or rebuilt: the caller builds it outside the lock
 // (Index.rebuild).
-func (b *bucket) add(e *entry, graphMin int) []*entry {
+func (b *bucket) add(e *entry) []*entry {
 	if b.byID == nil {
 		b.byID = make(map[uint64]*entry)
 	}
 	e.slot = len(b.entries)
 	b.entries = append(b.entries, e)
 	b.byID[e.id] = e
+	e.node = -1
 	if b.graph != nil {
-		b.graph.Add(hnsw.MakeNode(e.id, e.vec))
+		e.node = b.graph.insert(e)
 	}
 	if b.building {
 		return nil
 	}
-	if (b.graph == nil && len(b.entries) >= graphMin) || (b.graph != nil && b.dead >= len(b.entries)) {
+	if (b.graph == nil && len(b.entries) >= b.graphMin) || (b.graph != nil && b.dead >= len(b.entries)) {
 		b.building = true
 		return append([]*entry(nil), b.entries...)
 	}
@@ -62,9 +51,10 @@ func (b *bucket) remove(e *entry) bool {
 	b.entries[last] = nil
 	b.entries = b.entries[:last]
 	delete(b.byID, e.id)
-	if b.graph != nil {
+	if b.graph != nil && e.node >= 0 {
+		b.graph.nodes[e.node].dead = true
 		b.dead++
-		if len(b.entries) < graphDrop {
+		if len(b.entries) < b.graphMin/4 {
 			b.graph, b.dead = nil, 0
 		}
 	}
@@ -91,21 +81,12 @@ func (b *bucket) search(q []float32, threshold float32, now time.Time, query *fe
 		}
 		return best, score
 	}
-	for _, n := range b.graph.Search(q, searchK) {
-		if e, ok := b.byID[n.Key]; ok {
-			consider(e)
-		}
+	sc := getScratch(b.graph.len())
+	for _, c := range b.graph.search(sc, q, searchK) {
+		consider(b.graph.nodes[c.id].e)
 	}
+	putScratch(sc)
 	return best, score
-}
-
-// newGraph returns an empty graph for unit vectors.
-func newGraph() *hnsw.Graph[uint64] {
-	g := hnsw.NewGraph[uint64]()
-	g.M = graphM
-	g.EfSearch = graphEf
-	g.Distance = unitDistance
-	return g
 }
 
 // rebuild builds a graph over snapshot (b's live entries when the rebuild
@@ -113,23 +94,33 @@ func newGraph() *hnsw.Graph[uint64] {
 // added meanwhile. Entries removed meanwhile stay in the new graph as
 // tombstones.
 func (ix *Index) rebuild(b *bucket, snapshot []*entry) {
-	g := newGraph()
+	g := newGraph(snapshot[0].id)
 	var newest uint64
 	for _, e := range snapshot {
-		g.Add(hnsw.MakeNode(e.id, e.vec))
+		g.insert(e)
 		newest = max(newest, e.id)
 	}
 
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	b.building = false
-	if ix.buckets[b.prefix] != b || len(b.entries) < graphDrop {
+	if ix.buckets[b.prefix] != b || len(b.entries) < b.graphMin/4 {
 		return
+	}
+	dead := 0
+	for i := range g.nodes {
+		n := &g.nodes[i]
+		if b.byID[n.e.id] == n.e {
+			n.e.node = int32(i)
+		} else {
+			n.dead = true
+			dead++
+		}
 	}
 	for _, e := range b.entries {
 		if e.id > newest {
-			g.Add(hnsw.MakeNode(e.id, e.vec))
+			e.node = g.insert(e)
 		}
 	}
-	b.graph, b.dead = g, g.Len()-len(b.entries)
+	b.graph, b.dead = g, dead
 }

@@ -30,6 +30,3 @@ func normalised(v []float32) ([]float32, bool) {
 // dot is the cosine similarity of two unit vectors (SIMD where the CPU has
 // it).
 func dot(a, b []float32) float32 { return vek32.Dot(a, b) }
-
-// unitDistance is the graph's distance between unit vectors: 1 − cosine.
-func unitDistance(a, b []float32) float32 { return 1 - vek32.Dot(a, b) }
