@@ -82,7 +82,7 @@ func (b *bucket) search(q []float32, threshold float32, now time.Time, query *fe
 		return best, score
 	}
 	sc := getScratch(b.graph.len())
-	for _, c := range b.graph.search(sc, q, searchK) {
+	for _, c := range b.graph.search(sc, q, searchK, graphEf) {
 		consider(b.graph.nodes[c.id].e)
 	}
 	putScratch(sc)

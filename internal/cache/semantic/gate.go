@@ -165,11 +165,12 @@ func (f *features) wordAt(s string) int {
 	return -1
 }
 
-// unitAt returns the token index of the first unit anchor s, or -1. Unit
-// anchors record their position in word.pos of the matching words entry.
+// unitAt returns the token index of the first unit s, or -1. Units are
+// recorded among the words with a NUL byte before their canonical name, so
+// that no word can be mistaken for one.
 func (f *features) unitAt(s string) int {
 	for _, w := range f.words {
-		if w.s == "\x00"+s {
+		if len(w.s) == len(s)+1 && w.s[0] == 0 && w.s[1:] == s {
 			return w.pos
 		}
 	}
@@ -232,6 +233,9 @@ func analyse(s string) features {
 		return f
 	}
 	s = f.extractExact(s)
+	n := strings.Count(s, " ") + 2
+	f.words = make([]word, 0, n+n/4)
+	f.content = make([]string, 0, n/2+1)
 	a := analyser{f: &f, sentenceStart: true}
 	a.scan(s)
 	a.endNumber()

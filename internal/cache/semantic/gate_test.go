@@ -201,3 +201,24 @@ func TestGateRules(t *testing.T) {
 		}
 	}
 }
+
+// FuzzGate: the gate never panics, is symmetric, and lets a message share
+// its own answer.
+func FuzzGate(f *testing.F) {
+	c := loadCorpus(f)
+	for _, p := range c.NearMisses {
+		f.Add(p.A, p.B)
+	}
+	for _, p := range c.Paraphrases {
+		f.Add(p.A, p.B)
+	}
+	f.Add("İstanbul’s 3.0 km – “quoted” `code` a@b.c https://x.y/z", "ǅ 1,000,000 ½ −5 °C $ € 10.0.0.1")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if Gate(a, b) != Gate(b, a) {
+			t.Fatalf("not symmetric: %q / %q", a, b)
+		}
+		if !Gate(a, a) {
+			t.Fatalf("refuses itself: %q", a)
+		}
+	})
+}

@@ -1,8 +1,10 @@
 package semantic
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 )
 
@@ -28,7 +30,20 @@ type gnode struct {
 }
 
 // Graph parameters: graphM links per node (2·graphM at level 0),
-// graphEfBuild candidates while inserting, graphEf while searching.
+// graphEfBuild candidates while inserting, graphEf while searching, searchK
+// results handed to the gate. Measured on clustered 384-dimensional
+// vectors (see BenchmarkLookup), the share of queries whose stored near
+// duplicate (cosine 0.97) is found, and the distances computed:
+//
+//	entries   ef 16          ef 48
+//	10,000    100%  at 374   100%   at 1,032
+//	20,000    99.6% at 328   100%   at 950
+//	100,000   88.7% at 261   99.6%  at 434   (ef 64: 100% at 494)
+//
+// and on 10,000 uniformly random vectors (no neighbourhoods at all) 96% at
+// ef 16, 99.6% at ef 48. A search costs about one cache-missing vector
+// read per distance; ef 48 keeps every measured case at ≥ 99.6% for at
+// most ~1,000 of them, a tenth of a 10,000-entry scan.
 const (
 	graphM       = 16
 	graphM0      = 2 * graphM
@@ -71,7 +86,7 @@ func (g *graph) insert(e *entry) int32 {
 		if l == 0 {
 			maxLinks = graphM0
 		}
-		nb := selectNearest(found, graphM)
+		nb := g.selectDiverse(found, graphM)
 		links := make([]int32, 0, len(nb)+1)
 		for _, c := range nb {
 			links = append(links, c.id)
@@ -105,7 +120,7 @@ func (g *graph) link(from, to int32, l, maxLinks int) {
 	for i, o := range n.links[l] {
 		cs[i] = cand{id: o, d: dist(v, g.nodes[o].e.vec)}
 	}
-	cs = selectNearest(cs, maxLinks)
+	cs = g.selectDiverse(cs, maxLinks)
 	n.links[l] = n.links[l][:0]
 	for _, c := range cs {
 		n.links[l] = append(n.links[l], c.id)
@@ -126,8 +141,8 @@ func (g *graph) greedy(q []float32, ep int32, epDist float32, l int) (int32, flo
 }
 
 // search returns up to k live nodes nearest to q (unordered), in a slice
-// from s.
-func (g *graph) search(s *scratch, q []float32, k int) []cand {
+// from s, with a beam of ef.
+func (g *graph) search(s *scratch, q []float32, k, ef int) []cand {
 	if g.entry < 0 {
 		return nil
 	}
@@ -136,7 +151,7 @@ func (g *graph) search(s *scratch, q []float32, k int) []cand {
 	for l := g.top; l > 0; l-- {
 		ep, epDist = g.greedy(q, ep, epDist, l)
 	}
-	found := g.searchLayer(s, q, ep, epDist, max(graphEf, k), 0)
+	found := g.searchLayer(s, q, ep, epDist, max(ef, k), 0)
 	live := s.out[:0]
 	for _, c := range found {
 		if !g.nodes[c.id].dead {
@@ -170,6 +185,7 @@ func (g *graph) searchLayer(s *scratch, q []float32, ep int32, epDist float32, e
 				continue
 			}
 			s.visit(o)
+			s.dists++
 			d := dist(q, g.nodes[o].e.vec)
 			if len(s.results) < ef || d < s.results[0].d {
 				s.cands = pushMin(s.cands, cand{id: o, d: d})
@@ -181,6 +197,45 @@ func (g *graph) searchLayer(s *scratch, q []float32, ep int32, epDist float32, e
 		}
 	}
 	return s.results
+}
+
+// selectDiverse picks up to m neighbours from cs by the paper's heuristic
+// (its Algorithm 4): nearest first, skipping a candidate that is closer to
+// an already picked neighbour than to the new node, then filling up with
+// the skipped ones. Links then reach across clusters instead of all into
+// the nearest one, which keeps the graph navigable on clustered data.
+func (g *graph) selectDiverse(cs []cand, m int) []cand {
+	if len(cs) <= m {
+		return cs
+	}
+	slices.SortFunc(cs, func(a, b cand) int { return cmp.Compare(a.d, b.d) })
+	picked := make([]cand, 0, m)
+	var skipped []cand
+	for _, c := range cs {
+		if len(picked) == m {
+			break
+		}
+		v := g.nodes[c.id].e.vec
+		diverse := true
+		for _, p := range picked {
+			if dist(v, g.nodes[p.id].e.vec) < c.d {
+				diverse = false
+				break
+			}
+		}
+		if diverse {
+			picked = append(picked, c)
+		} else {
+			skipped = append(skipped, c)
+		}
+	}
+	for _, c := range skipped {
+		if len(picked) == m {
+			break
+		}
+		picked = append(picked, c)
+	}
+	return picked
 }
 
 // cand is a node and its distance to the query.
@@ -288,6 +343,7 @@ type scratch struct {
 	cands   []cand
 	results []cand
 	out     []cand
+	dists   int // distances computed, for the benchmarks
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}

@@ -183,6 +183,23 @@ func TestMaxEntries(t *testing.T) {
 	ix.checkLocked(t)
 }
 
+// TestMaxEntriesOne evicts the only entry of the bucket being added to.
+func TestMaxEntriesOne(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	ix := New(Options{MaxEntries: 1})
+	for i := range 5 {
+		v := randomUnit(rng, 8)
+		key := fmt.Sprint(i)
+		ix.Add(pfx(1), v, question, key, t0.Add(time.Hour))
+		if got, _, ok := ix.Lookup(pfx(1), v, question, t0); !ok || got != key || ix.Len() != 1 {
+			t.Fatalf("after adding %s: Lookup %q %v, Len %d", key, got, ok, ix.Len())
+		}
+	}
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	ix.checkLocked(t)
+}
+
 func TestRejectsBadVectors(t *testing.T) {
 	ix := New(Options{})
 	nan := float32(0)

@@ -18,8 +18,9 @@
 //
 //   - same prefix;
 //   - cosine similarity of the two vectors at least Options.Threshold;
-//   - Gate passes for the two texts (same numbers, negations, named
-//     entities, units, and the same order of the entities);
+//   - Gate passes for the two texts (same numbers, negations, polar and
+//     time words, named entities, units, no swapped content word, the
+//     same order of entities and units);
 //   - the entry is not expired at the lookup's time.
 //
 // Among the entries that qualify, the one with the highest similarity wins.
@@ -30,10 +31,10 @@
 // bucket only, so a prefix's entries never compete with other prefixes'
 // for the few candidates an approximate search returns (a global graph
 // filtered by prefix would return the nearest vectors of any prefix and
-// miss a rare prefix's match). A bucket is searched by an exact scan while
-// it is small (below graphMin entries, where a scan of SIMD dot products
-// is faster than a graph walk and needs no memory beyond the vectors), and
-// through an HNSW graph (hnsw.go) once it grows past that. Most prefixes
+// miss a rare prefix's match). A bucket is searched by an exact scan of
+// SIMD dot products while it is small (below graphMin entries: exact, no
+// memory beyond the vectors, no build), and through an HNSW graph
+// (hnsw.go) once it grows past that. Most prefixes
 // hold few entries (a conversation's history is part of its prefix), so
 // most buckets never build a graph; a popular system prompt with
 // single-turn questions makes one large bucket, and that is where the
@@ -44,8 +45,10 @@
 // graph on Delete (its issues #10 and #13; the fixes are unreleased), and
 // measured here on 5,000 random 128-dimensional vectors it found the
 // stored neighbour of a query for 16–30% of queries, at 0.2–0.8 ms a
-// search and 4–5 s to build; the graph here finds it for all of them
-// (TestGraphBucket). Graphs are append-only: a removed entry marks its node
+// search and 4–5 s to build (its search stops at the first expansion that
+// does not improve, and it sorts every node's neighbour map as it walks);
+// the graph here finds it for all of them (TestGraphBucket). Graphs are
+// append-only: a removed entry marks its node
 // dead (it still routes searches, it is never returned), and a bucket
 // whose graph holds as many dead nodes as live ones rebuilds it from the
 // live ones, outside the index lock. Vectors are normalised once on Add,
@@ -64,9 +67,12 @@
 // # Concurrency
 //
 // An Index is safe for concurrent use. Lookups share a read lock (the scan
-// or graph walk runs under it; lookups run in parallel); Add and Remove take
-// the write lock for the few map and heap updates and one graph insertion.
-// The gate's analysis of a text runs before any lock is taken.
+// or graph walk runs under it; lookups run in parallel, each with its own
+// pooled scratch space); Add and Remove take the write lock for the few map
+// and heap updates and one graph insertion (a graph rebuild runs outside
+// the lock). The gate's analysis of a text runs before any lock is taken.
+// A Lookup allocates only for the gate's analysis of its text (five small
+// allocations for a short message).
 package semantic
 
 import (
@@ -95,10 +101,12 @@ const (
 )
 
 // graphMin is the bucket size from which a bucket is searched through an
-// HNSW graph instead of an exact scan (see BenchmarkLookup for the
-// crossover); a graph is dropped again when its bucket shrinks below a
-// quarter of that.
-const graphMin = 1024
+// HNSW graph instead of an exact scan. A scan costs one distance per entry;
+// a graph search about 340 at 1,000 entries and 370 at 10,000
+// (BenchmarkLookup), plus ~15% memory for links and the build. Below 512
+// the exact scan is cheap enough and has no build or recall cost. A graph
+// is dropped again when its bucket shrinks below a quarter of this.
+const graphMin = 512
 
 // sweepBatch bounds the expired entries one Lookup removes.
 const sweepBatch = 64
@@ -178,20 +186,16 @@ func (ix *Index) Add(prefix [32]byte, vec []float32, text string, key string, ex
 	if old, ok := ix.byKey[key]; ok {
 		ix.removeLocked(old)
 	}
-	b := ix.buckets[prefix]
-	if b != nil && b.dims != len(unit) {
+	if b := ix.buckets[prefix]; b != nil && b.dims != len(unit) {
 		for len(b.entries) > 0 {
 			ix.removeLocked(b.entries[len(b.entries)-1])
 		}
-		b = nil
 	}
 	for len(ix.byKey) >= ix.maxEntries {
 		ix.removeLocked(ix.expiry[0])
 	}
-	if b == nil {
-		// Looked up again: the evictions above may have dropped it.
-		b = ix.buckets[prefix]
-	}
+	// Looked up after the evictions, which may have emptied and dropped it.
+	b := ix.buckets[prefix]
 	if b == nil {
 		b = &bucket{prefix: prefix, dims: len(unit), graphMin: ix.graphMin}
 		ix.buckets[prefix] = b
@@ -214,10 +218,13 @@ func (ix *Index) Add(prefix [32]byte, vec []float32, text string, key string, ex
 // that cannot be normalised, or whose length differs from the prefix's
 // vectors, finds nothing.
 func (ix *Index) Lookup(prefix [32]byte, vec []float32, text string, now time.Time) (key string, score float32, ok bool) {
-	q, qok := normalised(vec)
+	buf := queryPool.Get().(*[]float32)
+	defer queryPool.Put(buf)
+	q, qok := normaliseInto(*buf, vec)
 	if !qok {
 		return "", 0, false
 	}
+	*buf = q
 	query := analyse(text)
 
 	ix.mu.RLock()
