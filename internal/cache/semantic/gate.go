@@ -46,10 +46,21 @@ import (
 // of these rules can see entities or negations, passes only when both
 // messages are equal after case folding and dropping spaces and
 // punctuation.
+//
+// Messages longer than MaxText bytes never pass.
 func Gate(a, b string) bool {
+	if len(a) > MaxText || len(b) > MaxText {
+		return false
+	}
 	fa, fb := analyse(a), analyse(b)
 	return compatible(&fa, &fb)
 }
+
+// MaxText bounds the messages the gate compares and the index holds, in
+// bytes: the gate's work grows with the product of the two messages'
+// lengths, an entry's memory with its message, and a long message's
+// embedding says less about any one of its sentences.
+const MaxText = 8 << 10
 
 // features is what the gate compares of one message.
 type features struct {
@@ -61,7 +72,7 @@ type features struct {
 	exact    []string // quoted strings, code, URLs, e-mail addresses
 	entities []string // lower case, deduplicated, in order of appearance
 	words    []word   // every word, lower case, in order
-	anchors  []anchor // entities and units in order of first appearance
+	anchors  []string // entities and units (as unitWord) in order of first appearance
 	content  []string // other words, stemmed, sorted, deduplicated
 	caseless string   // the folded text, when it has caseless letters
 	raw      string
@@ -70,12 +81,6 @@ type features struct {
 type word struct {
 	s   string
 	pos int // token index; the parts of one token share it
-}
-
-// anchor is an entity (unit false) or a unit, for the order rule.
-type anchor struct {
-	s    string
-	unit bool
 }
 
 // compatible is Gate over analysed messages.
@@ -129,53 +134,39 @@ func exactIn(exact []string, other *features) bool {
 }
 
 // entitiesIn reports whether each of a's entities occurs among b's words
-// and a's anchors appear in b in the same order.
+// and a's anchors occur in b in the same order (as a subsequence of b's
+// words).
 func entitiesIn(a, b *features) bool {
 	for _, e := range a.entities {
-		if b.wordAt(e) < 0 {
+		if b.wordAt(e, 0) < 0 {
 			return false
 		}
 	}
-	last := -1
+	from := 0
 	for _, an := range a.anchors {
-		p := -1
-		if an.unit {
-			p = b.unitAt(an.s)
-		} else {
-			p = b.wordAt(an.s)
-		}
+		p := b.wordAt(an, from)
 		if p < 0 {
 			return false
 		}
-		if p < last {
-			return false
-		}
-		last = p
+		from = p
 	}
 	return true
 }
 
-// wordAt returns the token index of the first word s, or -1.
-func (f *features) wordAt(s string) int {
+// wordAt returns the token index of the first word s at or after token
+// from, or -1.
+func (f *features) wordAt(s string, from int) int {
 	for _, w := range f.words {
-		if w.s == s {
+		if w.pos >= from && w.s == s {
 			return w.pos
 		}
 	}
 	return -1
 }
 
-// unitAt returns the token index of the first unit s, or -1. Units are
-// recorded among the words with a NUL byte before their canonical name, so
-// that no word can be mistaken for one.
-func (f *features) unitAt(s string) int {
-	for _, w := range f.words {
-		if len(w.s) == len(s)+1 && w.s[0] == 0 && w.s[1:] == s {
-			return w.pos
-		}
-	}
-	return -1
-}
+// unitWord is how a unit is recorded among the words: a NUL byte before
+// its canonical name, so that no word can be mistaken for one.
+func unitWord(u string) string { return "\x00" + u }
 
 // containsBounded reports whether needle occurs in hay with no letter,
 // digit or underscore right before or after it.
@@ -714,7 +705,8 @@ func (a *analyser) numberPart(p string, pos int, sign string) {
 	case units[suffix] != "":
 		defer a.unit(units[suffix], pos)
 	default:
-		// 1080p, 5g, 3d: an identifier.
+		// 1080p, 3d: an identifier.
+		a.addWord(p, pos)
 		a.entity(p)
 		a.lastNum = false
 		return
@@ -757,13 +749,11 @@ func (a *analyser) addWord(s string, pos int) {
 func (a *analyser) unit(u string, pos int) {
 	f := a.f
 	f.units = append(f.units, u)
-	f.words = append(f.words, word{s: "\x00" + u, pos: pos})
-	for _, an := range f.anchors {
-		if an.unit && an.s == u {
-			return
-		}
+	w := unitWord(u)
+	f.words = append(f.words, word{s: w, pos: pos})
+	if !slices.Contains(f.anchors, w) {
+		f.anchors = append(f.anchors, w)
 	}
-	f.anchors = append(f.anchors, anchor{s: u, unit: true})
 }
 
 func (a *analyser) entity(e string) {
@@ -772,7 +762,7 @@ func (a *analyser) entity(e string) {
 		return
 	}
 	f.entities = append(f.entities, e)
-	f.anchors = append(f.anchors, anchor{s: e})
+	f.anchors = append(f.anchors, e)
 }
 
 func startsUpper(t string) bool {

@@ -217,7 +217,7 @@ func FuzzGate(f *testing.F) {
 		if Gate(a, b) != Gate(b, a) {
 			t.Fatalf("not symmetric: %q / %q", a, b)
 		}
-		if !Gate(a, a) {
+		if len(a) <= MaxText && !Gate(a, a) {
 			t.Fatalf("refuses itself: %q", a)
 		}
 	})

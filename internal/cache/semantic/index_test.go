@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -210,8 +211,13 @@ func TestRejectsBadVectors(t *testing.T) {
 			t.Errorf("%v hits", v)
 		}
 	}
+	long := strings.Repeat("reset my password ", MaxText/18+1)
+	ix.Add(pfx(1), []float32{1, 0, 0}, long, "long", t0.Add(time.Hour))
 	if ix.Len() != 0 {
-		t.Fatalf("Len = %d; bad vectors were indexed", ix.Len())
+		t.Fatalf("Len = %d; bad vectors or an overlong text were indexed", ix.Len())
+	}
+	if Gate(long, long) {
+		t.Error("Gate passes texts over MaxText")
 	}
 	ix.Add(pfx(1), []float32{1, 0, 0}, question, "three", t0.Add(time.Hour))
 	if _, _, ok := ix.Lookup(pfx(1), []float32{1, 0}, question, t0); ok {

@@ -165,11 +165,15 @@ func New(o Options) *Index {
 // message is text with embedding vec; it expires at expires.
 //
 // Adding a key that is already indexed replaces that entry. A vector that
-// is empty, zero, or holds NaN or Inf is not indexed. A vector whose length
+// is empty, zero, or holds NaN or Inf is not indexed, nor is a text longer
+// than MaxText. A vector whose length
 // differs from the vectors already under prefix (the embedding model
 // changed) replaces that prefix's entries. vec is copied; the caller may
 // reuse it.
 func (ix *Index) Add(prefix [32]byte, vec []float32, text string, key string, expires time.Time) {
+	if len(text) > MaxText {
+		return
+	}
 	unit, ok := normalised(vec)
 	if !ok {
 		return
@@ -216,8 +220,11 @@ func (ix *Index) Add(prefix [32]byte, vec []float32, text string, key string, ex
 // similarity to vec reaches the threshold and whose text passes the content
 // gate against text, not expired at now. score is that similarity. A vector
 // that cannot be normalised, or whose length differs from the prefix's
-// vectors, finds nothing.
+// vectors, finds nothing, nor does a text longer than MaxText.
 func (ix *Index) Lookup(prefix [32]byte, vec []float32, text string, now time.Time) (key string, score float32, ok bool) {
+	if len(text) > MaxText {
+		return "", 0, false
+	}
 	buf := queryPool.Get().(*[]float32)
 	defer queryPool.Put(buf)
 	q, qok := normaliseInto(*buf, vec)
