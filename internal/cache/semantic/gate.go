@@ -39,7 +39,18 @@ import (
 //   - the entities and units in the same order, so "flights from Paris to
 //     Rome" and "flights from Rome to Paris", or "miles to km" and "km to
 //     miles", differ. This also refuses paraphrases that only reorder
-//     ("5 miles in km" and "km in 5 miles").
+//     ("5 miles in km" and "km in 5 miles");
+//   - no swapped content word: the other words (function words and the
+//     framing of a request aside, crudely stemmed, a few request synonyms
+//     folded: find/search, write/author, …) may be added on one side
+//     ("symptoms" / "common symptoms") but not replaced ("cook rice" /
+//     "cook pasta", "a dog" / "a cat", "even" / "odd").
+//
+// What it does not see: the order of plain words ("dog bites man" / "man
+// bites dog"; "buy or rent" / "rent or buy"); a refinement that only adds
+// a word ("cook rice" / "cook brown rice"); an unknown name typed in lower
+// case that the other message also lacks; synonyms outside its short list,
+// which it refuses. Those are left to the similarity threshold.
 //
 // The word lists are English. Text with letters of a script without case
 // (Chinese, Japanese, Korean, Arabic, Hebrew, Indic, Thai, …), where none

@@ -60,7 +60,10 @@
 // entry that expires soonest: expired entries first and, among live ones
 // with one TTL, the oldest. Expired entries are also removed lazily: a
 // lookup that sees the soonest-expiring entry expired sweeps a bounded
-// number of them. The index never reads the wall clock; time comes from the
+// number of them. An entry costs its vector (4 bytes a dimension), its
+// message and the gate's analysis of it (a few times the message's size),
+// and in a graph bucket about 200 bytes of links. The index never reads
+// the wall clock; time comes from the
 // expiry given to Add and the now given to Lookup, so callers may use an
 // injected clock.
 //
@@ -221,6 +224,9 @@ func (ix *Index) Add(prefix [32]byte, vec []float32, text string, key string, ex
 // gate against text, not expired at now. score is that similarity. A vector
 // that cannot be normalised, or whose length differs from the prefix's
 // vectors, finds nothing, nor does a text longer than MaxText.
+//
+// The key may name an answer the exact cache has dropped since (its own
+// eviction, a DELETE): the caller then counts a miss and calls Remove.
 func (ix *Index) Lookup(prefix [32]byte, vec []float32, text string, now time.Time) (key string, score float32, ok bool) {
 	if len(text) > MaxText {
 		return "", 0, false
