@@ -44,6 +44,10 @@ const (
 // that no request can make the gateway spend seconds counting.
 const MaxExactBytes = 16 << 10
 
+// MaxExactText bounds one text that Text encodes exactly; a longer one is
+// estimated.
+const MaxExactText = 256 << 10
+
 // Encoding names how a Counter counts.
 type Encoding uint8
 
@@ -136,7 +140,7 @@ func (c Counter) Text(s string) int {
 	if s == "" {
 		return 0
 	}
-	if c.Encoding == Estimate || len(s) > MaxExactBytes || c.left != nil && *c.left < len(s) {
+	if c.Encoding == Estimate || len(s) > MaxExactText || c.left != nil && *c.left < len(s) {
 		f := c.factor
 		if f == 0 {
 			f = 1
@@ -293,3 +297,10 @@ var (
 )
 
 func parse(body []byte) gjson.Result { return openai.ParseInPlace(body) }
+
+// Budgeted returns c counting at most n bytes of text exactly over all its
+// calls, estimating beyond.
+func (c Counter) Budgeted(n int) Counter {
+	c.left = &n
+	return c
+}

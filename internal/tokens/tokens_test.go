@@ -61,7 +61,7 @@ func TestBoundIsAnUpperBound(t *testing.T) {
 }
 
 func TestLongTextIsEstimated(t *testing.T) {
-	s := strings.Repeat("word ", MaxExactBytes/5+100)
+	s := strings.Repeat("word ", MaxExactText/5+100)
 	c := For("gpt-4o")
 	n := c.Text(s)
 	if exact, _ := codecFor(O200k).Count(s); float64(n) < 0.8*float64(exact) || float64(n) > 1.2*float64(exact) {
