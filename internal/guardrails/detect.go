@@ -564,17 +564,17 @@ var secretShapes = []struct {
 	anchor string
 	re     *regexp.Regexp
 }{
-	{"sk-", regexp.MustCompile(`\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}`)},          // OpenAI, Anthropic
-	{"AKIA", regexp.MustCompile(`\bAKIA[0-9A-Z]{16}\b`)},                                           // AWS access key id
-	{"ASIA", regexp.MustCompile(`\bASIA[0-9A-Z]{16}\b`)},                                           // AWS temporary key id
-	{"gh", regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{36,}\b`)},                                   // GitHub tokens
-	{"github_pat_", regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{40,}`)},                          // GitHub fine-grained
-	{"glpat-", regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}`)},                                   // GitLab
-	{"xox", regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`)},                                 // Slack
-	{"AIza", regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}`)},                                        // Google API key
-	{"_live_", regexp.MustCompile(`\b(?:sk|rk|pk)_live_[0-9A-Za-z]{16,}`)},                         // Stripe
-	{"_test_", regexp.MustCompile(`\b(?:sk|rk)_test_[0-9A-Za-z]{16,}`)},                            // Stripe
-	{"hf_", regexp.MustCompile(`\bhf_[A-Za-z0-9]{30,}\b`)},                                         // Hugging Face
+	{"sk-", regexp.MustCompile(`\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}`)}, // OpenAI, Anthropic
+	{"AKIA", regexp.MustCompile(`\bAKIA[0-9A-Z]{16}\b`)},                                  // AWS access key id
+	{"ASIA", regexp.MustCompile(`\bASIA[0-9A-Z]{16}\b`)},                                  // AWS temporary key id
+	{"gh", regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{36,}\b`)},                          // GitHub tokens
+	{"github_pat_", regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{40,}`)},                 // GitHub fine-grained
+	{"glpat-", regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}`)},                          // GitLab
+	{"xox", regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`)},                        // Slack
+	{"AIza", regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}`)},                               // Google API key
+	{"_live_", regexp.MustCompile(`\b(?:sk|rk|pk)_live_[0-9A-Za-z]{16,}`)},                // Stripe
+	{"_test_", regexp.MustCompile(`\b(?:sk|rk)_test_[0-9A-Za-z]{16,}`)},                   // Stripe
+	{"hf_", regexp.MustCompile(`\bhf_[A-Za-z0-9]{30,}\b`)},                                // Hugging Face
 	{"-----BEGIN", regexp.MustCompile(`-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----`)},
 	{"eyJ", regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}`)}, // JWT
 }
