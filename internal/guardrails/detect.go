@@ -40,9 +40,11 @@ type Custom struct {
 // Detectors finds personal data and secrets in text. Build one with
 // NewDetectors; it is safe for concurrent use.
 type Detectors struct {
-	on      map[string]bool
-	regions []string // phone regions tried for numbers without '+'
-	custom  []Custom
+	on map[string]bool
+	// the built-in detectors on, for the scanning loops
+	card, ssn, ip, phone bool
+	regions              []string // phone regions tried for numbers without '+'
+	custom               []Custom
 }
 
 // DefaultPhoneRegions are the regions whose national formats the phone
@@ -70,6 +72,7 @@ func NewDetectors(names []string, custom []Custom, regions []string) *Detectors 
 		}
 		d.on[n] = true
 	}
+	d.card, d.ssn, d.ip, d.phone = d.on[DetectCard], d.on[DetectSSN], d.on[DetectIP], d.on[DetectPhone]
 	return d
 }
 
@@ -96,7 +99,7 @@ func (d *Detectors) Find(s string) []Match {
 	if d.on[DetectIBAN] {
 		ms = findIBANs(s, ms)
 	}
-	if d.on[DetectCard] || d.on[DetectSSN] || d.on[DetectIP] || d.on[DetectPhone] {
+	if d.card || d.ssn || d.ip || d.phone {
 		ms = d.findNumbers(s, ms)
 	}
 	if d.on[DetectIP] {
@@ -204,7 +207,7 @@ func (d *Detectors) findNumbers(s string, ms []Match) []Match {
 		}
 		// '+' or '(' starts only a phone number; a failed '+' run is
 		// skipped whole (no national number inside an international one).
-		if d.on[DetectPhone] {
+		if d.phone {
 			if e := d.phoneAt(s, i); e > 0 {
 				ms = append(ms, Match{i, e, DetectPhone})
 				i = e - 1
@@ -219,22 +222,22 @@ func (d *Detectors) findNumbers(s string, ms []Match) []Match {
 		continue
 	digits:
 		end := 0
-		if d.on[DetectCard] {
+		if d.card {
 			if e := cardAt(s, i); e > 0 {
 				ms, end = append(ms, Match{i, e, DetectCard}), e
 			}
 		}
-		if end == 0 && d.on[DetectSSN] {
+		if end == 0 && d.ssn {
 			if e := ssnAt(s, i); e > 0 {
 				ms, end = append(ms, Match{i, e, DetectSSN}), e
 			}
 		}
-		if end == 0 && d.on[DetectIP] {
+		if end == 0 && d.ip {
 			if e := ipv4At(s, i); e > 0 {
 				ms, end = append(ms, Match{i, e, DetectIP}), e
 			}
 		}
-		if end == 0 && d.on[DetectPhone] {
+		if end == 0 && d.phone {
 			if e := d.phoneAt(s, i); e > 0 {
 				ms, end = append(ms, Match{i, e, DetectPhone}), e
 			}
@@ -561,13 +564,13 @@ func findIPv6(s string, ms []Match) []Match {
 // blocks and JWTs, each with a literal that must occur for its expression
 // to run.
 var secretShapes = []struct {
-	anchor string
+	anchor string // several separated by '|'
 	re     *regexp.Regexp
 }{
 	{"sk-", regexp.MustCompile(`\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}`)}, // OpenAI, Anthropic
 	{"AKIA", regexp.MustCompile(`\bAKIA[0-9A-Z]{16}\b`)},                                  // AWS access key id
 	{"ASIA", regexp.MustCompile(`\bASIA[0-9A-Z]{16}\b`)},                                  // AWS temporary key id
-	{"gh", regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{36,}\b`)},                          // GitHub tokens
+	{"ghp_|gho_|ghu_|ghs_|ghr_", regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{36,}\b`)},    // GitHub tokens
 	{"github_pat_", regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{40,}`)},                 // GitHub fine-grained
 	{"glpat-", regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}`)},                          // GitLab
 	{"xox", regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`)},                        // Slack
@@ -581,7 +584,14 @@ var secretShapes = []struct {
 
 func findSecrets(s string, ms []Match) []Match {
 	for _, sh := range secretShapes {
-		if !strings.Contains(s, sh.anchor) {
+		found := false
+		for a := range strings.SplitSeq(sh.anchor, "|") {
+			if strings.Contains(s, a) {
+				found = true
+				break
+			}
+		}
+		if !found {
 			continue
 		}
 		for _, loc := range sh.re.FindAllStringIndex(s, -1) {
