@@ -151,8 +151,12 @@ func (a *App) guardrails(h *Handler) (gateway.Stage, error) {
 				rule.Action = guardrails.ActionBlock
 			case "route":
 				rule.Action = guardrails.ActionRoute
-				if _, ok := a.routes.Lookup(r.Model); !ok || r.Model == "" {
+				rt, ok := a.routes.Lookup(r.Model)
+				if !ok || r.Model == "" {
 					return nil, fmt.Errorf("privacy: route to %q: no such model in the routing table", r.Model)
+				}
+				if !guardrails.LocalOnly(rt, a.routes, cfg.Local) {
+					return nil, fmt.Errorf("privacy: route to %q: the model (or a fallback) has a third-party target; route sends data unmasked, so its targets must be trust local", r.Model)
 				}
 			default:
 				return nil, fmt.Errorf("privacy: unknown action %q (mask, block or route)", r.Action)

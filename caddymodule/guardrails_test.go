@@ -85,6 +85,10 @@ func TestGuardrailsBuild(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+	if _, err := (&App{routes: tbl, Providers: map[string]*ProviderConfig{"local": {}}}).guardrails(
+		&Handler{Privacy: &PrivacyConfig{Rules: []PrivacyRule{{Action: "route", Detectors: []string{"card"}, Model: "llama"}}}}); err == nil {
+		t.Error("accepted a route to a third-party model")
+	}
 	bad := &App{routes: tbl, Providers: map[string]*ProviderConfig{"x": {Trust: "friends"}}}
 	if _, err := bad.guardrails(ok); err == nil {
 		t.Error("accepted trust friends")

@@ -129,18 +129,37 @@ func New(cfg Config) *Stage {
 // Name implements gateway.Stage.
 func (*Stage) Name() string { return "guardrails" }
 
-// inScope reports whether rt has a target in scope.
+// inScope reports whether rt, or a fallback it may reach, has a target in
+// scope (a third-party fallback of a local model is third party's reach).
 func (s *Stage) inScope(rt *route.Route, scope string) bool {
 	if scope == ScopeAny {
 		return true
 	}
-	for _, t := range rt.Targets {
-		local := s.cfg.Local[t.Provider]
-		if scope == ScopeThirdParty && !local || scope == ScopeLocal && local || scope == t.Provider {
-			return true
+	seen := []*route.Route{rt}
+	for i := 0; i < len(seen); i++ {
+		for _, t := range seen[i].Targets {
+			local := s.cfg.Local[t.Provider]
+			if scope == ScopeThirdParty && !local || scope == ScopeLocal && local || scope == t.Provider {
+				return true
+			}
+		}
+		if s.cfg.Routes == nil {
+			continue
+		}
+		for _, fb := range seen[i].Fallbacks {
+			if next, ok := s.cfg.Routes.Lookup(fb); ok && !slices.Contains(seen, next) {
+				seen = append(seen, next)
+			}
 		}
 	}
 	return false
+}
+
+// LocalOnly reports whether every target rt may reach (fallbacks
+// included) is a local provider's.
+func LocalOnly(rt *route.Route, routes *route.Table, local map[string]bool) bool {
+	s := &Stage{cfg: Config{Routes: routes, Local: local}}
+	return !s.inScope(rt, ScopeThirdParty)
 }
 
 // Run implements gateway.Stage.
