@@ -209,12 +209,14 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 						Message: "The request contains data this gateway does not forward (" + strings.Join(dets, ", ") + ")."}
 				}
 				if routed := m.found[ActionRoute]; len(routed) > 0 {
+					// The first route rule that matched names the model.
 					model := ""
 					for _, r := range applicable {
-						if r.Action == ActionRoute {
+						if r.Action == ActionRoute && model == "" {
 							for det := range routed {
 								if slices.Contains(r.Detectors, det) || slices.Contains(r.Detectors, "all") {
 									model = r.Model
+									break
 								}
 							}
 						}
