@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -13,7 +14,9 @@ func benchBody(size int) []byte {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(`{"role":"user","content":"` + strings.Repeat(line, 10) + `"}`)
+		// Distinct messages (a count remembered for one is no use for
+		// another).
+		b.WriteString(`{"role":"user","content":"Message ` + strconv.Itoa(i) + `: ` + strings.Repeat(line, 10) + `"}`)
 	}
 	b.WriteString(`]}`)
 	return []byte(b.String())
@@ -28,7 +31,17 @@ func BenchmarkCount(b *testing.B) {
 		for _, model := range []string{"gpt-4o", "gpt-4", "claude-sonnet-4-5"} {
 			c := For(model)
 			c.Chat(body) // the encoding's tables load once
-			b.Run(size.name+"/"+model, func(b *testing.B) {
+			// cold: texts never seen; warm: the same request again (its
+			// texts' counts remembered).
+			b.Run(size.name+"/"+model+"/cold", func(b *testing.B) {
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				for b.Loop() {
+					memo.reset()
+					c.Chat(body)
+				}
+			})
+			b.Run(size.name+"/"+model+"/warm", func(b *testing.B) {
 				b.SetBytes(int64(len(body)))
 				b.ReportAllocs()
 				for b.Loop() {

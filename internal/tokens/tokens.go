@@ -14,7 +14,8 @@
 //
 // Counting is not free (the BPE runs at a few MB/s), so callers count only
 // when a limit, a budget or truncation needs it (see Bound for a cheap
-// upper bound), and texts longer than MaxExactBytes are estimated.
+// upper bound), a request's texts beyond MaxExactBytes are estimated, and
+// the exact counts of recent texts are remembered (memo.go).
 package tokens
 
 import (
@@ -147,12 +148,22 @@ func (c Counter) Text(s string) int {
 		}
 		return scaled(estimateText(s), f)
 	}
+	var key uint64
+	if len(s) >= memoMinBytes {
+		key = memo.key(c.Encoding, s)
+		if n, ok := memo.get(key); ok {
+			return n // remembered: costs no exact budget
+		}
+	}
 	if c.left != nil {
 		*c.left -= len(s)
 	}
 	n, err := codecFor(c.Encoding).Count(s)
 	if err != nil {
 		return scaled(estimateText(s), 1)
+	}
+	if key != 0 {
+		memo.put(key, n)
 	}
 	return n
 }

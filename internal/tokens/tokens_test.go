@@ -84,3 +84,27 @@ func TestInput(t *testing.T) {
 		t.Errorf("claude estimate %d", n)
 	}
 }
+
+func TestMemoGivesTheSameCounts(t *testing.T) {
+	memo.reset()
+	for _, m := range []string{"gpt-4o", "gpt-4"} {
+		c := For(m)
+		first := c.Chat([]byte(cookbook))
+		long := strings.Repeat("remember this sentence, please. ", 10)
+		a := c.Text(long)
+		if again := c.Chat([]byte(cookbook)); again != first {
+			t.Fatalf("%s: %d then %d", m, first, again)
+		}
+		if b := c.Text(long); b != a {
+			t.Fatalf("%s: text %d then %d", m, a, b)
+		}
+	}
+	// One text counted for two encodings keeps two counts.
+	s := strings.Repeat("日本語のテキスト ", 20)
+	if For("gpt-4o").Text(s) == For("gpt-4").Text(s) {
+		t.Log("same count in both encodings (possible, but unexpected)")
+	}
+	if a, b := For("gpt-4o").Text(s), For("gpt-4o").Text(s); a != b {
+		t.Fatal("memo changed a count")
+	}
+}
