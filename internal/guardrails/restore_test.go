@@ -1,6 +1,7 @@
 package guardrails
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -103,5 +104,62 @@ func TestMaskConsistentPlaceholders(t *testing.T) {
 	}
 	if got := m.summary(ActionMask); got != "masked=card:1,email:3" {
 		t.Fatalf("summary %q", got)
+	}
+}
+
+// Completions' choices[].text, several choices at once, and Responses'
+// output_text.delta events are restored with a placeholder split across
+// events.
+func TestRestoreOtherStreams(t *testing.T) {
+	v := testVault()
+	r := NewRestorer(v)
+	events := []string{
+		`{"choices":[{"index":0,"text":"to [EMA"},{"index":1,"text":"card [CA"}]}`,
+		`{"choices":[{"index":1,"text":"RD_1] ok"},{"index":0,"text":"IL_1]!"}]}`,
+		`{"choices":[{"index":0,"text":"","finish_reason":"stop"},{"index":1,"text":" [","finish_reason":"stop"}]}`,
+	}
+	var got [2]strings.Builder
+	for _, e := range events {
+		ev := dialect.Event{Event: sse.Event{Data: []byte(e)}}
+		r.Event(&ev, provider.FormatOpenAI)
+		gjson.GetBytes(ev.Data, "choices").ForEach(func(_, ch gjson.Result) bool {
+			got[ch.Get("index").Int()].WriteString(ch.Get("text").Str)
+			return true
+		})
+	}
+	if got[0].String() != "to ana@example.com!" || got[1].String() != "card 4111 1111 1111 1111 ok [" {
+		t.Fatalf("%q %q", got[0].String(), got[1].String())
+	}
+
+	r = NewRestorer(v)
+	var out strings.Builder
+	for _, d := range []string{"write to [EMAIL", "_2] now", "."} {
+		ev := dialect.Event{Event: sse.Event{Name: []byte("response.output_text.delta"),
+			Data: []byte(`{"type":"response.output_text.delta","delta":"` + d + `"}`)}}
+		r.Event(&ev, provider.FormatOpenAI)
+		out.WriteString(gjson.GetBytes(ev.Data, "delta").Str)
+	}
+	if out.String() != "write to bo@example.org now." {
+		t.Fatalf("%q", out.String())
+	}
+	// A whole event elsewhere (the completed response) is restored in place.
+	ev := dialect.Event{Event: sse.Event{Name: []byte("response.completed"),
+		Data: []byte(`{"response":{"output":[{"content":[{"text":"to [EMAIL_1]"}]}]}}`)}}
+	r.Event(&ev, provider.FormatOpenAI)
+	if !strings.Contains(string(ev.Data), "to ana@example.com") {
+		t.Fatalf("%s", ev.Data)
+	}
+}
+
+func TestCustomDetectorAndRegions(t *testing.T) {
+	d := NewDetectors([]string{"badge", "phone"}, []Custom{{Name: "badge", Re: regexp.MustCompile(`B-\d{4}`)}}, []string{"FR"})
+	ms := d.Find("badge B-1234, tél 01 42 68 53 00, US (415) 555-2671")
+	var names []string
+	for _, m := range ms {
+		names = append(names, m.Detector)
+	}
+	// FR only: the French national number is found, the US one is not.
+	if strings.Join(names, ",") != "badge,phone" {
+		t.Fatalf("%v", ms)
 	}
 }
