@@ -171,6 +171,7 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 		return nil, oe
 	}
 	rewritten := false
+	model := req.Model // the model asked for, after any route rule
 	var summary []string
 
 	// Personal data and secrets.
@@ -210,27 +211,27 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 				}
 				if routed := m.found[ActionRoute]; len(routed) > 0 {
 					// The first route rule that matched names the model.
-					model := ""
+					to := ""
 					for _, r := range applicable {
-						if r.Action == ActionRoute && model == "" {
+						if r.Action == ActionRoute && to == "" {
 							for det := range routed {
 								if slices.Contains(r.Detectors, det) || slices.Contains(r.Detectors, "all") {
-									model = r.Model
+									to = r.Model
 									break
 								}
 							}
 						}
 					}
-					rt, ok := s.cfg.Routes.Lookup(model)
+					rt, ok := s.cfg.Routes.Lookup(to)
 					if !ok {
 						return nil, &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "guardrails_route_unavailable",
 							Message: "The request must go to a local model, which is not configured."}
 					}
-					b, err := sjson.SetBytes(body, "model", model)
+					b, err := sjson.SetBytes(body, "model", to)
 					if err != nil {
 						return nil, openai.BadRequest("The request could not be rewritten.", "", "invalid_request")
 					}
-					body, rewritten = b, true
+					body, rewritten, model = b, true, to
 					x.Route = rt
 					x.Info.Route = rt.Pattern
 				} else if m.found[ActionMask] != nil {
@@ -251,9 +252,9 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 
 	// Truncation.
 	if t := s.cfg.Truncate; t != nil && req.Op == openai.OpChat {
-		window, model := s.window(x.Route, req.Model)
+		window, counted := s.window(x.Route, model)
 		if window > 0 {
-			cut, oe := t.Apply(body, tokens.For(model), window, req.MaxTokens, nmsgs)
+			cut, oe := t.Apply(body, tokens.For(counted), window, req.MaxTokens, nmsgs)
 			if oe != nil {
 				return nil, oe
 			}
