@@ -1,7 +1,11 @@
 package caddymodule
 
 import (
+	"slices"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/guardrails"
 )
 
 // unmarshalGuardrails reads the handler's truncate, privacy (or pii) and
@@ -148,13 +152,10 @@ func isScope(arg string, custom []string) bool {
 	switch arg {
 	case "third_party", "local", "any":
 		return true
-	case "all", "email", "phone", "card", "iban", "ssn", "ip", "secret":
+	case "all":
 		return false
 	}
-	for _, c := range custom {
-		if c == arg {
-			return false
-		}
-	}
-	return true // a provider's name (checked when the handler is provisioned)
+	// Otherwise a provider's name (checked when the handler is
+	// provisioned), unless it names a detector.
+	return !slices.Contains(guardrails.Builtin, arg) && !slices.Contains(custom, arg)
 }

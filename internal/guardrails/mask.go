@@ -181,14 +181,15 @@ func offsetIn(s, sub string) int {
 	return int(uintptr(unsafe.Pointer(unsafe.StringData(sub))) - uintptr(unsafe.Pointer(unsafe.StringData(s))))
 }
 
-// detect finds the actionable matches in body's prompt strings, noting
-// them per action; it returns the strings with their matches, for mask.
+// found is one prompt string with the matches an action applies to.
 type found struct {
 	off, n int    // the string's raw JSON in body
 	text   string // its value
 	ms     []Match
 }
 
+// detect finds the actionable matches in body's prompt strings, noting
+// them per action; it returns the strings with their matches, for mask.
 func (m *masker) detect(body []byte) []found {
 	var out []found
 	scan(body, func(v gjson.Result, off int) {
