@@ -1,6 +1,7 @@
 package guardrails
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -21,6 +22,10 @@ type Vault struct {
 	// longest is the longest placeholder (the restorer holds back at
 	// most this many bytes).
 	longest int
+	// avoid is the request's body: a placeholder it already holds (the
+	// client wrote "[EMAIL_1]" itself) is skipped, so that restoring never
+	// rewrites the client's own text.
+	avoid []byte
 }
 
 // Len is the number of distinct masked values.
@@ -40,8 +45,14 @@ func (v *Vault) placeholder(detector, value string) string {
 	if ph, ok := v.byValue[value]; ok {
 		return ph
 	}
-	v.next[detector]++
-	ph := "[" + strings.ToUpper(detector) + "_" + strconv.Itoa(v.next[detector]) + "]"
+	var ph string
+	for {
+		v.next[detector]++
+		ph = "[" + strings.ToUpper(detector) + "_" + strconv.Itoa(v.next[detector]) + "]"
+		if !bytes.Contains(v.avoid, []byte(ph)) {
+			break
+		}
+	}
 	v.byValue[value], v.byPH[ph] = ph, value
 	v.longest = max(v.longest, len(ph))
 	return ph
@@ -213,6 +224,8 @@ func (m *masker) detect(body []byte) []found {
 
 // mask returns body with the masked matches of fs replaced by placeholders.
 func (m *masker) mask(body []byte, fs []found) []byte {
+	m.vault.avoid = body
+	defer func() { m.vault.avoid = nil }()
 	var edits []edit
 	for _, f := range fs {
 		var b strings.Builder

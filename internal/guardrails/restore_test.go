@@ -163,3 +163,18 @@ func TestCustomDetectorAndRegions(t *testing.T) {
 		t.Fatalf("%v", ms)
 	}
 }
+
+// A placeholder the client wrote itself is never handed out, so restoring
+// leaves the client's own text alone.
+func TestPlaceholderAvoidsClientText(t *testing.T) {
+	d := NewDetectors([]string{"email"}, nil, nil)
+	m := &masker{d: d, vault: new(Vault), act: func(string) Action { return ActionMask }}
+	body := []byte(`{"messages":[{"role":"user","content":"template [EMAIL_1] for ana@example.com"}]}`)
+	out := m.mask(body, m.detect(body))
+	if !strings.Contains(string(out), "template [EMAIL_1] for [EMAIL_2]") {
+		t.Fatalf("%s", out)
+	}
+	if got := m.vault.Restore("[EMAIL_1] / [EMAIL_2]", false); got != "[EMAIL_1] / ana@example.com" {
+		t.Fatalf("%q", got)
+	}
+}
