@@ -450,6 +450,9 @@ done:
 		return 0
 	}
 	for _, r := range d.regions {
+		if s[first] != '0' && r != "US" && r != "CA" {
+			continue // ten digits without a trunk prefix: North American only
+		}
 		num, err := phonenumbers.Parse(cand, r)
 		if err == nil && phonenumbers.IsValidNumberForRegion(num, r) {
 			return e
