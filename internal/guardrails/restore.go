@@ -45,8 +45,8 @@ func (r *Restorer) Event(ev *dialect.Event, f provider.Format) {
 	for _, p := range r.pending {
 		held = held || p != ""
 	}
-	if !held && !bytes.Contains(ev.Data, bracket) {
-		return
+	if !held && !mayHold(ev.Data) {
+		return // no placeholder can start here: the usual chunk costs one scan
 	}
 	data := ev.Data
 	if f == provider.FormatOpenAI {
@@ -69,6 +69,26 @@ func (r *Restorer) Event(ev *dialect.Event, f provider.Format) {
 		data = []byte(r.v.Restore(string(data), true))
 	}
 	ev.Data = data
+}
+
+// mayHold reports whether data has a '[' that could open a placeholder: one
+// followed by an upper-case letter or ending a JSON string (or opening an
+// array of strings: then the chunk is parsed for nothing). The arrays of
+// OpenAI's chunks open with '[' followed by '{' or ']'.
+func mayHold(data []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(data[i:], '[')
+		if j < 0 {
+			return false
+		}
+		i += j + 1
+		if i >= len(data) {
+			return true
+		}
+		if c := data[i]; isUpper(c) || c == '"' {
+			return true
+		}
+	}
 }
 
 // delta restores one text delta at path: the held text of choice idx

@@ -178,3 +178,18 @@ func TestPlaceholderAvoidsClientText(t *testing.T) {
 		t.Fatalf("%q", got)
 	}
 }
+
+func TestMayHold(t *testing.T) {
+	for data, want := range map[string]bool{
+		`{"choices":[{"index":0,"delta":{"content":"hello"}}]}`:         false,
+		`{"choices":[{"index":0,"delta":{"content":"see [EMAIL_1]"}}]}`: true,
+		`{"choices":[{"index":0,"delta":{"content":"list:["}}]}`:        true,
+		`{"choices":[{"index":0,"delta":{"content":"["}}]}`:             true,
+		`[`:              true,
+		`{"choices":[]}`: false,
+	} {
+		if got := mayHold([]byte(data)); got != want {
+			t.Errorf("mayHold(%s) = %v", data, got)
+		}
+	}
+}
