@@ -180,6 +180,11 @@ type ProviderConfig struct {
 	// IdleTimeout bounds the silence between two stream chunks. A healthy
 	// stream has no total cap. Default: 60s.
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// Trust is local (data sent to it stays on the operator's machines) or
+	// third_party, for the guardrails' privacy rules. Default: local for
+	// the ollama and vllm types, third_party for every other.
+	Trust string `json:"trust,omitempty"`
 }
 
 // ModelConfig is one routing table entry.
@@ -206,6 +211,10 @@ type ModelConfig struct {
 	// across all keys.
 	RPM int64 `json:"rpm,omitempty"`
 	TPM int64 `json:"tpm,omitempty"`
+
+	// ContextWindow overrides the shipped context window (prompt plus
+	// answer, in tokens) of the model's targets, for truncation.
+	ContextWindow int `json:"context_window,omitempty"`
 }
 
 // TargetConfig is one place a model is served.
@@ -512,6 +521,11 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 	}
 	if h.MaxJSONDepth > 0 {
 		cfg.MaxJSONDepth = h.MaxJSONDepth
+	}
+	if st, err := a.guardrails(h); err != nil {
+		return nil, err
+	} else if st != nil {
+		cfg.Stages = append(cfg.Stages, st)
 	}
 	return gateway.New(cfg)
 }

@@ -48,6 +48,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			connect_timeout  <duration>
 //			first_byte_timeout <duration>
 //			idle_timeout     <duration>
+//			trust            local|third_party
 //		}
 //		model <name|glob> {
 //			target   <provider> [<upstream model>] [weight <n>]
@@ -56,6 +57,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			max_tokens <n>
 //			rpm      <n>
 //			tpm      <n>
+//			context_window <n>
 //		}
 //		max_body_size   <size>
 //		max_messages    <n>
@@ -258,6 +260,8 @@ func (pc *ProviderConfig) unmarshal(d *caddyfile.Dispenser) error {
 			pc.FirstByteTimeout, err = parseDuration(d)
 		case "idle_timeout":
 			pc.IdleTimeout, err = parseDuration(d)
+		case "trust":
+			err = parseString(d, &pc.Trust)
 		default:
 			return d.Errf("unrecognized provider subdirective %s", dir)
 		}
@@ -310,6 +314,8 @@ func (mc *ModelConfig) unmarshal(d *caddyfile.Dispenser) error {
 			mc.RPM, err = parseInt64(d)
 		case "tpm":
 			mc.TPM, err = parseInt64(d)
+		case "context_window":
+			mc.ContextWindow, err = parseInt(d)
 		default:
 			return d.Errf("unrecognized model subdirective %s", dir)
 		}
@@ -430,6 +436,9 @@ func parseInt64(d *caddyfile.Dispenser) (int64, error) {
 //		max_json_depth <n>
 //		max_tokens    <n>
 //		models        <name|glob>...
+//		truncate { … }          (see unmarshalGuardrails)
+//		privacy  { … }          (alias pii)
+//		policy   { … }
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	hd := new(Handler)
@@ -462,6 +471,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Models = append(h.Models, args...)
+		case "truncate", "privacy", "pii", "policy":
+			err = h.unmarshalGuardrails(d)
 		default:
 			return d.Errf("unrecognized ai_gateway subdirective %s", d.Val())
 		}

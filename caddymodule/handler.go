@@ -45,6 +45,13 @@ type Handler struct {
 	// Others answer 404 model_not_found. Default: all.
 	Models []string `json:"models,omitempty"`
 
+	// Truncate fits chat requests into their model's context window.
+	Truncate *TruncateConfig `json:"truncate,omitempty"`
+	// Privacy masks, blocks or reroutes personal data and secrets.
+	Privacy *PrivacyConfig `json:"privacy,omitempty"`
+	// Policy adds system messages and refuses denied prompts.
+	Policy *PolicyConfig `json:"policy,omitempty"`
+
 	gw      *gateway.Gateway
 	metrics *metrics
 }

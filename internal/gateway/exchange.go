@@ -54,6 +54,16 @@ func (x *Exchange) Header() http.Header { return x.w.Header() }
 // AddTap adds t to the taps of the reply, after those added before.
 func (x *Exchange) AddTap(t Tap) { x.taps = append(x.taps, t) }
 
+// PrependTap adds t right after the gateway's usage accounting, before the
+// taps added so far (a restorer of masked values runs before a cache
+// recorder added by an earlier stage, which then records the answer the
+// client gets).
+func (x *Exchange) PrependTap(t Tap) {
+	x.taps = append(x.taps, nil)
+	copy(x.taps[2:], x.taps[1:])
+	x.taps[1] = t
+}
+
 // end tells every tap the outcome, once.
 func (x *Exchange) end(o Outcome) {
 	if x.ended {

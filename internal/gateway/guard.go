@@ -15,6 +15,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/tokens"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
 
@@ -150,7 +151,7 @@ func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *ope
 	if k == nil && ml.RPM == 0 && ml.TPM == 0 {
 		return a, nil
 	}
-	a.estIn = openai.EstimateInputTokens(req)
+	a.estIn = tokens.Input(req, rt.Targets[0].UpstreamModel(req.Model), ml.TPM > 0 || k != nil && (k.Policy.TPM > 0 || k.Policy.Budget > 0))
 	out := req.MaxTokens
 	if out <= 0 {
 		out = gd.OutputEstimate
