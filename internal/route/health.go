@@ -16,6 +16,10 @@ type Health struct {
 	MaxFails int
 	// Cooldown is how long an open breaker rejects a target. Default 30s.
 	Cooldown time.Duration
+	// onCool, when set (SetOnCool), learns every cooldown a failure
+	// starts, to share it with other gateways.
+	onCool   func(key string, until time.Time)
+	onCoolID uint64
 }
 
 type targetState struct {
@@ -92,7 +96,16 @@ func (h *Health) Success(key string) {
 // gateway waits) opens the breaker for at least that long.
 func (h *Health) Failure(key string, now time.Time, coolFor time.Duration) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	until, notify := h.failure(key, now, coolFor), h.onCool
+	h.mu.Unlock()
+	if notify != nil && !until.IsZero() {
+		notify(key, until)
+	}
+}
+
+// failure records a failure and returns the cooldown it started (zero:
+// none). h.mu is held.
+func (h *Health) failure(key string, now time.Time, coolFor time.Duration) time.Time {
 	s := h.targets[key]
 	if s == nil {
 		s = &targetState{}
@@ -105,7 +118,9 @@ func (h *Health) Failure(key string, now time.Time, coolFor time.Duration) {
 	}
 	if coolFor > 0 {
 		s.until = now.Add(coolFor)
+		return s.until
 	}
+	return time.Time{}
 }
 
 // CoolingDown lists targets whose breaker is open now (for the admin API).
