@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
@@ -135,6 +136,9 @@ type App struct {
 	pricing     *usage.Pricing
 
 	metrics *metrics
+
+	routing     routing               // quotas, loads, probes (routing.go)
+	redisClient redis.UniversalClient // with Redis: shares cooldowns
 }
 
 // ProviderConfig configures one upstream provider.
@@ -180,6 +184,9 @@ type ProviderConfig struct {
 	// IdleTimeout bounds the silence between two stream chunks. A healthy
 	// stream has no total cap. Default: 60s.
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// Quota (rpm, tpm, queue) and health_check (see ProviderRouting).
+	ProviderRouting
 }
 
 // ModelConfig is one routing table entry.
@@ -206,6 +213,9 @@ type ModelConfig struct {
 	// across all keys.
 	RPM int64 `json:"rpm,omitempty"`
 	TPM int64 `json:"tpm,omitempty"`
+
+	// Policy, hedge_after and max_hedges (see ModelRouting).
+	ModelRouting
 }
 
 // TargetConfig is one place a model is served.
@@ -217,6 +227,9 @@ type TargetConfig struct {
 	Model string `json:"model,omitempty"`
 	// Weight for weighted random choice among targets. Default: 1.
 	Weight int `json:"weight,omitempty"`
+
+	// The target's own quota: rpm, tpm, queue (see TargetRouting).
+	TargetRouting
 }
 
 // CaddyModule returns the Caddy module information.
@@ -276,6 +289,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		for _, t := range m.Targets {
 			r.Targets = append(r.Targets, route.Target{Provider: t.Provider, Model: t.Model, Weight: t.Weight})
 		}
+		if err := m.ModelRouting.apply(&r); err != nil {
+			return fmt.Errorf("model %q: %v", m.Name, err)
+		}
 		routes = append(routes, r)
 	}
 	tbl, err := route.New(routes, func(p string) bool { _, ok := a.providers[p]; return ok })
@@ -292,6 +308,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.health, a.healthRef = v.(healthValue).Health, true
 	a.health.Configure(a.MaxFails, time.Duration(a.Cooldown))
 	if err := a.provisionGuard(ctx, repl); err != nil {
+		return err
+	}
+	if err := a.provisionRouting(ctx); err != nil {
 		return err
 	}
 	a.redactor = provider.NewRedactor(a.secrets...)
@@ -373,6 +392,7 @@ func (a *App) Start() error {
 			a.grace, a.graceKnown = time.Duration(h.GracePeriod), true
 		}
 	}
+	a.startRouting()
 	return nil
 }
 
@@ -471,6 +491,7 @@ func (a *App) Cleanup() error {
 	for _, k := range a.poolKeys {
 		_, _ = statePool.Delete(k)
 	}
+	a.cleanupRouting()
 	if !a.healthRef {
 		return nil // Provision failed before taking a reference
 	}

@@ -54,25 +54,24 @@ type Headroom interface {
 	Headroom(now time.Time) float64
 }
 
-// Bind gives every target of the table its Load from loads and its quota
-// from quota (nil: none), before the table serves.
-func (t *Table) Bind(loads *Loads, quota func(tg *Target) Headroom) {
-	bind := func(r *Route) {
+// Bind gives every target of the table its Load from loads, before the
+// table serves.
+func (t *Table) Bind(loads *Loads) {
+	t.Each(func(r *Route) {
 		for i := range r.Targets {
-			tg := &r.Targets[i]
-			if loads != nil {
-				tg.load = loads.Get(tg.Key())
-			}
-			if quota != nil {
-				tg.Quota = quota(tg)
-			}
+			r.Targets[i].load = loads.Get(r.Targets[i].Key())
 		}
-	}
-	for _, r := range t.exact {
-		bind(r)
+	})
+}
+
+// Each calls f with every route of the table, exact names first, for
+// setting up targets (Cost, Quota) before the table serves.
+func (t *Table) Each(f func(r *Route)) {
+	for _, n := range t.names {
+		f(t.exact[n])
 	}
 	for _, r := range t.globs {
-		bind(r)
+		f(r)
 	}
 }
 

@@ -21,8 +21,11 @@ func policyRoute(t testing.TB, p Policy, n int) (*Route, *Loads) {
 		t.Fatal(err)
 	}
 	loads := NewLoads()
-	tb.Bind(loads, func(tg *Target) Headroom { return fixedHeadroom(1) })
+	tb.Bind(loads)
 	rt, _ := tb.Lookup("m")
+	for i := range rt.Targets {
+		rt.Targets[i].Quota = fixedHeadroom(1)
+	}
 	return rt, loads
 }
 

@@ -1,0 +1,103 @@
+package fakellm
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// RateLimit makes the server hold clients to a quota the way OpenAI does:
+// at most Requests inference requests per Window, counted over a sliding
+// window of the requests it admitted. Every inference answer carries
+// OpenAI's rate-limit headers (x-ratelimit-limit-requests,
+// x-ratelimit-remaining-requests, x-ratelimit-reset-requests as a
+// Go-style duration such as "1s" or "6m0s"); a request beyond the quota
+// is answered 429 rate_limit_exceeded with Retry-After (seconds) and the
+// same headers.
+// https://platform.openai.com/docs/guides/rate-limits#rate-limits-in-headers
+// https://platform.openai.com/docs/guides/error-codes/api-errors
+type RateLimit struct {
+	Requests int
+	// Window is the quota's period. Default: 1m.
+	Window time.Duration
+}
+
+// rateLimiter is the server's sliding-window log; guarded by Server.mu.
+type rateLimiter struct {
+	admitted []time.Time // admitted arrivals within the window, oldest first
+	arrivals []time.Time // every inference arrival (for Arrivals)
+	refused  int
+}
+
+// rateLimit applies Options.RateLimit to an inference request; it reports
+// whether the request may be answered (else it was answered 429).
+func (x *exchange) rateLimit() bool {
+	s := x.s
+	rl := s.opts.RateLimit
+	if rl == nil || rl.Requests <= 0 {
+		return true
+	}
+	window := rl.Window
+	if window <= 0 {
+		window = time.Minute
+	}
+	now := time.Now()
+	s.mu.Lock()
+	q := &s.limiter
+	q.arrivals = append(q.arrivals, now)
+	i := 0
+	for i < len(q.admitted) && !q.admitted[i].After(now.Add(-window)) {
+		i++
+	}
+	q.admitted = q.admitted[i:]
+	ok := len(q.admitted) < rl.Requests
+	if ok {
+		q.admitted = append(q.admitted, now)
+	} else {
+		q.refused++
+	}
+	remaining := rl.Requests - len(q.admitted)
+	var reset time.Duration
+	if len(q.admitted) > 0 {
+		reset = q.admitted[0].Add(window).Sub(now)
+	}
+	s.mu.Unlock()
+	h := x.w.Header()
+	h.Set("X-Ratelimit-Limit-Requests", strconv.Itoa(rl.Requests))
+	h.Set("X-Ratelimit-Remaining-Requests", strconv.Itoa(remaining))
+	h.Set("X-Ratelimit-Reset-Requests", reset.Round(time.Millisecond).String())
+	if ok {
+		return true
+	}
+	h.Set("Retry-After", strconv.Itoa(int((reset+time.Second-1)/time.Second)))
+	x.writeError(http.StatusTooManyRequests, "fakellm: rate limit reached for requests: limit "+strconv.Itoa(rl.Requests)+" per "+window.String()+".", "", "rate_limit_exceeded")
+	return false
+}
+
+// Arrivals returns when each inference request arrived while
+// Options.RateLimit is set (admitted or not), oldest first.
+func (s *Server) Arrivals() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.limiter.arrivals...)
+}
+
+// RateLimited is the number of requests answered 429 by Options.RateLimit.
+func (s *Server) RateLimited() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.limiter.refused
+}
+
+// MaxInWindow is the largest number of arrivals within any window of
+// length d.
+func MaxInWindow(arrivals []time.Time, d time.Duration) int {
+	best, j := 0, 0
+	for i := range arrivals {
+		for arrivals[i].Sub(arrivals[j]) >= d {
+			j++
+		}
+		best = max(best, i-j+1)
+	}
+	return best
+}
