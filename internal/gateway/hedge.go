@@ -66,17 +66,17 @@ func (g *Gateway) callTarget(ctx context.Context, x *Exchange, rt *route.Route, 
 			r, err := g.call(ctx, g.cfg.Providers[tg.Provider], x.Req, tg.UpstreamModel(x.Req.OpenAI.Model), rt, &x.reply)
 			return r, ti, err
 		}
-		h := &hedged{i: ti, gr: gr, start: time.Now()}
+		h := hedged{i: ti, gr: gr, start: time.Now()}
 		actx := ctx
 		if qt := quotaOf(tg); qt != nil {
 			actx = quota.WithTarget(ctx, qt)
 		}
-		g.run(actx, x, rt, h)
+		g.run(actx, x, rt, &h)
 		if h.err != nil {
 			return nil, ti, h.err
 		}
 		x.reply = h.reply
-		g.won(x, rt, h)
+		g.won(x, rt, &h)
 		return &x.reply, ti, nil
 	}
 	return g.hedge(ctx, x, rt, ti, tried, gr)
@@ -109,7 +109,8 @@ func (g *Gateway) won(x *Exchange, rt *route.Route, h *hedged) {
 	if l == nil && h.gr == nil && h.cancel == nil {
 		return
 	}
-	x.AddTap(&attemptTap{load: l, gr: h.gr, cancel: h.cancel})
+	x.attempt = attemptTap{load: l, gr: h.gr, cancel: h.cancel}
+	x.AddTap(&x.attempt)
 }
 
 // hedgeDelay is how long the attempt on target i may go without a first
