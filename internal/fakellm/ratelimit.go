@@ -65,7 +65,8 @@ func (x *exchange) rateLimit() bool {
 	h := x.w.Header()
 	h.Set("X-Ratelimit-Limit-Requests", strconv.Itoa(rl.Requests))
 	h.Set("X-Ratelimit-Remaining-Requests", strconv.Itoa(remaining))
-	h.Set("X-Ratelimit-Reset-Requests", reset.Round(time.Millisecond).String())
+	// Rounded up: after the reset there is room.
+	h.Set("X-Ratelimit-Reset-Requests", (reset + time.Millisecond - 1).Truncate(time.Millisecond).String())
 	if ok {
 		return true
 	}
