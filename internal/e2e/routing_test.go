@@ -597,3 +597,77 @@ func TestProviderHeadersUpdateThePacer(t *testing.T) {
 		t.Errorf("status: %s", q)
 	}
 }
+
+const tpmCaddyfile = `{
+	admin 127.0.0.1:{{.AdminPort}}
+	ai_gateway {
+		provider up {
+			base_url {{.Fake}}/v1
+		}
+		model demo {
+			target up fake-model tpm 6000
+		}
+		{{.Redis}}
+	}
+}
+:{{.Port}} {
+	ai_gateway
+}
+`
+
+// A target's TPM quota reserves each request's estimate (prompt + its
+// max_tokens of 1000) and settles it to the real usage (a few tokens): 20
+// requests in a row fit a 6000-token bucket only because each gives its
+// unused reservation back. Without a queue, one that did not fit would be
+// refused at once.
+func TestTargetTPMSettledFromUsage(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(map[bool]string{false: "in process", true: "redis"}[shared], func(t *testing.T) {
+			fake := startFake(t, fakellm.Options{Name: "up", Chunks: 2})
+			redis := ""
+			if shared {
+				redis = "redis redis://" + redistest.Start(t).Addr()
+			}
+			gw := startGateway(t, tpmCaddyfile, map[string]any{"Fake": fake.URL, "Redis": redis})
+			c := gw.client()
+			for i := range 20 {
+				r, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
+					Model: "demo", Messages: userMsg("hello"), MaxTokens: openai.Int(1000)})
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				if r.Usage.TotalTokens == 0 || r.Usage.TotalTokens > 100 {
+					t.Fatalf("usage %d", r.Usage.TotalTokens)
+				}
+			}
+			// At once, the reservations do not fit: 8 requests of 1000+
+			// tokens in flight on a 6000-token bucket.
+			fake.Script("", fakellm.Behavior{TTFT: time.Second})
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			refused := 0
+			for range 8 {
+				wg.Go(func() {
+					_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
+						Model: "demo", Messages: userMsg("hello"), MaxTokens: openai.Int(1000)})
+					var ae *openai.Error
+					if errors.As(err, &ae) && ae.StatusCode == 429 && ae.Code == "provider_quota_exceeded" {
+						mu.Lock()
+						refused++
+						mu.Unlock()
+					} else if err != nil {
+						t.Errorf("concurrent request: %v", err)
+					}
+				})
+			}
+			wg.Wait()
+			if refused < 2 || refused > 4 {
+				t.Errorf("%d of 8 concurrent 1000-token requests refused on a 6000-token bucket, want 2..4", refused)
+			}
+			st := adminGet(t, gw, "/ai_gateway/status")
+			if q := gjson.Get(st, "targets.up/fake-model.quotas.0"); q.Get("tpm").Int() != 6000 {
+				t.Errorf("status: %s", q)
+			}
+		})
+	}
+}
