@@ -77,6 +77,7 @@ func (g *Gateway) attempt(x *Exchange) (*Reply, Outcome, *openai.Error) {
 				return gone()
 			}
 			if qerr != nil {
+				info.Limited = qerr.Code
 				return nil, OutcomeRefused, qerr
 			}
 			tgt = &cur.Targets[ti]
