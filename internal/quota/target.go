@@ -26,12 +26,14 @@ func (t *Target) Headroom(now time.Time) float64 {
 	return h
 }
 
-// Observe gives a provider's report to every quota of the target.
+// Observe gives a provider's report on an answer of the target to the
+// target's own quota, or to its provider's when it has none: providers
+// report the quota of the model (deployment) that answered.
 func (t *Target) Observe(now time.Time, r Report) {
-	for _, p := range t.Pacers {
-		if p != nil {
-			p.Observe(now, r)
-		}
+	if p := t.Pacers[1]; p != nil {
+		p.Observe(now, r)
+	} else if p := t.Pacers[0]; p != nil {
+		p.Observe(now, r)
 	}
 }
 
