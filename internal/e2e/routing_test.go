@@ -563,7 +563,9 @@ const upstreamHeadersCaddyfile = `{
 	admin 127.0.0.1:{{.AdminPort}}
 	ai_gateway {
 		provider up {
-			base_url {{.Fake}}/v1
+			type {{.Type}}
+			base_url {{.Base}}
+			api_key upstream-key
 			rpm 6000
 			queue 10s
 		}
@@ -578,23 +580,33 @@ const upstreamHeadersCaddyfile = `{
 `
 
 // The configured quota is far above what the provider really grants (5
-// requests per 2 s): its x-ratelimit-remaining-requests and
-// x-ratelimit-reset-requests headers hold the gateway back instead.
+// requests per 2 s): its rate-limit headers (OpenAI's
+// x-ratelimit-remaining-requests and x-ratelimit-reset-requests, or
+// Anthropic's anthropic-ratelimit-requests-remaining and -reset) hold the
+// gateway back instead.
 func TestProviderHeadersUpdateThePacer(t *testing.T) {
-	fake := startFake(t, fakellm.Options{Name: "up", Chunks: 2, RateLimit: &fakellm.RateLimit{Requests: 5, Window: 2 * time.Second}})
-	gw := startGateway(t, upstreamHeadersCaddyfile, map[string]any{"Fake": fake.URL})
-	c := gw.client()
-	for i := range 12 {
-		if r := sdkChat(context.Background(), c, "demo", false); r.Status != 200 {
-			t.Fatalf("request %d: %d %s", i, r.Status, r.ErrCode)
-		}
-	}
-	if n := fake.RateLimited(); n > 0 {
-		t.Fatalf("the upstream refused %d requests: its headers did not hold the gateway back", n)
-	}
-	st := adminGet(t, gw, "/ai_gateway/status")
-	if q := gjson.Get(st, "targets.up/fake-model.quotas.0"); !q.Get("upstream_remaining_requests").Exists() || q.Get("upstream_remaining_requests").Int() > 4 {
-		t.Errorf("status: %s", q)
+	for _, typ := range []string{"openai", "anthropic"} {
+		t.Run(typ, func(t *testing.T) {
+			fake := startFake(t, fakellm.Options{Name: "up", Chunks: 2, RateLimit: &fakellm.RateLimit{Requests: 5, Window: 2 * time.Second}})
+			base := fake.URL + "/v1"
+			if typ == "anthropic" {
+				base = fake.URL
+			}
+			gw := startGateway(t, upstreamHeadersCaddyfile, map[string]any{"Base": base, "Type": typ})
+			c := gw.client()
+			for i := range 12 {
+				if r := sdkChat(context.Background(), c, "demo", false); r.Status != 200 {
+					t.Fatalf("request %d: %d %s", i, r.Status, r.ErrCode)
+				}
+			}
+			if n := fake.RateLimited(); n > 0 {
+				t.Fatalf("the upstream refused %d requests: its headers did not hold the gateway back", n)
+			}
+			st := adminGet(t, gw, "/ai_gateway/status")
+			if q := gjson.Get(st, "targets.up/fake-model.quotas.0"); !q.Get("upstream_remaining_requests").Exists() || q.Get("upstream_remaining_requests").Int() > 4 {
+				t.Errorf("status: %s", q)
+			}
+		})
 	}
 }
 

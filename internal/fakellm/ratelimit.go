@@ -6,14 +6,16 @@ import (
 	"time"
 )
 
-// RateLimit makes the server hold clients to a quota the way OpenAI does:
+// RateLimit makes the server hold clients to a quota the way OpenAI (and,
+// on the Messages API, Anthropic) does:
 // at most Requests inference requests per Window, counted over a sliding
 // window of the requests it admitted. Every inference answer carries
 // OpenAI's rate-limit headers (x-ratelimit-limit-requests,
 // x-ratelimit-remaining-requests, x-ratelimit-reset-requests as a
 // Go-style duration such as "1s" or "6m0s"); a request beyond the quota
 // is answered 429 rate_limit_exceeded with Retry-After (seconds) and the
-// same headers.
+// same headers. On /v1/messages the headers are Anthropic's
+// (anthropic-ratelimit-requests-*, see anthropicRateLimit).
 // https://platform.openai.com/docs/guides/rate-limits#rate-limits-in-headers
 // https://platform.openai.com/docs/guides/error-codes/api-errors
 type RateLimit struct {
@@ -29,13 +31,13 @@ type rateLimiter struct {
 	refused  int
 }
 
-// rateLimit applies Options.RateLimit to an inference request; it reports
-// whether the request may be answered (else it was answered 429).
-func (x *exchange) rateLimit() bool {
-	s := x.s
+// admitRate counts an inference request against Options.RateLimit: ok
+// reports whether it is admitted; limit, remaining and reset describe the
+// quota after the decision. Without a RateLimit, limit is 0.
+func (s *Server) admitRate() (ok bool, limit, remaining int, reset time.Duration) {
 	rl := s.opts.RateLimit
 	if rl == nil || rl.Requests <= 0 {
-		return true
+		return true, 0, 0, 0
 	}
 	window := rl.Window
 	if window <= 0 {
@@ -43,6 +45,7 @@ func (x *exchange) rateLimit() bool {
 	}
 	now := time.Now()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	q := &s.limiter
 	q.arrivals = append(q.arrivals, now)
 	i := 0
@@ -50,28 +53,59 @@ func (x *exchange) rateLimit() bool {
 		i++
 	}
 	q.admitted = q.admitted[i:]
-	ok := len(q.admitted) < rl.Requests
+	ok = len(q.admitted) < rl.Requests
 	if ok {
 		q.admitted = append(q.admitted, now)
 	} else {
 		q.refused++
 	}
-	remaining := rl.Requests - len(q.admitted)
-	var reset time.Duration
 	if len(q.admitted) > 0 {
-		reset = q.admitted[0].Add(window).Sub(now)
+		// Rounded up: after the reset there is room.
+		reset = (q.admitted[0].Add(window).Sub(now) + time.Millisecond - 1).Truncate(time.Millisecond)
 	}
-	s.mu.Unlock()
+	return ok, rl.Requests, rl.Requests - len(q.admitted), reset
+}
+
+// rateLimit applies Options.RateLimit to an OpenAI inference request; it
+// reports whether the request may be answered (else it was answered 429).
+func (x *exchange) rateLimit() bool {
+	ok, limit, remaining, reset := x.s.admitRate()
+	if limit == 0 {
+		return true
+	}
 	h := x.w.Header()
-	h.Set("X-Ratelimit-Limit-Requests", strconv.Itoa(rl.Requests))
+	h.Set("X-Ratelimit-Limit-Requests", strconv.Itoa(limit))
 	h.Set("X-Ratelimit-Remaining-Requests", strconv.Itoa(remaining))
-	// Rounded up: after the reset there is room.
-	h.Set("X-Ratelimit-Reset-Requests", (reset + time.Millisecond - 1).Truncate(time.Millisecond).String())
+	h.Set("X-Ratelimit-Reset-Requests", reset.String())
 	if ok {
 		return true
 	}
 	h.Set("Retry-After", strconv.Itoa(int((reset+time.Second-1)/time.Second)))
-	x.writeError(http.StatusTooManyRequests, "fakellm: rate limit reached for requests: limit "+strconv.Itoa(rl.Requests)+" per "+window.String()+".", "", "rate_limit_exceeded")
+	x.writeError(http.StatusTooManyRequests, "fakellm: rate limit reached for requests: limit "+strconv.Itoa(limit)+".", "", "rate_limit_exceeded")
+	return false
+}
+
+// anthropicRateLimit is rateLimit for the Messages API, with Anthropic's
+// headers (anthropic-ratelimit-requests-limit, -remaining, and -reset as an
+// RFC 3339 time) and its 429 rate_limit_error.
+// https://docs.anthropic.com/en/api/rate-limits#response-headers
+// https://docs.anthropic.com/en/api/errors
+func (x *exchange) anthropicRateLimit() bool {
+	ok, limit, remaining, reset := x.s.admitRate()
+	if limit == 0 {
+		return true
+	}
+	h := x.w.Header()
+	h.Set("Anthropic-Ratelimit-Requests-Limit", strconv.Itoa(limit))
+	h.Set("Anthropic-Ratelimit-Requests-Remaining", strconv.Itoa(remaining))
+	// RFC 3339 has whole seconds here: rounded up, so that the reset is
+	// never early.
+	h.Set("Anthropic-Ratelimit-Requests-Reset", time.Now().Add(reset+time.Second-1).Truncate(time.Second).UTC().Format(time.RFC3339))
+	if ok {
+		return true
+	}
+	h.Set("Retry-After", strconv.Itoa(int((reset+time.Second-1)/time.Second)))
+	x.writeAnthropicError(http.StatusTooManyRequests, "fakellm: rate limit reached for requests: limit "+strconv.Itoa(limit)+".")
 	return false
 }
 
