@@ -3,7 +3,8 @@ package route
 import "time"
 
 // SetOnCool sets the function that learns every cooldown a failure
-// starts (key, until), outside the breaker's lock. The returned function
+// starts (key, until), and every breaker a success closes after a
+// cooldown (key, zero time), outside the breaker's lock. The returned function
 // unsets it, unless another was set since (a reload's).
 func (h *Health) SetOnCool(f func(key string, until time.Time)) (unset func()) {
 	h.mu.Lock()
@@ -35,6 +36,17 @@ func (h *Health) Cool(key string, until time.Time) {
 		s.until = until
 		s.probeAt = time.Time{}
 	}
+}
+
+// Uncool ends a cooldown learned with Cool(key, until) that ended where it
+// came from (the target answered there), unless this gateway has cooled
+// the target down further since.
+func (h *Health) Uncool(key string, until time.Time) {
+	h.mu.Lock()
+	if s := h.targets[key]; s != nil && s.until.Equal(until) {
+		delete(h.targets, key)
+	}
+	h.mu.Unlock()
 }
 
 // State is the target's breaker state now: "closed", "open" (cooling

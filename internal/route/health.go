@@ -85,11 +85,17 @@ func (h *Health) Abort(key string) {
 	h.mu.Unlock()
 }
 
-// Success closes the breaker for the target.
+// Success closes the breaker for the target (telling the SetOnCool
+// function, with a zero time, when it had been cooling down).
 func (h *Health) Success(key string) {
 	h.mu.Lock()
+	s := h.targets[key]
 	delete(h.targets, key)
+	notify := h.onCool
 	h.mu.Unlock()
+	if notify != nil && s != nil && !s.until.IsZero() {
+		notify(key, time.Time{})
+	}
 }
 
 // Failure records a failure; coolFor > 0 (a Retry-After beyond what the

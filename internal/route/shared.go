@@ -15,8 +15,10 @@ import (
 // request's path); every Poll interval one HGETALL reads the others'
 // cooldowns into the local breaker (Health.Cool), so a target cooled down
 // on one gateway is out of rotation on all within Poll plus a round trip,
-// at no Redis cost per request. Entries that ended are deleted by the
-// poller.
+// at no Redis cost per request. A breaker that a success closes here
+// deletes the entry, and the others end the cooldown they took from it
+// (Health.Uncool): a target that answers again is back everywhere. Entries
+// that ended are deleted by the pollers.
 type SharedCooldowns struct {
 	Client redis.UniversalClient
 	// Key is the Redis hash, e.g. "aigw:cooldowns".
@@ -26,6 +28,9 @@ type SharedCooldowns struct {
 	Logger *zap.Logger
 
 	out chan cooldown
+	// applied is what the last polls applied to the local breaker, by
+	// target (the Run goroutine's own).
+	applied map[string]time.Time
 }
 
 type cooldown struct {
@@ -42,6 +47,7 @@ func (s *SharedCooldowns) Run(ctx context.Context, h *Health) {
 		s.Logger = zap.NewNop()
 	}
 	s.out = make(chan cooldown, 64)
+	s.applied = make(map[string]time.Time)
 	unset := h.SetOnCool(func(key string, until time.Time) {
 		select {
 		case s.out <- cooldown{key, until}:
@@ -72,6 +78,9 @@ func (s *SharedCooldowns) Run(ctx context.Context, h *Health) {
 func (s *SharedCooldowns) publish(ctx context.Context, c cooldown) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
+	if c.until.IsZero() {
+		return s.Client.HDel(ctx, s.Key, c.key).Err()
+	}
 	// A later cooldown already shared wins: HSET only when it is earlier.
 	const script = `local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
@@ -96,6 +105,17 @@ func (s *SharedCooldowns) poll(ctx context.Context, h *Health) error {
 			continue
 		}
 		h.Cool(k, until)
+		s.applied[k] = until
+	}
+	for k, until := range s.applied {
+		_, present := m[k]
+		switch {
+		case !until.After(now):
+			delete(s.applied, k)
+		case !present: // a success closed the breaker where it came from
+			h.Uncool(k, until)
+			delete(s.applied, k)
+		}
 	}
 	if len(ended) == 0 {
 		return nil

@@ -49,6 +49,19 @@ func TestSharedCooldowns(t *testing.T) {
 	if !b.Available("q\x00m", time.Now()) {
 		t.Fatal("an ended cooldown cooled b down")
 	}
+	// The target answers on a again (its half-open probe): b takes it
+	// back too.
+	a.Success("p\x00m")
+	deadline = time.Now().Add(2 * time.Second)
+	for !b.Available("p\x00m", time.Now()) {
+		if time.Now().After(deadline) {
+			t.Fatal("b kept the cooldown a's success ended")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n, _ := rs.Client().HLen(ctx, "test:cooldowns").Result(); n != 0 {
+		t.Fatalf("%d entries left", n)
+	}
 }
 
 func TestSetOnCoolUnsetKeepsANewerOne(t *testing.T) {
