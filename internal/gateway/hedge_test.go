@@ -196,3 +196,23 @@ func waitFor(t *testing.T, cond func() bool, msg string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestHedgeDelayP95(t *testing.T) {
+	rt := route.Route{Pattern: "m", HedgeP95: true, Targets: []route.Target{{Provider: "a"}, {Provider: "b"}}}
+	tbl, _ := route.New([]route.Route{rt}, nil)
+	tbl.Bind(route.NewLoads())
+	r, _ := tbl.Lookup("m")
+	if d := hedgeDelay(r, 0); d != DefaultHedgeAfter {
+		t.Fatalf("before a sample: %v, want %v", d, DefaultHedgeAfter)
+	}
+	r.HedgeAfter = 300 * time.Millisecond
+	if d := hedgeDelay(r, 0); d != 300*time.Millisecond {
+		t.Fatalf("before a sample with hedge_after: %v", d)
+	}
+	for _, ms := range []int{100, 120, 80, 100, 110, 90} {
+		r.Targets[0].Load().ObserveTTFT(time.Duration(ms) * time.Millisecond)
+	}
+	if d := hedgeDelay(r, 0); d < 100*time.Millisecond || d > 200*time.Millisecond {
+		t.Fatalf("p95 of ~100ms samples: %v", d)
+	}
+}
