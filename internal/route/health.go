@@ -54,6 +54,11 @@ func (h *Health) Configure(maxFails int, cooldown time.Duration) {
 func (h *Health) Available(key string, now time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.available(key, now)
+}
+
+// available is Available with h.mu held.
+func (h *Health) available(key string, now time.Time) bool {
 	s := h.targets[key]
 	if s == nil || s.until.IsZero() {
 		return true

@@ -86,19 +86,20 @@ func (r *Route) Choose(h *Health, now time.Time, tried []int) int {
 	if r.Policy == PolicyWeighted {
 		return r.Pick(h, now, tried)
 	}
-	if i := r.best(h, now, tried, true); i >= 0 {
+	avail := r.availability(h, now)
+	if i := r.best(avail, now, tried, true); i >= 0 {
 		return i
 	}
 	// Every untried target is cooling down or was tried: a retry on a
 	// tried target that is still healthy.
-	return r.best(h, now, nil, false)
+	return r.best(avail, now, nil, false)
 }
 
-func (r *Route) best(h *Health, now time.Time, tried []int, skipTried bool) int {
+func (r *Route) best(avail availability, now time.Time, tried []int, skipTried bool) int {
 	best, tie := -1, 0
 	var bestScore float64
 	for i := range r.Targets {
-		if skipTried && contains(tried, i) || !r.available(h, now, i) {
+		if skipTried && contains(tried, i) || !avail.has(i) {
 			continue
 		}
 		s, w := r.score(i, now), r.Targets[i].Weight
@@ -137,4 +138,37 @@ func (r *Route) score(i int, now time.Time) float64 {
 		return -1
 	}
 	return 0
+}
+
+// availability is which targets of a route the breaker allows now: a bit
+// per target for the first 64, read under one lock of the breaker; the
+// rest are asked one by one.
+type availability struct {
+	bits uint64
+	r    *Route
+	h    *Health
+	now  time.Time
+}
+
+func (r *Route) availability(h *Health, now time.Time) availability {
+	a := availability{r: r, h: h, now: now}
+	if h == nil {
+		a.bits = ^uint64(0)
+		return a
+	}
+	h.mu.Lock()
+	for i := range min(len(r.Targets), 64) {
+		if h.available(r.Targets[i].Key(), now) {
+			a.bits |= 1 << i
+		}
+	}
+	h.mu.Unlock()
+	return a
+}
+
+func (a *availability) has(i int) bool {
+	if i < 64 {
+		return a.bits&(1<<i) != 0
+	}
+	return a.r.available(a.h, a.now, i)
 }

@@ -146,9 +146,10 @@ func (t *Table) Names() []string { return t.names }
 // Pick chooses a target by weight among those the breaker allows, preferring
 // targets not in tried. It returns -1 when every target is cooling down.
 func (r *Route) Pick(h *Health, now time.Time, tried []int) int {
+	avail := r.availability(h, now)
 	total := 0
 	for i := range r.Targets {
-		if r.available(h, now, i) && !contains(tried, i) {
+		if avail.has(i) && !contains(tried, i) {
 			total += r.Targets[i].Weight
 		}
 	}
@@ -156,7 +157,7 @@ func (r *Route) Pick(h *Health, now time.Time, tried []int) int {
 		// Every untried target is cooling down or was tried: allow a retry on
 		// a tried target that is still healthy.
 		for i := range r.Targets {
-			if r.available(h, now, i) {
+			if avail.has(i) {
 				total += r.Targets[i].Weight
 			}
 		}
@@ -167,7 +168,7 @@ func (r *Route) Pick(h *Health, now time.Time, tried []int) int {
 	}
 	n := rand.IntN(total)
 	for i := range r.Targets {
-		if !r.available(h, now, i) || contains(tried, i) {
+		if !avail.has(i) || contains(tried, i) {
 			continue
 		}
 		if n < r.Targets[i].Weight {
