@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
@@ -135,6 +136,9 @@ type App struct {
 	pricing     *usage.Pricing
 
 	metrics *metrics
+
+	routing     routing               // quotas, loads, probes (routing.go)
+	redisClient redis.UniversalClient // with Redis: shares cooldowns
 }
 
 // ProviderConfig configures one upstream provider.
@@ -185,6 +189,8 @@ type ProviderConfig struct {
 	// third_party, for the guardrails' privacy rules. Default: local for
 	// the ollama and vllm types, third_party for every other.
 	Trust string `json:"trust,omitempty"`
+	// Quota (rpm, tpm, queue) and health_check (see ProviderRouting).
+	ProviderRouting
 }
 
 // ModelConfig is one routing table entry.
@@ -215,6 +221,8 @@ type ModelConfig struct {
 	// ContextWindow overrides the shipped context window (prompt plus
 	// answer, in tokens) of the model's targets, for truncation.
 	ContextWindow int `json:"context_window,omitempty"`
+	// Policy, hedge_after and max_hedges (see ModelRouting).
+	ModelRouting
 }
 
 // TargetConfig is one place a model is served.
@@ -226,6 +234,9 @@ type TargetConfig struct {
 	Model string `json:"model,omitempty"`
 	// Weight for weighted random choice among targets. Default: 1.
 	Weight int `json:"weight,omitempty"`
+
+	// The target's own quota: rpm, tpm, queue (see TargetRouting).
+	TargetRouting
 }
 
 // CaddyModule returns the Caddy module information.
@@ -285,6 +296,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		for _, t := range m.Targets {
 			r.Targets = append(r.Targets, route.Target{Provider: t.Provider, Model: t.Model, Weight: t.Weight})
 		}
+		if err := m.ModelRouting.apply(&r); err != nil {
+			return fmt.Errorf("model %q: %v", m.Name, err)
+		}
 		routes = append(routes, r)
 	}
 	tbl, err := route.New(routes, func(p string) bool { _, ok := a.providers[p]; return ok })
@@ -301,6 +315,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.health, a.healthRef = v.(healthValue).Health, true
 	a.health.Configure(a.MaxFails, time.Duration(a.Cooldown))
 	if err := a.provisionGuard(ctx, repl); err != nil {
+		return err
+	}
+	if err := a.provisionRouting(ctx); err != nil {
 		return err
 	}
 	a.redactor = provider.NewRedactor(a.secrets...)
@@ -382,6 +399,7 @@ func (a *App) Start() error {
 			a.grace, a.graceKnown = time.Duration(h.GracePeriod), true
 		}
 	}
+	a.startRouting()
 	return nil
 }
 
@@ -480,6 +498,7 @@ func (a *App) Cleanup() error {
 	for _, k := range a.poolKeys {
 		_, _ = statePool.Delete(k)
 	}
+	a.cleanupRouting()
 	if !a.healthRef {
 		return nil // Provision failed before taking a reference
 	}

@@ -175,6 +175,7 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 	}
 	a.poolKeys = append(a.poolKeys, poolKey)
 	client := rv.(*redisState).client
+	a.redisClient = client
 	prefix := a.Redis.Prefix
 	if prefix == "" {
 		prefix = "aigw:"

@@ -27,6 +27,7 @@ func init() {
 //	{http.ai_gateway.provider}       the provider that answered (or was last tried)
 //	{http.ai_gateway.upstream_model} the model name sent to that provider
 //	{http.ai_gateway.attempts}       upstream attempts made
+//	{http.ai_gateway.hedges}         hedged attempts (in attempts too)
 //	{http.ai_gateway.tokens.input}   prompt tokens reported by the upstream
 //	{http.ai_gateway.tokens.output}  completion tokens reported by the upstream
 //	{http.ai_gateway.ttft_ms}        time to the first streamed event (or the answer), ms
@@ -95,6 +96,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		repl.Set("http.ai_gateway.provider", info.Provider)
 		repl.Set("http.ai_gateway.upstream_model", info.UpstreamModel)
 		repl.Set("http.ai_gateway.attempts", info.Attempts)
+		repl.Set("http.ai_gateway.hedges", info.Hedges)
 		repl.Set("http.ai_gateway.tokens.input", info.Usage.InputTokens)
 		repl.Set("http.ai_gateway.tokens.output", info.Usage.OutputTokens)
 		repl.Set("http.ai_gateway.ttft_ms", strconv.FormatInt(info.TTFT.Milliseconds(), 10))

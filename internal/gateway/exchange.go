@@ -42,6 +42,8 @@ type Exchange struct {
 	req   dialect.Request
 	reply Reply
 	ev    dialect.Event
+	// attempt is the winning attempt's holds (hedge.go).
+	attempt attemptTap
 }
 
 // Context is the request's context (the drain's for a stream it may end).
