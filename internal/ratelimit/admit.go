@@ -31,9 +31,14 @@ type admitOp struct {
 	g gcra // OpTake
 }
 
-// compileAdmission checks ops: only Take, Acquire and Reserve decide.
-func compileAdmission(ops []Op) ([]admitOp, error) {
-	out := make([]admitOp, len(ops))
+// compileAdmission checks ops: only Take, Acquire and Reserve decide. The
+// result is in buf when it fits.
+func compileAdmission(ops []Op, buf []admitOp) ([]admitOp, error) {
+	out := buf[:0]
+	if cap(out) < len(ops) {
+		out = make([]admitOp, 0, len(ops))
+	}
+	out = out[:len(ops)]
 	for i := range ops {
 		o := &ops[i]
 		out[i].Op = o
@@ -71,7 +76,8 @@ func finishAdmission(results []Result) AdmitResult {
 // for the whole decision, the operations are checked, and they are
 // committed only when all of them are admitted.
 func (m *Memory) Admit(_ context.Context, ops []Op) (AdmitResult, error) {
-	aops, err := compileAdmission(ops)
+	var abuf [8]admitOp
+	aops, err := compileAdmission(ops, abuf[:])
 	if err != nil {
 		return AdmitResult{}, err
 	}

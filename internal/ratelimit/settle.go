@@ -44,6 +44,14 @@ func Apply(ctx context.Context, l Limiter, batch []Settlement) (lost int, err er
 	return applyEach(ctx, l, batch)
 }
 
+// Batches reports whether l settles many settlements in one round trip
+// (Redis, a Failover in front of it), so that they are worth gathering
+// (see [Queue]); any other limiter decides in process.
+func Batches(l Limiter) bool {
+	_, ok := l.(batcher)
+	return ok
+}
+
 func applyEach(ctx context.Context, l Limiter, batch []Settlement) (lost int, err error) {
 	var errs []error
 	for i := range batch {
