@@ -31,7 +31,7 @@ var ErrTooLarge = errors.New("sse: event too large")
 // readBufferSize is the reader's buffer: events of streamed answers are a
 // few hundred bytes, and a line longer than the buffer is gathered in a
 // scratch slice, so a small buffer keeps an open stream cheap.
-const readBufferSize = 4 << 10
+const readBufferSize = 1 << 10
 
 // DefaultMaxEventSize bounds one event (all its lines) by default.
 const DefaultMaxEventSize = 8 << 20
