@@ -28,7 +28,8 @@ func (r AdmitResult) Allowed() bool { return r.Refused < 0 }
 // admitOp is an admission's operation validated and compiled.
 type admitOp struct {
 	*Op
-	g gcra // OpTake
+	g     gcra // OpTake
+	shard int  // Memory: the shard of Key
 }
 
 // compileAdmission checks ops: only Take, Acquire and Reserve decide. The
@@ -83,8 +84,9 @@ func (m *Memory) Admit(_ context.Context, ops []Op) (AdmitResult, error) {
 	}
 	var idx [8]int
 	shards := idx[:0]
-	for _, o := range aops {
-		shards = append(shards, m.shardIndex(o.Key))
+	for i := range aops {
+		aops[i].shard = m.shardIndex(aops[i].Key)
+		shards = append(shards, aops[i].shard)
 	}
 	slices.Sort(shards)
 	shards = slices.Compact(shards)
@@ -99,8 +101,9 @@ func (m *Memory) Admit(_ context.Context, ops []Op) (AdmitResult, error) {
 	now := m.clock()
 	results := make([]Result, len(aops))
 	decide := func(commit bool) bool {
-		for i, o := range aops {
-			s := &m.shards[m.shardIndex(o.Key)]
+		for i := range aops {
+			o := &aops[i]
+			s := &m.shards[o.shard]
 			switch o.Kind {
 			case OpTake:
 				results[i] = s.take(o.Key, &o.g, o.Amount, now.UnixMicro(), commit)
