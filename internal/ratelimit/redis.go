@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,6 +32,7 @@ import (
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
+	names  keyNames
 }
 
 var _ Limiter = (*Redis)(nil)
@@ -40,10 +43,49 @@ func NewRedis(client redis.UniversalClient, prefix string) *Redis {
 	return &Redis{client: client, prefix: prefix}
 }
 
-func (r *Redis) gcraKey(key string) string { return r.prefix + "gcra:" + key }
-func (r *Redis) concKey(key string) string { return r.prefix + "conc:" + key }
+func (r *Redis) gcraKey(key string) string { return r.names.name("gcra:", key, "", r.prefix) }
+func (r *Redis) concKey(key string) string { return r.names.name("conc:", key, "", r.prefix) }
 func (r *Redis) budgetKey(key, window string) string {
-	return r.prefix + "budget:" + key + "@" + window
+	return r.names.name("budget:", key, window, r.prefix)
+}
+
+// keyNames remembers the Redis key names of the limiter keys in use, so
+// that a request does not build them again: reads are an atomic load and a
+// map lookup; a name not seen yet copies the map. Past maxKeyNames names
+// (keys revoked, windows past) it starts over.
+type keyNames struct {
+	m  atomic.Pointer[map[keyName]string]
+	mu sync.Mutex // serializes writers
+}
+
+type keyName struct{ family, key, window string }
+
+const maxKeyNames = 4096
+
+// name returns prefix+family+key, with "@"+window for a budget.
+func (c *keyNames) name(family, key, window, prefix string) string {
+	kn := keyName{family, key, window}
+	if m := c.m.Load(); m != nil {
+		if n, ok := (*m)[kn]; ok {
+			return n
+		}
+	}
+	n := prefix + family + key
+	if family == "budget:" {
+		n += "@" + window
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := make(map[keyName]string, 8)
+	if m := c.m.Load(); m != nil && len(*m) < maxKeyNames {
+		next = make(map[keyName]string, len(*m)+1)
+		for k, v := range *m {
+			next[k] = v
+		}
+	}
+	next[kn] = n
+	c.m.Store(&next)
+	return n
 }
 
 // Take implements [Limiter].
