@@ -65,14 +65,14 @@ func TestRedisCommandsPerRequest(t *testing.T) {
 	queue.Start(qctx)
 	defer queue.Close()
 	static := []*auth.Key{{Name: "team-a", Hash: auth.HashSecret("sk-a"),
-		Policy: auth.Policy{RPM: 100_000, TPM: 1_000_000, Concurrency: 64, Budget: 1e6}}}
+		Policy: auth.Policy{RPM: 100_000, TPM: 10_000, Concurrency: 64, Budget: 1e6}}}
 	keys, err := auth.NewRedis(client, "aigw:", static)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tbl, _ := route.New([]route.Route{{Pattern: "m", Targets: []route.Target{{Provider: "p", Model: "gpt-4o-mini"}}}}, nil)
 	gd := &Guard{Keys: keys, Required: true, Limiter: lim, Ledger: usage.NewRedisLedger(client, "aigw:usage:"),
-		Settlements: queue, ModelLimits: map[string]ModelLimits{"m": {RPM: 100_000, TPM: 1_000_000}}}
+		Settlements: queue, ModelLimits: map[string]ModelLimits{"m": {RPM: 100_000, TPM: 10_000}}}
 	p := &funcProvider{do: func(context.Context, *provider.Call) (*provider.Response, error) {
 		return &provider.Response{Body: []byte(answer)}, nil
 	}}
@@ -99,6 +99,9 @@ func TestRedisCommandsPerRequest(t *testing.T) {
 			}
 		}
 	}
+	// TPM: 6 ms per token, so that a request's refund (the 60 of its 110
+	// reserved tokens it did not use) never empties the bucket, which would
+	// make the count depend on timing (a DEL, then an expiry on create).
 	// Three other requests in flight, so that the concurrency set is read
 	// as it is under load.
 	for _, id := range []string{"x", "y", "z"} {
