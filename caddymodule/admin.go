@@ -277,8 +277,10 @@ func (a *App) adminStatus(w http.ResponseWriter) error {
 		Redis       string               `json:"redis"`
 		// Settlements: the queue of settlements to Redis.
 		Settlements *ratelimit.QueueStats `json:"settlements,omitempty"`
+		// Targets: per target, its TTFT, in flight, breaker and quotas.
+		Targets map[string]TargetStatus `json:"targets,omitempty"`
 	}
-	st := status{CoolingDown: map[string]time.Time{}, Redis: "not configured"}
+	st := status{CoolingDown: map[string]time.Time{}, Redis: "not configured", Targets: a.targetStatus()}
 	for k, until := range a.health.CoolingDown(time.Now()) {
 		st.CoolingDown[strings.ReplaceAll(k, "\x00", "/")] = until
 	}

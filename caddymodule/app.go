@@ -140,8 +140,9 @@ type App struct {
 
 	metrics *metrics
 
-	redisClient redis.UniversalClient // the guard's, shared with the cache
-	redisPrefix string
+	routing     routing               // quotas, loads, probes (routing.go)
+	redisClient redis.UniversalClient // with Redis: shares cooldowns
+	redisPrefix string         // with Redis: the cache's keys start with it
 	cache       *responseCache
 }
 
@@ -188,6 +189,13 @@ type ProviderConfig struct {
 	// IdleTimeout bounds the silence between two stream chunks. A healthy
 	// stream has no total cap. Default: 60s.
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// Trust is local (data sent to it stays on the operator's machines) or
+	// third_party, for the guardrails' privacy rules. Default: local for
+	// the ollama and vllm types, third_party for every other.
+	Trust string `json:"trust,omitempty"`
+	// Quota (rpm, tpm, queue) and health_check (see ProviderRouting).
+	ProviderRouting
 }
 
 // ModelConfig is one routing table entry.
@@ -214,6 +222,12 @@ type ModelConfig struct {
 	// across all keys.
 	RPM int64 `json:"rpm,omitempty"`
 	TPM int64 `json:"tpm,omitempty"`
+
+	// ContextWindow overrides the shipped context window (prompt plus
+	// answer, in tokens) of the model's targets, for truncation.
+	ContextWindow int `json:"context_window,omitempty"`
+	// Policy, hedge_after and max_hedges (see ModelRouting).
+	ModelRouting
 }
 
 // TargetConfig is one place a model is served.
@@ -225,6 +239,9 @@ type TargetConfig struct {
 	Model string `json:"model,omitempty"`
 	// Weight for weighted random choice among targets. Default: 1.
 	Weight int `json:"weight,omitempty"`
+
+	// The target's own quota: rpm, tpm, queue (see TargetRouting).
+	TargetRouting
 }
 
 // CaddyModule returns the Caddy module information.
@@ -284,6 +301,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		for _, t := range m.Targets {
 			r.Targets = append(r.Targets, route.Target{Provider: t.Provider, Model: t.Model, Weight: t.Weight})
 		}
+		if err := m.ModelRouting.apply(&r); err != nil {
+			return fmt.Errorf("model %q: %v", m.Name, err)
+		}
 		routes = append(routes, r)
 	}
 	tbl, err := route.New(routes, func(p string) bool { _, ok := a.providers[p]; return ok })
@@ -300,6 +320,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.health, a.healthRef = v.(healthValue).Health, true
 	a.health.Configure(a.MaxFails, time.Duration(a.Cooldown))
 	if err := a.provisionGuard(ctx, repl); err != nil {
+		return err
+	}
+	if err := a.provisionRouting(ctx); err != nil {
 		return err
 	}
 	a.redactor = provider.NewRedactor(a.secrets...)
@@ -381,6 +404,7 @@ func (a *App) Start() error {
 			a.grace, a.graceKnown = time.Duration(h.GracePeriod), true
 		}
 	}
+	a.startRouting()
 	return nil
 }
 
@@ -480,6 +504,7 @@ func (a *App) Cleanup() error {
 	for _, k := range a.poolKeys {
 		_, _ = statePool.Delete(k)
 	}
+	a.cleanupRouting()
 	if !a.healthRef {
 		return nil // Provision failed before taking a reference
 	}
@@ -522,6 +547,11 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 	}
 	if h.MaxJSONDepth > 0 {
 		cfg.MaxJSONDepth = h.MaxJSONDepth
+	}
+	if st, err := a.guardrails(h); err != nil {
+		return nil, err
+	} else if st != nil {
+		cfg.Stages = append(cfg.Stages, st)
 	}
 	return gateway.New(cfg)
 }

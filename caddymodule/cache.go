@@ -155,6 +155,13 @@ func (a *App) cacheStages(h *Handler, logger *zap.Logger) []gateway.Stage {
 	if rc == nil || strings.EqualFold(h.Cache, "off") {
 		return nil
 	}
+	if p := h.Privacy; p != nil && (p.Restore == nil || *p.Restore) {
+		// The upstream's answer holds the request's placeholders, which
+		// the privacy stage restores per request: a recording would replay
+		// them unrestored. Such a route is not cached.
+		logger.Info("response cache off for a route that masks and restores personal data")
+		return nil
+	}
 	cc := rc.cfg
 	return []gateway.Stage{cache.New(cache.Config{
 		Store:        rc.store,

@@ -48,14 +48,23 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			connect_timeout  <duration>
 //			first_byte_timeout <duration>
 //			idle_timeout     <duration>
+//			trust            local|third_party
+//			rpm              <n>
+//			tpm              <n>
+//			queue            <duration>
+//			health_check     <interval>
 //		}
 //		model <name|glob> {
-//			target   <provider> [<upstream model>] [weight <n>]
+//			target   <provider> [<upstream model>] [weight <n>] [rpm <n>] [tpm <n>] [queue <duration>]
 //			fallback <model> [<model>...]
 //			retries  <n>
 //			max_tokens <n>
 //			rpm      <n>
 //			tpm      <n>
+//			context_window <n>
+//			policy   weighted|least_latency|least_busy|cost|headroom
+//			hedge_after <duration>|p95
+//			max_hedges <n>
 //		}
 //		max_body_size   <size>
 //		max_messages    <n>
@@ -262,8 +271,13 @@ func (pc *ProviderConfig) unmarshal(d *caddyfile.Dispenser) error {
 			pc.FirstByteTimeout, err = parseDuration(d)
 		case "idle_timeout":
 			pc.IdleTimeout, err = parseDuration(d)
+		case "trust":
+			err = parseString(d, &pc.Trust)
 		default:
-			return d.Errf("unrecognized provider subdirective %s", dir)
+			var ok bool
+			if ok, err = pc.ProviderRouting.unmarshalCaddyfile(d, dir); !ok {
+				return d.Errf("unrecognized provider subdirective %s", dir)
+			}
 		}
 		if err != nil {
 			return err
@@ -283,19 +297,8 @@ func (mc *ModelConfig) unmarshal(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			t := TargetConfig{Provider: args[0]}
-			args = args[1:]
-			if len(args) > 0 && args[0] != "weight" {
-				t.Model, args = args[0], args[1:]
-			}
-			if len(args) > 0 {
-				if len(args) != 2 || args[0] != "weight" {
-					return d.Errf("target: expected 'weight <n>', got %s", strings.Join(args, " "))
-				}
-				w, err := strconv.Atoi(args[1])
-				if err != nil || w < 1 {
-					return d.Errf("target: invalid weight %q", args[1])
-				}
-				t.Weight = w
+			if err := parseTargetArgs(d, &t, args[1:]); err != nil {
+				return err
 			}
 			mc.Targets = append(mc.Targets, t)
 		case "fallback":
@@ -314,8 +317,13 @@ func (mc *ModelConfig) unmarshal(d *caddyfile.Dispenser) error {
 			mc.RPM, err = parseInt64(d)
 		case "tpm":
 			mc.TPM, err = parseInt64(d)
+		case "context_window":
+			mc.ContextWindow, err = parseInt(d)
 		default:
-			return d.Errf("unrecognized model subdirective %s", dir)
+			var ok bool
+			if ok, err = mc.ModelRouting.unmarshalCaddyfile(d, dir); !ok {
+				return d.Errf("unrecognized model subdirective %s", dir)
+			}
 		}
 		if err != nil {
 			return err
@@ -434,6 +442,9 @@ func parseInt64(d *caddyfile.Dispenser) (int64, error) {
 //		max_json_depth <n>
 //		max_tokens    <n>
 //		models        <name|glob>...
+//		truncate { … }          (see unmarshalGuardrails)
+//		privacy  { … }          (alias pii)
+//		policy   { … }
 //		cache         off
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -467,6 +478,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Models = append(h.Models, args...)
+		case "truncate", "privacy", "pii", "policy":
+			err = h.unmarshalGuardrails(d)
 		case "cache":
 			err = unmarshalHandlerCache(d, h)
 		default:

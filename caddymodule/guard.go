@@ -175,11 +175,12 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 	}
 	a.poolKeys = append(a.poolKeys, poolKey)
 	client := rv.(*redisState).client
+	a.redisClient = client
 	prefix := a.Redis.Prefix
 	if prefix == "" {
 		prefix = "aigw:"
 	}
-	a.redisClient, a.redisPrefix = client, prefix
+	a.redisPrefix = prefix
 	failOpen := true
 	switch strings.ToLower(a.Redis.OnFailure) {
 	case "", "fail_open":

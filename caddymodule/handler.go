@@ -27,6 +27,7 @@ func init() {
 //	{http.ai_gateway.provider}       the provider that answered (or was last tried)
 //	{http.ai_gateway.upstream_model} the model name sent to that provider
 //	{http.ai_gateway.attempts}       upstream attempts made
+//	{http.ai_gateway.hedges}         hedged attempts (in attempts too)
 //	{http.ai_gateway.tokens.input}   prompt tokens reported by the upstream
 //	{http.ai_gateway.tokens.output}  completion tokens reported by the upstream
 //	{http.ai_gateway.ttft_ms}        time to the first streamed event (or the answer), ms
@@ -48,6 +49,13 @@ type Handler struct {
 	// Cache "off" keeps this route out of the app's response cache.
 	// Default: cached when the app has a cache.
 	Cache string `json:"cache,omitempty"`
+
+	// Truncate fits chat requests into their model's context window.
+	Truncate *TruncateConfig `json:"truncate,omitempty"`
+	// Privacy masks, blocks or reroutes personal data and secrets.
+	Privacy *PrivacyConfig `json:"privacy,omitempty"`
+	// Policy adds system messages and refuses denied prompts.
+	Policy *PolicyConfig `json:"policy,omitempty"`
 
 	gw      *gateway.Gateway
 	metrics *metrics
@@ -92,6 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		repl.Set("http.ai_gateway.provider", info.Provider)
 		repl.Set("http.ai_gateway.upstream_model", info.UpstreamModel)
 		repl.Set("http.ai_gateway.attempts", info.Attempts)
+		repl.Set("http.ai_gateway.hedges", info.Hedges)
 		repl.Set("http.ai_gateway.tokens.input", info.Usage.InputTokens)
 		repl.Set("http.ai_gateway.tokens.output", info.Usage.OutputTokens)
 		repl.Set("http.ai_gateway.ttft_ms", strconv.FormatInt(info.TTFT.Milliseconds(), 10))

@@ -23,6 +23,7 @@ type metrics struct {
 	limited    *prometheus.CounterVec
 	redisDowns prometheus.Counter
 	lost       prometheus.Counter
+	routing    *routingMetrics // hedges and probes (routing.go)
 }
 
 const ns, sub = "caddy", "ai_gateway"
@@ -97,6 +98,7 @@ func (m *metrics) observe(info *gateway.Info, seconds float64) {
 	if info.Attempts > 0 {
 		m.attempts.WithLabelValues(prov).Add(float64(info.Attempts))
 	}
+	m.routing.observe(info)
 	if info.Usage.Known {
 		m.tokens.WithLabelValues(model, prov, "input").Add(float64(info.Usage.InputTokens))
 		m.tokens.WithLabelValues(model, prov, "output").Add(float64(info.Usage.OutputTokens))

@@ -29,14 +29,19 @@ func main() {
 	chunkDelay := flag.Duration("chunk-delay", 0, "delay between stream chunks")
 	chunks := flag.Int("chunks", fakellm.DefaultChunks, "number of content chunks (words) per answer")
 	name := flag.String("name", fakellm.DefaultName, `name shown in answers ("Hello from <name> ...")`)
+	rpm := flag.Int("rpm", 0, "requests per minute quota: 429 beyond it, OpenAI rate-limit headers on every answer (0: none)")
 	flag.Parse()
 
-	if err := run(*addr, fakellm.Options{
+	opts := fakellm.Options{
 		TTFT:       *ttft,
 		ChunkDelay: *chunkDelay,
 		Chunks:     *chunks,
 		Name:       *name,
-	}); err != nil {
+	}
+	if *rpm > 0 {
+		opts.RateLimit = &fakellm.RateLimit{Requests: *rpm}
+	}
+	if err := run(*addr, opts); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -83,6 +83,9 @@ func (s *Server) anthropicMessages(x *exchange) {
 		x.writeAnthropicError(http.StatusBadRequest, "messages: Field required")
 		return
 	}
+	if !x.anthropicRateLimit() {
+		return
+	}
 	b, err := s.resolve(x.r.Header, x.model)
 	if err != nil {
 		x.writeAnthropicError(http.StatusBadRequest, err.Error())

@@ -1106,3 +1106,39 @@ func BenchmarkChatStream(b *testing.B) {
 func BenchmarkChatJSON(b *testing.B) {
 	benchmarkServe(b, Options{Chunks: 100}, `{"model":"m","messages":[{"role":"user","content":"hi"}]}`)
 }
+
+func TestRateLimitWindow(t *testing.T) {
+	s := New(Options{RateLimit: &RateLimit{Requests: 2, Window: 300 * time.Millisecond}})
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	chat := func() *http.Response {
+		resp, err := http.Post(ts.URL+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for i, want := range []string{"1", "0"} {
+		resp := chat()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Ratelimit-Remaining-Requests") != want || resp.Header.Get("X-Ratelimit-Limit-Requests") != "2" {
+			t.Fatalf("request %d: %d remaining %q", i, resp.StatusCode, resp.Header.Get("X-Ratelimit-Remaining-Requests"))
+		}
+	}
+	resp := chat()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("3rd request: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if d, err := time.ParseDuration(resp.Header.Get("X-Ratelimit-Reset-Requests")); err != nil || d <= 0 || d > 300*time.Millisecond {
+		t.Fatalf("reset %q", resp.Header.Get("X-Ratelimit-Reset-Requests"))
+	}
+	time.Sleep(350 * time.Millisecond)
+	if resp := chat(); resp.StatusCode != 200 {
+		t.Fatalf("after the window: %d", resp.StatusCode)
+	}
+	if s.RateLimited() != 1 || len(s.Arrivals()) != 4 || MaxInWindow(s.Arrivals(), 300*time.Millisecond) != 3 {
+		t.Fatalf("refused %d arrivals %d max %d", s.RateLimited(), len(s.Arrivals()), MaxInWindow(s.Arrivals(), 300*time.Millisecond))
+	}
+}

@@ -73,6 +73,9 @@ type Options struct {
 	// Responses output delta) has been written and flushed. It is called
 	// from the handler goroutine and must be safe for concurrent use.
 	OnChunk func(i int, sent time.Time)
+	// RateLimit, if set, holds clients to a requests-per-window quota
+	// with OpenAI's rate-limit headers and 429s (see [RateLimit]).
+	RateLimit *RateLimit
 }
 
 // Server is the fake upstream. It implements [http.Handler] and is safe for
@@ -87,6 +90,7 @@ type Server struct {
 	scripts map[string]Behavior
 	queue   []Behavior
 	stats   recorder
+	limiter rateLimiter
 }
 
 // New returns a Server configured by opts.
@@ -219,6 +223,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if x.model == "" {
 		x.writeError(http.StatusBadRequest, "you must provide a model parameter", "model", "")
+		return
+	}
+	if !x.rateLimit() {
 		return
 	}
 	b, err := s.resolve(r.Header, x.model)

@@ -50,7 +50,7 @@ func (g *Gateway) attempt(x *Exchange) (*Reply, Outcome, *openai.Error) {
 		tried = tried[:0]
 		for try := 0; try <= cur.Retries; try++ {
 			now := time.Now()
-			ti := cur.Pick(g.cfg.Health, now, tried)
+			ti := cur.Choose(g.cfg.Health, now, tried)
 			if ti < 0 {
 				break
 			}
@@ -71,11 +71,26 @@ func (g *Gateway) attempt(x *Exchange) (*Reply, Outcome, *openai.Error) {
 			} else if now.After(deadline) {
 				break
 			}
-			p := g.cfg.Providers[tgt.Provider]
+			// Quotas may move the attempt to a target with headroom, or wait.
+			ti, gr, qerr := g.pace(ctx, x, cur, ti, tried, deadline)
+			if ctx.Err() != nil {
+				return gone()
+			}
+			if qerr != nil {
+				info.Limited = qerr.Code
+				return nil, OutcomeRefused, qerr
+			}
+			tgt = &cur.Targets[ti]
+			key = tgt.Key()
 			info.Attempts++
 			info.Provider, info.UpstreamModel = tgt.Provider, tgt.UpstreamModel(req.OpenAI.Model)
 			g.cfg.Health.Begin(key, now)
-			reply, err := g.call(ctx, p, req, info.UpstreamModel, cur, &x.reply)
+			reply, won, err := g.callTarget(ctx, x, cur, ti, tried, gr)
+			if won != ti { // a hedge answered first
+				tgt = &cur.Targets[won]
+				key = tgt.Key()
+				info.Provider, info.UpstreamModel = tgt.Provider, tgt.UpstreamModel(req.OpenAI.Model)
+			}
 			if err == nil {
 				g.cfg.Health.Success(key)
 				return reply, OutcomeCompleted, nil

@@ -8,14 +8,19 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/fakellm"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/openaicompat"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/testutil/redistest"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
 
 // Benchmarks of the handler hot path.
@@ -222,6 +227,7 @@ func newStubGateway(b *testing.B) *Gateway {
 func benchServe(b *testing.B, g *Gateway, stream bool) {
 	body := benchChatBody("bench", stream, 1024)
 	q := newBenchRequest(b, body)
+	q.r.Header.Set("Authorization", "Bearer "+benchSecret)
 	w := newBenchWriter()
 	check := func() {
 		b.Helper()
@@ -243,6 +249,60 @@ func benchServe(b *testing.B, g *Gateway, stream bool) {
 	check()
 }
 
+// benchGuard is the full pipeline of make bench's "ai_gateway full" rows:
+// a key with RPM, TPM, concurrency and a budget, model RPM and TPM, the
+// usage ledger; its state in process (lim is a Memory, settlements nil) or
+// on Redis (a Failover in front of it, with its settlement queue).
+func benchGuard(b *testing.B, lim ratelimit.Limiter, ledger usage.Ledger, settlements *ratelimit.Queue) *Guard {
+	b.Helper()
+	keys, err := auth.NewMemory([]*auth.Key{{Name: "bench", Hash: auth.HashSecret(benchSecret),
+		Policy: auth.Policy{RPM: 1e9, TPM: 1e9, Concurrency: 1e6, Budget: 1e9, BudgetPeriod: "month"}}}, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pricing := usage.DefaultPricing()
+	pricing.Set("fake-model", usage.Price{Input: 0.15, Output: 0.6})
+	pricing.Set("bench", usage.Price{Input: 0.15, Output: 0.6})
+	return &Guard{Keys: keys, Required: true, Limiter: lim, Ledger: ledger, Settlements: settlements, Pricing: pricing,
+		ModelLimits: map[string]ModelLimits{"bench": {RPM: 1e9, TPM: 1e9}}}
+}
+
+const benchSecret = "sk-bench-0123456789"
+
+// withGuard gives g (from newFakeGateway or newStubGateway) the full
+// pipeline in process.
+func withGuard(b *testing.B, g *Gateway) *Gateway {
+	b.Helper()
+	cfg := g.cfg
+	cfg.Guard = benchGuard(b, ratelimit.NewMemory(nil), usage.NewMemoryLedger(), nil)
+	g, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return g
+}
+
+// withRedisGuard gives g the full pipeline on a real redis-server, as the
+// app builds it.
+func withRedisGuard(b *testing.B, g *Gateway) *Gateway {
+	b.Helper()
+	srv := redistest.Start(b)
+	client := srv.Client()
+	lim := ratelimit.NewFailover(ratelimit.NewRedis(client, "aigw:rl:"), ratelimit.NewMemory(nil),
+		ratelimit.FailoverOptions{Timeout: time.Second})
+	q := ratelimit.NewQueue(lim, ratelimit.QueueOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	q.Start(ctx)
+	b.Cleanup(func() { cancel(); q.Close() })
+	cfg := g.cfg
+	cfg.Guard = benchGuard(b, lim, usage.NewRedisLedger(client, "aigw:usage:"), q)
+	g, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return g
+}
+
 func BenchmarkServeChat(b *testing.B) { benchServe(b, newFakeGateway(b), false) }
 
 func BenchmarkServeChatStream(b *testing.B) { benchServe(b, newFakeGateway(b), true) }
@@ -250,6 +310,20 @@ func BenchmarkServeChatStream(b *testing.B) { benchServe(b, newFakeGateway(b), t
 func BenchmarkServeChatStub(b *testing.B) { benchServe(b, newStubGateway(b), false) }
 
 func BenchmarkServeChatStreamStub(b *testing.B) { benchServe(b, newStubGateway(b), true) }
+
+func BenchmarkServeChatFull(b *testing.B) { benchServe(b, withGuard(b, newFakeGateway(b)), false) }
+
+func BenchmarkServeChatStreamFull(b *testing.B) { benchServe(b, withGuard(b, newFakeGateway(b)), true) }
+
+func BenchmarkServeChatFullStub(b *testing.B) { benchServe(b, withGuard(b, newStubGateway(b)), false) }
+
+func BenchmarkServeChatStreamFullStub(b *testing.B) {
+	benchServe(b, withGuard(b, newStubGateway(b)), true)
+}
+
+func BenchmarkServeChatFullRedisStub(b *testing.B) {
+	benchServe(b, withRedisGuard(b, newStubGateway(b)), false)
+}
 
 func BenchmarkParseRequest(b *testing.B) {
 	body := benchChatBody("bench", true, 2048)

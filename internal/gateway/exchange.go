@@ -42,6 +42,8 @@ type Exchange struct {
 	req   dialect.Request
 	reply Reply
 	ev    dialect.Event
+	// attempt is the winning attempt's holds (hedge.go).
+	attempt attemptTap
 
 	// onReply, set by a stage, sees the attempt loop's reply first.
 	onReply func(*Reply) *Reply
@@ -69,6 +71,16 @@ func (x *Exchange) OnReply(f func(*Reply) *Reply) { x.onReply = f }
 
 // AddTap adds t to the taps of the reply, after those added before.
 func (x *Exchange) AddTap(t Tap) { x.taps = append(x.taps, t) }
+
+// PrependTap adds t right after the gateway's usage accounting, before the
+// taps added so far (a restorer of masked values runs before a cache
+// recorder added by an earlier stage, which then records the answer the
+// client gets).
+func (x *Exchange) PrependTap(t Tap) {
+	x.taps = append(x.taps, nil)
+	copy(x.taps[2:], x.taps[1:])
+	x.taps[1] = t
+}
 
 // end tells every tap the outcome, once.
 func (x *Exchange) end(o Outcome) {

@@ -134,6 +134,10 @@ type Info struct {
 	// truncation dropped ("messages=6 tokens=3120").
 	Guardrails string
 	Truncated  string
+
+	// Hedges counts the attempts started beside a slow one (hedged
+	// requests); Attempts counts them too.
+	Hedges int
 }
 
 // New returns a gateway.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/tokens"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
 
@@ -61,8 +64,36 @@ type Guard struct {
 	SettleTimeout time.Duration
 	Logger        *zap.Logger
 
-	seq   atomic.Uint64
-	clock func() time.Time // nil: time.Now
+	seq     atomic.Uint64
+	clock   func() time.Time // nil: time.Now
+	names   limiterKeyCache
+	windows [2]atomic.Pointer[budgetWindow] // the last day and month windows
+}
+
+// budgetWindow is a budget window: its id, start and end.
+type budgetWindow struct {
+	id         string
+	start, end time.Time
+}
+
+// window returns usage.Window(period, t), remembering the last window of
+// each period so that its id is formatted once per period, not per
+// request.
+func (gd *Guard) window(period string, t time.Time) (string, time.Time) {
+	slot := &gd.windows[0]
+	if period == usage.PeriodDay {
+		slot = &gd.windows[1]
+	}
+	if w := slot.Load(); w != nil && !t.Before(w.start) && t.Before(w.end) {
+		return w.id, w.end
+	}
+	id, end := usage.Window(period, t)
+	start := end.AddDate(0, -1, 0)
+	if period == usage.PeriodDay {
+		start = end.AddDate(0, 0, -1)
+	}
+	slot.Store(&budgetWindow{id: id, start: start, end: end})
+	return id, end
 }
 
 func (gd *Guard) now() time.Time {
@@ -125,8 +156,12 @@ func (gd *Guard) authenticate(r *http.Request) (*auth.Key, *openai.Error) {
 	return k, nil
 }
 
+// maxHolds is the most holds a request takes: the key's budget, RPM, TPM
+// and concurrency, the model's RPM and TPM.
+const maxHolds = 6
+
 // admission is what one admitted request holds until it ends: its holds,
-// taken in order.
+// taken in order. Admissions are recycled (admissionPool) once settled.
 type admission struct {
 	gd      *Guard
 	key     *auth.Key
@@ -136,21 +171,34 @@ type admission struct {
 	estIn   int64
 	reserve int64 // tokens reserved against TPM limits
 
+	window    string // the key's budget window of start, once known
+	windowEnd time.Time
+
 	holds []hold
-	buf   [6]hold // backs holds
+	buf   [maxHolds]hold         // backs holds
+	ops   [maxHolds]ratelimit.Op // holds[i].take is &ops[i]
+}
+
+var admissionPool = sync.Pool{New: func() any { return new(admission) }}
+
+// release recycles a; nothing may use it after.
+func (a *admission) release() {
+	*a = admission{}
+	admissionPool.Put(a)
 }
 
 // admit decides the request's holds (the key's budget, RPM, TPM and
 // concurrency, then the model's RPM and TPM) in one limiter admission: all
 // are taken, or, when one refuses, none is.
 func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *openai.Request, rt *route.Route) (*admission, *openai.Error) {
-	a := &admission{gd: gd, key: k, req: req, route: rt, start: gd.now()}
+	a := admissionPool.Get().(*admission)
+	a.gd, a.key, a.req, a.route, a.start = gd, k, req, rt, gd.now()
 	a.holds = a.buf[:0]
 	ml := gd.ModelLimits[rt.Pattern]
 	if k == nil && ml.RPM == 0 && ml.TPM == 0 {
 		return a, nil
 	}
-	a.estIn = openai.EstimateInputTokens(req)
+	a.estIn = tokens.Input(req, rt.Targets[0].UpstreamModel(req.Model), ml.TPM > 0 || k != nil && (k.Policy.TPM > 0 || k.Policy.Budget > 0))
 	out := req.MaxTokens
 	if out <= 0 {
 		out = gd.OutputEstimate
@@ -160,28 +208,44 @@ func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *ope
 	if len(a.holds) == 0 {
 		return a, nil
 	}
-	var buf [len(a.buf)]ratelimit.Op
-	ops := buf[:0]
-	for i := range a.holds {
-		ops = append(ops, a.holds[i].take)
-	}
-	res, err := gd.Limiter.Admit(ctx, ops)
+	res, err := gd.Limiter.Admit(ctx, a.ops[:len(a.holds)])
 	if oe := limiterErr(gd, err); oe != nil {
+		a.release()
 		return nil, oe
 	}
+	var rh rateHeaders
 	for i, r := range res.Results {
 		hd := &a.holds[i]
 		if hd.headers {
-			hd.setHeaders(h, r)
+			rh.add(hd, r)
 		}
 		hd.by = r.Backend
 	}
+	rh.set(h)
 	if !res.Allowed() {
 		hd := &a.holds[res.Refused]
 		gd.Logger.Debug("admission refused", zap.String("limit", hd.what))
-		return nil, a.refusal(hd, res.Results[res.Refused])
+		oe := a.refusal(hd, res.Results[res.Refused])
+		a.release()
+		return nil, oe
 	}
 	return a, nil
+}
+
+// add appends a hold taking op.
+func (a *admission) add(hd hold, op ratelimit.Op) {
+	i := len(a.holds)
+	a.ops[i] = op
+	hd.take = &a.ops[i]
+	a.holds = append(a.holds, hd)
+}
+
+// budgetWindow returns the key's budget window of the admission's start.
+func (a *admission) budgetWindow() (string, time.Time) {
+	if a.window == "" {
+		a.window, a.windowEnd = a.gd.window(a.key.Policy.Period(), a.start)
+	}
+	return a.window, a.windowEnd
 }
 
 // plan lists the holds the key's policy and the model's limits call for.
@@ -189,41 +253,54 @@ func (a *admission) plan(ml ModelLimits) {
 	gd := a.gd
 	if k := a.key; k != nil {
 		p := &k.Policy
+		names := gd.limiterKeys(ScopeKey, k.Name)
 		if p.Budget > 0 {
-			window, end := usage.Window(p.Period(), a.start)
+			window, end := a.budgetWindow()
 			price, _ := gd.Pricing.Lookup(a.route.Targets[0].UpstreamModel(a.req.Model), a.req.Model)
 			est := price.CostMicros(openai.Usage{InputTokens: a.estIn, OutputTokens: a.reserve - a.estIn})
-			a.holds = append(a.holds, hold{kind: holdBudget, what: "budget", take: ratelimit.Op{
-				Kind: ratelimit.OpReserve, Key: LimiterKey(ScopeKey, k.Name, LimitBudget),
-				Window: window, Limit: int64(math.Round(p.Budget * 1e6)), Amount: est, Expires: end.Add(time.Hour)}})
+			a.add(hold{kind: holdBudget, what: "budget"}, ratelimit.Op{
+				Kind: ratelimit.OpReserve, Key: names.budget,
+				Window: window, Limit: int64(math.Round(p.Budget * 1e6)), Amount: est, Expires: end.Add(time.Hour)})
 		}
 		if p.RPM > 0 {
-			a.holds = append(a.holds, hold{kind: holdRequests, what: "rpm", headers: true, take: ratelimit.Op{
-				Kind: ratelimit.OpTake, Key: LimiterKey(ScopeKey, k.Name, LimitRPM),
-				Rate: ratelimit.Rate{Limit: p.RPM, Period: time.Minute, Burst: p.Burst}, Amount: 1}})
+			a.add(hold{kind: holdRequests, what: "rpm", headers: true}, ratelimit.Op{
+				Kind: ratelimit.OpTake, Key: names.rpm,
+				Rate: ratelimit.Rate{Limit: p.RPM, Period: time.Minute, Burst: p.Burst}, Amount: 1})
 		}
 		if p.TPM > 0 {
-			a.holds = append(a.holds, hold{kind: holdTokens, what: "tpm", headers: true, take: ratelimit.Op{
-				Kind: ratelimit.OpTake, Key: LimiterKey(ScopeKey, k.Name, LimitTPM),
-				Rate: ratelimit.Rate{Limit: p.TPM, Period: time.Minute}, Amount: a.reserve}})
+			a.add(hold{kind: holdTokens, what: "tpm", headers: true}, ratelimit.Op{
+				Kind: ratelimit.OpTake, Key: names.tpm,
+				Rate: ratelimit.Rate{Limit: p.TPM, Period: time.Minute}, Amount: a.reserve})
 		}
 		if p.Concurrency > 0 {
-			id := strconv.FormatUint(gd.seq.Add(1), 36) + "-" + strconv.FormatInt(a.start.UnixNano(), 36)
-			a.holds = append(a.holds, hold{kind: holdSlot, what: "concurrency", take: ratelimit.Op{
-				Kind: ratelimit.OpAcquire, Key: LimiterKey(ScopeKey, k.Name, LimitConcurrency),
-				ID: id, Slots: p.Concurrency, Lease: gd.Lease}})
+			a.add(hold{kind: holdSlot, what: "concurrency"}, ratelimit.Op{
+				Kind: ratelimit.OpAcquire, Key: names.concurrency,
+				ID: gd.slotID(a.start), Slots: p.Concurrency, Lease: gd.Lease})
 		}
 	}
-	if ml.RPM > 0 {
-		a.holds = append(a.holds, hold{kind: holdRequests, what: "model rpm", take: ratelimit.Op{
-			Kind: ratelimit.OpTake, Key: LimiterKey(ScopeModel, a.route.Pattern, LimitRPM),
-			Rate: ratelimit.Rate{Limit: ml.RPM, Period: time.Minute}, Amount: 1}})
+	if ml.RPM > 0 || ml.TPM > 0 {
+		names := gd.limiterKeys(ScopeModel, a.route.Pattern)
+		if ml.RPM > 0 {
+			a.add(hold{kind: holdRequests, what: "model rpm"}, ratelimit.Op{
+				Kind: ratelimit.OpTake, Key: names.rpm,
+				Rate: ratelimit.Rate{Limit: ml.RPM, Period: time.Minute}, Amount: 1})
+		}
+		if ml.TPM > 0 {
+			a.add(hold{kind: holdTokens, what: "model tpm"}, ratelimit.Op{
+				Kind: ratelimit.OpTake, Key: names.tpm,
+				Rate: ratelimit.Rate{Limit: ml.TPM, Period: time.Minute}, Amount: a.reserve})
+		}
 	}
-	if ml.TPM > 0 {
-		a.holds = append(a.holds, hold{kind: holdTokens, what: "model tpm", take: ratelimit.Op{
-			Kind: ratelimit.OpTake, Key: LimiterKey(ScopeModel, a.route.Pattern, LimitTPM),
-			Rate: ratelimit.Rate{Limit: ml.TPM, Period: time.Minute}, Amount: a.reserve}})
-	}
+}
+
+// slotID is a concurrency slot's id, unique per request: a sequence
+// number and the admission's start.
+func (gd *Guard) slotID(start time.Time) string {
+	var b [32]byte
+	id := strconv.AppendUint(b[:0], gd.seq.Add(1), 36)
+	id = append(id, '-')
+	id = strconv.AppendInt(id, start.UnixNano(), 36)
+	return string(id)
 }
 
 // refusal is the client's error when hd was refused.
@@ -248,11 +325,15 @@ func (a *admission) refusal(hd *hold, res ratelimit.Result) *openai.Error {
 
 // finish settles every hold from how the request ended and its real usage
 // (releasing the concurrency slot whatever the outcome) and books the
-// request in the ledger, as one settlement: queued (Redis: one pipeline,
-// off the response path) or applied at once. It runs after the client is
-// gone too.
+// request in the ledger, as one settlement: queued (Redis: one script in a
+// pipeline, off the response path) or applied at once. It runs after the
+// client is gone too, and recycles a.
 func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
-	if a == nil || (a.key == nil && len(a.holds) == 0) {
+	if a == nil || a.gd == nil {
+		return
+	}
+	defer a.release()
+	if a.key == nil && len(a.holds) == 0 {
 		return
 	}
 	e := ending{outcome: o, usage: info.Usage}
@@ -269,27 +350,58 @@ func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
 			saved = price.CostMicros(info.CacheSaved)
 		}
 	}
-	var s ratelimit.Settlement
+	var buf [maxHolds]ratelimit.Op
+	ops := buf[:0]
 	for i := len(a.holds) - 1; i >= 0; i-- {
 		if op, ok := a.holds[i].settlement(e); ok {
-			s.Ops = append(s.Ops, op)
+			ops = append(ops, op)
 		}
 	}
+	var rec usage.Entry // Ledger nil: no record
 	if a.key != nil && a.gd.Ledger != nil {
-		window, end := usage.Window(a.key.Policy.Period(), a.start)
-		s.Writes = []ratelimit.Write{&usage.Entry{Ledger: a.gd.Ledger, Key: a.key.Name, Window: window, Expires: end.Add(24 * time.Hour),
+		window, end := a.budgetWindow()
+		rec = usage.Entry{Ledger: a.gd.Ledger, Key: a.key.Name, Window: window, Expires: end.Add(24 * time.Hour),
 			Record: usage.Record{Requests: 1, InputTokens: e.usage.InputTokens, OutputTokens: e.usage.OutputTokens,
 				CachedTokens: e.usage.CachedTokens, CostMicros: e.cost,
-				CacheHits: b2i(hit), SavedTokens: info.CacheSaved.InputTokens + info.CacheSaved.OutputTokens, SavedMicros: saved}}}
+				CacheHits: b2i(hit), SavedTokens: info.CacheSaved.InputTokens + info.CacheSaved.OutputTokens, SavedMicros: saved}}
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.gd.SettleTimeout)
-	defer cancel()
-	if q := a.gd.Settlements; q != nil {
+	if a.gd.Settlements == nil && !ratelimit.Batches(a.gd.Limiter) {
+		a.gd.settleNow(ctx, ops, &rec)
+		return
+	}
+	a.gd.settleLater(ctx, ops, rec)
+}
+
+// settleNow applies a settlement on a limiter that decides in process.
+func (gd *Guard) settleNow(ctx context.Context, ops []ratelimit.Op, rec *usage.Entry) {
+	ctx = context.WithoutCancel(ctx)
+	for i := range ops {
+		if _, err := ops[i].Do(ctx, gd.Limiter); err != nil {
+			gd.Logger.Warn("settlement failed", zap.Error(err))
+		}
+	}
+	if rec.Ledger != nil {
+		if err := rec.Ledger.Add(ctx, rec.Key, rec.Window, rec.Record, rec.Expires); err != nil {
+			gd.Logger.Warn("usage record failed", zap.Error(err))
+		}
+	}
+}
+
+// settleLater hands a settlement to the queue (Redis: batched with
+// others), or, without one, sends it in one pipeline now.
+func (gd *Guard) settleLater(ctx context.Context, ops []ratelimit.Op, rec usage.Entry) {
+	s := ratelimit.Settlement{Ops: slices.Clone(ops)}
+	if rec.Ledger != nil {
+		s.Writes = []ratelimit.Write{&rec}
+	}
+	if q := gd.Settlements; q != nil {
 		q.Settle(ctx, s)
 		return
 	}
-	if _, err := ratelimit.Apply(ctx, a.gd.Limiter, []ratelimit.Settlement{s}); err != nil {
-		a.gd.Logger.Warn("settlement failed", zap.Error(err))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gd.SettleTimeout)
+	defer cancel()
+	if _, err := ratelimit.Apply(ctx, gd.Limiter, []ratelimit.Settlement{s}); err != nil {
+		gd.Logger.Warn("settlement failed", zap.Error(err))
 	}
 }
 
@@ -322,12 +434,6 @@ func neverFits(need, limit int64) *openai.Error {
 	return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "request_too_large_for_limit",
 		Message: "This request can never be admitted: it reserves about " + itoa(need) + " tokens (prompt estimate plus max_tokens), more than the limit of " +
 			itoa(limit) + " tokens per minute. Lower max_tokens or shorten the prompt."}
-}
-
-func setRateHeaders(h http.Header, limitH, remH, resetH string, limit int64, res ratelimit.Result) {
-	h.Set(limitH, itoa(limit))
-	h.Set(remH, itoa(res.Remaining))
-	h.Set(resetH, fmtDuration(res.ResetAfter))
 }
 
 // fmtDuration renders durations the way OpenAI's reset headers do ("1s",

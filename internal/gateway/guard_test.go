@@ -637,10 +637,10 @@ func TestBudgetWindowFollowsTheClock(t *testing.T) {
 
 func TestHoldSettlement(t *testing.T) {
 	rate := ratelimit.Rate{Limit: 10, Period: time.Minute}
-	budget := hold{kind: holdBudget, take: ratelimit.Op{Kind: ratelimit.OpReserve, Key: "b", Window: "w", Amount: 300}, by: ratelimit.BackendFallback}
-	requests := hold{kind: holdRequests, take: ratelimit.Op{Kind: ratelimit.OpTake, Key: "r", Rate: rate, Amount: 1}}
-	tokens := hold{kind: holdTokens, take: ratelimit.Op{Kind: ratelimit.OpTake, Key: "t", Rate: rate, Amount: 100}}
-	slot := hold{kind: holdSlot, take: ratelimit.Op{Kind: ratelimit.OpAcquire, Key: "c", ID: "id"}}
+	budget := hold{kind: holdBudget, take: &ratelimit.Op{Kind: ratelimit.OpReserve, Key: "b", Window: "w", Amount: 300}, by: ratelimit.BackendFallback}
+	requests := hold{kind: holdRequests, take: &ratelimit.Op{Kind: ratelimit.OpTake, Key: "r", Rate: rate, Amount: 1}}
+	tokens := hold{kind: holdTokens, take: &ratelimit.Op{Kind: ratelimit.OpTake, Key: "t", Rate: rate, Amount: 100}}
+	slot := hold{kind: holdSlot, take: &ratelimit.Op{Kind: ratelimit.OpAcquire, Key: "c", ID: "id"}}
 	known := openai.Usage{InputTokens: 30, OutputTokens: 40, Known: true}
 	none := ratelimit.Op{}
 	cases := []struct {

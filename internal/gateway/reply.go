@@ -50,7 +50,8 @@ func (g *Gateway) serveBody(x *Exchange, reply *Reply) Outcome {
 }
 
 // bufPool holds the buffers events are written from: an event is a few
-// hundred bytes; a larger one grows its buffer.
+// hundred bytes; a larger one grows its buffer. A buffer is held only
+// while its event is written, not while a stream waits.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // streamWriter writes SSE events to the client (it is the dialect's Sink);
@@ -58,7 +59,6 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 type streamWriter struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
-	buf []byte
 	err error
 }
 
@@ -67,8 +67,10 @@ func (s *streamWriter) Event(name, data []byte) {
 	if s.err != nil {
 		return
 	}
-	s.buf = sse.AppendEvent(s.buf[:0], name, data)
-	_, s.err = s.w.Write(s.buf)
+	bp := bufPool.Get().(*[]byte)
+	*bp = sse.AppendEvent((*bp)[:0], name, data)
+	_, s.err = s.w.Write(*bp)
+	bufPool.Put(bp)
 }
 
 func (s *streamWriter) flush() {
@@ -96,9 +98,7 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	h.Del("Content-Length")
 	x.w.WriteHeader(http.StatusOK)
 
-	bp := bufPool.Get().(*[]byte)
-	sw := &streamWriter{w: x.w, rc: http.NewResponseController(x.w), buf: *bp}
-	defer func() { *bp = sw.buf; bufPool.Put(bp) }()
+	sw := &streamWriter{w: x.w, rc: http.NewResponseController(x.w)}
 
 	out := x.d.Stream(x.Req, reply.Format)
 	pd, _ := st.(provider.Pender)

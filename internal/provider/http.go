@@ -36,6 +36,10 @@ const maxErrorBody = 64 << 10
 // MaxResponseBody bounds a non-stream answer.
 const MaxResponseBody = 64 << 20
 
+// connBufferSize is the read and write buffer of an upstream connection
+// (net/http's default is 4 KiB each).
+const connBufferSize = 1 << 10
+
 // HTTP is a pooled HTTP/1.1 + HTTP/2 client for one provider, shared by all
 // its requests.
 type HTTP struct {
@@ -66,6 +70,12 @@ func NewHTTP(provider string, t Timeouts) *HTTP {
 		TLSHandshakeTimeout:   t.Connect,
 		ResponseHeaderTimeout: t.FirstByte,
 		ExpectContinueTimeout: time.Second,
+		// A connection keeps its buffers while a stream is open. Small
+		// ones keep an open stream cheap: a longer header line is read
+		// in parts, a large body is read into its reader's own buffer
+		// (sse.Reader's, ReadAll's) and written past the buffer.
+		ReadBufferSize:  connBufferSize,
+		WriteBufferSize: connBufferSize,
 	}
 	return &HTTP{Client: &http.Client{Transport: tr}, Idle: t.Idle, Provider: provider}
 }

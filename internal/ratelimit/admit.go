@@ -28,12 +28,18 @@ func (r AdmitResult) Allowed() bool { return r.Refused < 0 }
 // admitOp is an admission's operation validated and compiled.
 type admitOp struct {
 	*Op
-	g gcra // OpTake
+	g     gcra // OpTake
+	shard int  // Memory: the shard of Key
 }
 
-// compileAdmission checks ops: only Take, Acquire and Reserve decide.
-func compileAdmission(ops []Op) ([]admitOp, error) {
-	out := make([]admitOp, len(ops))
+// compileAdmission checks ops: only Take, Acquire and Reserve decide. The
+// result is in buf when it fits.
+func compileAdmission(ops []Op, buf []admitOp) ([]admitOp, error) {
+	out := buf[:0]
+	if cap(out) < len(ops) {
+		out = make([]admitOp, 0, len(ops))
+	}
+	out = out[:len(ops)]
 	for i := range ops {
 		o := &ops[i]
 		out[i].Op = o
@@ -71,14 +77,16 @@ func finishAdmission(results []Result) AdmitResult {
 // for the whole decision, the operations are checked, and they are
 // committed only when all of them are admitted.
 func (m *Memory) Admit(_ context.Context, ops []Op) (AdmitResult, error) {
-	aops, err := compileAdmission(ops)
+	var abuf [8]admitOp
+	aops, err := compileAdmission(ops, abuf[:])
 	if err != nil {
 		return AdmitResult{}, err
 	}
 	var idx [8]int
 	shards := idx[:0]
-	for _, o := range aops {
-		shards = append(shards, m.shardIndex(o.Key))
+	for i := range aops {
+		aops[i].shard = m.shardIndex(aops[i].Key)
+		shards = append(shards, aops[i].shard)
 	}
 	slices.Sort(shards)
 	shards = slices.Compact(shards)
@@ -93,8 +101,9 @@ func (m *Memory) Admit(_ context.Context, ops []Op) (AdmitResult, error) {
 	now := m.clock()
 	results := make([]Result, len(aops))
 	decide := func(commit bool) bool {
-		for i, o := range aops {
-			s := &m.shards[m.shardIndex(o.Key)]
+		for i := range aops {
+			o := &aops[i]
+			s := &m.shards[o.shard]
 			switch o.Kind {
 			case OpTake:
 				results[i] = s.take(o.Key, &o.g, o.Amount, now.UnixMicro(), commit)

@@ -15,7 +15,8 @@ const minSweepLen = 1024
 // Memory is the in-process [Limiter]. State lives in sharded maps guarded by
 // mutexes. Expired entries are ignored when read, swept lazily from a shard
 // whenever its maps have doubled since the last sweep, and swept periodically
-// by [Memory.Run]. The steady-state Take path (existing key) does not
+// by [Memory.Run]. A concurrency set that empties is kept for the key's
+// next request until a sweep. The steady-state paths (existing key) do not
 // allocate.
 type Memory struct {
 	clock  func() time.Time
@@ -255,9 +256,6 @@ func (s *memShard) acquire(key, id string, slots int64, lease time.Duration, now
 		}
 		e.holders[id] = exp
 	}
-	if e != nil && len(e.holders) == 0 {
-		delete(s.conc, key)
-	}
 	res.Remaining = max(slots-n, 0)
 	if n > 0 {
 		res.ResetAfter = time.Duration(last - now)
@@ -274,10 +272,7 @@ func (m *Memory) Release(_ context.Context, key, id string, _ Backend) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.conc[key]; e != nil {
-		delete(e.holders, id)
-		if len(e.holders) == 0 {
-			delete(s.conc, key)
-		}
+		delete(e.holders, id) // an emptied set stays for the next request, until a sweep
 	}
 	return nil
 }

@@ -121,8 +121,9 @@ func (q *Queue) shut() {
 	}
 }
 
-// Settle hands s over; it never waits for the queue. ctx bounds an inline
-// settlement.
+// Settle hands s over; it never waits for the queue. An inline settlement
+// runs with ctx's values but not its cancellation (the request may be
+// over), bounded by QueueOptions.Timeout.
 func (q *Queue) Settle(ctx context.Context, s Settlement) {
 	if len(s.Ops) == 0 && len(s.Writes) == 0 {
 		return
@@ -138,6 +139,8 @@ func (q *Queue) Settle(ctx context.Context, s Settlement) {
 	}
 	q.mu.RUnlock()
 	q.inline.Add(1)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.opts.Timeout)
+	defer cancel()
 	q.apply(ctx, []Settlement{s})
 }
 

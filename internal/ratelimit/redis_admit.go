@@ -72,7 +72,7 @@ func (r *Redis) stateKey(o *Op) string {
 // but two admissions racing for the last unit of different groups may
 // then both be refused.
 func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
-	aops, err := compileAdmission(ops)
+	aops, err := compileAdmission(ops, nil)
 	if err != nil {
 		return AdmitResult{}, err
 	}

@@ -76,6 +76,60 @@ func TestRedisMatchesMemory(t *testing.T) {
 	}
 }
 
+// Concurrency slots decide the same on both backends with any number of
+// holders: leases of several lengths, renewals, releases, and admissions
+// refused by another operation (whose Acquire result is as if taken).
+func TestRedisMatchesMemoryConcurrency(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	red := ratelimit.NewRedis(srv.Client(), "diffc:")
+	mem := ratelimit.NewMemory(nil)
+	full := ratelimit.Rate{Limit: 1, Period: time.Hour}
+	for _, l := range []ratelimit.Limiter{red, mem} {
+		mustTake(t, l, "full", full, 1)
+	}
+	near := func(a, b time.Duration) bool { return a-b < time.Second && b-a < time.Second }
+	rng := rand.New(rand.NewPCG(3, 4))
+	const slots = 5
+	for i := range 600 {
+		id := "id" + string(rune('a'+rng.IntN(9)))
+		lease := time.Duration(1+rng.IntN(5)) * time.Minute
+		var a, b ratelimit.Result
+		switch op := rng.IntN(10); {
+		case op < 5:
+			var err1, err2 error
+			a, err1 = red.Acquire(ctx, "c", id, slots, lease)
+			b, err2 = mem.Acquire(ctx, "c", id, slots, lease)
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+		case op < 8:
+			for _, l := range []ratelimit.Limiter{red, mem} {
+				if err := l.Release(ctx, "c", id, ratelimit.BackendPrimary); err != nil {
+					t.Fatal(err)
+				}
+			}
+			continue
+		default:
+			ops := []ratelimit.Op{{Kind: ratelimit.OpAcquire, Key: "c", ID: id, Slots: slots, Lease: lease},
+				{Kind: ratelimit.OpTake, Key: "full", Rate: full, Amount: 1}}
+			ra, err1 := red.Admit(ctx, ops)
+			rb, err2 := mem.Admit(ctx, ops)
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			if ra.Refused != rb.Refused || len(ra.Results) != len(rb.Results) {
+				t.Fatalf("step %d admission: redis %+v, memory %+v", i, ra, rb)
+			}
+			a, b = ra.Results[0], rb.Results[0]
+		}
+		if a.Allowed != b.Allowed || a.Remaining != b.Remaining || a.Limit != b.Limit ||
+			!near(a.ResetAfter, b.ResetAfter) || !near(a.RetryAfter, b.RetryAfter) {
+			t.Fatalf("step %d (%s, lease %v): redis %+v, memory %+v", i, id, lease, a, b)
+		}
+	}
+}
+
 func TestRedisKeysHaveTTL(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client()
@@ -124,8 +178,57 @@ func testKeysHaveTTL(t *testing.T, client redis.UniversalClient, keys func() []s
 			t.Errorf("%s: PTTL = %v, %v; want a TTL", k, ttl, err)
 		}
 	}
-	if ttl := client.PTTL(ctx, "ttl:gcra:rate").Val(); ttl > 18*time.Second {
-		t.Errorf("rate key TTL %v, want <= 18s (the time until the bucket is full)", ttl)
+	// The time until the bucket is full, plus the minute a rate's key is
+	// kept past it so that a busy key's expiry is not moved on every
+	// request.
+	if ttl := client.PTTL(ctx, "ttl:gcra:rate").Val(); ttl > 78*time.Second || ttl <= 18*time.Second {
+		t.Errorf("rate key TTL %v, want in (18s, 78s]", ttl)
+	}
+}
+
+// A rate's expiry moves only when the TAT would outlive it, and is set
+// again when another writer (an older version, which set it to the TAT on
+// every write) changed the state.
+func TestRedisRateExpiryMovesRarely(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	ctx := context.Background()
+	l := ratelimit.NewRedis(client, "exp:")
+	r := ratelimit.Rate{Limit: 10, Period: time.Minute}
+	expireTime := func() int64 {
+		t.Helper()
+		ms, err := client.Do(ctx, "PEXPIRETIME", "exp:gcra:k").Int64()
+		if err != nil || ms <= 0 {
+			t.Fatalf("PEXPIRETIME = %d, %v", ms, err)
+		}
+		return ms
+	}
+	mustTake(t, l, "k", r, 1)
+	first := expireTime()
+	mustTake(t, l, "k", r, 2)
+	if err := l.Refund(ctx, "k", r, 1, ratelimit.BackendPrimary); err != nil {
+		t.Fatal(err)
+	}
+	if got := expireTime(); got != first {
+		t.Fatalf("expiry moved from %d to %d, although the TAT stays before it", first, got)
+	}
+	// An older writer: the TAT (now + 6s) with an expiry at the TAT.
+	now := time.Now()
+	tat := now.Add(6 * time.Second)
+	client.HSet(ctx, "exp:gcra:k", "q", tat.UnixMicro(), "f", 0)
+	client.PExpireAt(ctx, "exp:gcra:k", tat)
+	if res := mustTake(t, l, "k", r, 1); res.Remaining != 8 {
+		t.Fatalf("after the older writer: %+v", res)
+	}
+	if got := expireTime(); got < tat.Add(6*time.Second).UnixMilli() {
+		t.Fatalf("expiry %d before the TAT %d", got, tat.Add(6*time.Second).UnixMilli())
+	}
+	// Charged far beyond the expiry: it moves past the new TAT.
+	if err := l.Refund(ctx, "k", r, -100, ratelimit.BackendPrimary); err != nil {
+		t.Fatal(err)
+	}
+	if got := expireTime(); got < now.Add(10*time.Minute).UnixMilli() {
+		t.Fatalf("expiry %d before the charged TAT", got)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -43,6 +44,14 @@ func Apply(ctx context.Context, l Limiter, batch []Settlement) (lost int, err er
 	return applyEach(ctx, l, batch)
 }
 
+// Batches reports whether l settles many settlements in one round trip
+// (Redis, a Failover in front of it), so that they are worth gathering
+// (see [Queue]); any other limiter decides in process.
+func Batches(l Limiter) bool {
+	_, ok := l.(batcher)
+	return ok
+}
+
 func applyEach(ctx context.Context, l Limiter, batch []Settlement) (lost int, err error) {
 	var errs []error
 	for i := range batch {
@@ -65,19 +74,115 @@ func applyEach(ctx context.Context, l Limiter, batch []Settlement) (lost int, er
 	return lost, errors.Join(errs...)
 }
 
-// settleBatch sends every operation and write of batch in one pipeline.
+// HashAdd is a write that increments integer fields of one Redis hash,
+// which expires at Expires when the write creates it: the form in which a
+// [Write] travels inside a settlement's script.
+type HashAdd struct {
+	Key     string
+	Fields  []string
+	Values  []int64
+	Expires time.Time
+}
+
+// HashAdder is a [Write] that has a [HashAdd] form. With Redis it is
+// applied by the settlement's script, not by commands of its own.
+type HashAdder interface {
+	// HashAdd returns the write's HashAdd; ok is false when it has none
+	// (it then goes through Pipe or Do). A HashAdd without fields writes
+	// nothing.
+	HashAdd() (h HashAdd, ok bool)
+}
+
+// settleArgs are the KEYS entry and ARGV values of the undo operation o
+// in settleScript; ok is false when o has nothing to do.
+func (r *Redis) settleArgs(o *Op) (key string, args []any, ok bool, err error) {
+	switch o.Kind {
+	case OpRefund:
+		g, err := o.Rate.compile()
+		if err != nil || o.Amount == 0 {
+			return "", nil, false, err
+		}
+		mode, n := "r", o.Amount
+		if n < 0 {
+			mode, n = "c", -max(n, -maxInt64) // |n| without overflowing on MinInt64
+		}
+		q, f := g.spanClamped(n)
+		return r.gcraKey(o.Key), []any{mode, g.m, q, f}, true, nil
+	case OpSettle:
+		if err := validAmounts(o.Reserved, o.Amount); err != nil || (o.Reserved == 0 && o.Amount == 0) {
+			return "", nil, false, err
+		}
+		return r.budgetKey(o.Key, o.Window), []any{"s", o.Reserved, o.Amount, o.Expires.UnixMilli()}, true, nil
+	case OpRelease:
+		return r.concKey(o.Key), []any{"x", o.ID}, true, nil
+	}
+	return "", nil, false, fmt.Errorf("%w: %v is not a settlement", ErrInvalid, o.Kind)
+}
+
+// hashArgs are h's ARGV values in settleScript.
+func hashArgs(h *HashAdd) []any {
+	args := make([]any, 0, 3+2*len(h.Fields))
+	args = append(args, "h", h.Expires.UnixMilli(), len(h.Fields))
+	for i, f := range h.Fields {
+		args = append(args, f, h.Values[i])
+	}
+	return args
+}
+
+// settleBatch sends batch in one pipeline: one settleScript call per
+// settlement (with a Redis Cluster, per settlement and hash slot: a
+// script may only touch keys of one slot), plus the commands of writes
+// without a HashAdd form.
 func (r *Redis) settleBatch(ctx context.Context, batch []Settlement) (lost int, err error) {
-	var calls []scriptCall
-	var owner []int // settlement index of each call
+	_, cluster := r.client.(*redis.ClusterClient)
+	calls := make([]scriptCall, 0, len(batch))
+	owner := make([]int, 0, len(batch)) // settlement index of each call
+	type pendingWrite struct {
+		w  Write
+		si int
+	}
+	var others []pendingWrite // writes without a HashAdd form
 	for si := range batch {
-		for j := range batch[si].Ops {
-			c, ok, err := r.settleCall(&batch[si].Ops[j])
+		s := &batch[si]
+		first := len(calls)
+		var slots []uint16 // with a Cluster, the slot of each of s's calls
+		add := func(key string, args []any) {
+			i := first // the call of s (of key's slot)
+			if cluster {
+				slot := keySlot(key)
+				for i < len(calls) && slots[i-first] != slot {
+					i++
+				}
+				if i == len(calls) {
+					slots = append(slots, slot)
+				}
+			}
+			if i == len(calls) {
+				calls = append(calls, scriptCall{script: settleScript})
+				owner = append(owner, si)
+			}
+			c := &calls[i]
+			c.keys, c.args = append(c.keys, key), append(c.args, args...)
+		}
+		for j := range s.Ops {
+			key, args, ok, err := r.settleArgs(&s.Ops[j])
 			if err != nil {
 				return len(batch), err
 			}
 			if ok {
-				calls, owner = append(calls, c), append(owner, si)
+				add(key, args)
 			}
+		}
+		for _, w := range s.Writes {
+			if ha, ok := w.(HashAdder); ok {
+				if h, ok := ha.HashAdd(); ok {
+					if len(h.Fields) > 0 {
+						add(h.Key, hashArgs(&h))
+					}
+					continue
+				}
+			}
+			others = append(others, pendingWrite{w, si})
 		}
 	}
 	type plainCmd struct {
@@ -85,33 +190,31 @@ func (r *Redis) settleBatch(ctx context.Context, batch []Settlement) (lost int, 
 		si  int
 	}
 	var plain []plainCmd
-	var inline []Write
-	var inlineOwner []int
-	cmds := r.pipeline(ctx, calls, func(p redis.Pipeliner) {
-		for si := range batch {
-			s := &batch[si]
-			for j := range s.Ops {
-				if o := &s.Ops[j]; o.Kind == OpRelease {
-					plain = append(plain, plainCmd{p.ZRem(ctx, r.concKey(o.Key), o.ID), si})
-				}
-			}
-			for _, w := range s.Writes {
-				wc, ok := w.Pipe(ctx, p)
+	var inline []pendingWrite
+	var pipeOthers func(redis.Pipeliner)
+	if len(others) > 0 {
+		pipeOthers = func(p redis.Pipeliner) {
+			for _, pw := range others {
+				wc, ok := pw.w.Pipe(ctx, p)
 				if !ok {
-					inline, inlineOwner = append(inline, w), append(inlineOwner, si)
+					inline = append(inline, pw)
 				}
 				for _, c := range wc {
-					plain = append(plain, plainCmd{c, si})
+					plain = append(plain, plainCmd{c, pw.si})
 				}
 			}
 		}
-	})
+	}
+	var cmds []*redis.Cmd
+	if len(calls) > 0 || len(others) > 0 {
+		cmds = r.pipeline(ctx, calls, pipeOthers)
+	}
 	failed := make(map[int]bool)
-	var first error
+	var firstErr error
 	note := func(si int, err error) {
 		failed[si] = true
-		if first == nil {
-			first = err
+		if firstErr == nil {
+			firstErr = err
 		}
 	}
 	for i, c := range cmds {
@@ -124,42 +227,15 @@ func (r *Redis) settleBatch(ctx context.Context, batch []Settlement) (lost int, 
 			note(c.si, err)
 		}
 	}
-	for i, w := range inline {
-		if err := w.Do(ctx); err != nil {
-			note(inlineOwner[i], err)
+	for _, pw := range inline {
+		if err := pw.w.Do(ctx); err != nil {
+			note(pw.si, err)
 		}
 	}
-	if first != nil {
-		return len(failed), fmt.Errorf("ratelimit: redis: %w", first)
+	if firstErr != nil {
+		return len(failed), fmt.Errorf("ratelimit: redis: %w", firstErr)
 	}
 	return 0, nil
-}
-
-// settleCall is the script call of an undo operation; ok is false for
-// Release (a plain ZREM) and for operations with nothing to do.
-func (r *Redis) settleCall(o *Op) (c scriptCall, ok bool, err error) {
-	switch o.Kind {
-	case OpRefund:
-		g, err := o.Rate.compile()
-		if err != nil || o.Amount == 0 {
-			return c, false, err
-		}
-		mode, n := "r", o.Amount
-		if n < 0 {
-			mode, n = "c", -max(n, -maxInt64)
-		}
-		q, f := g.spanClamped(n)
-		return scriptCall{refundScript, []string{r.gcraKey(o.Key)}, []any{mode, g.m, q, f}}, true, nil
-	case OpSettle:
-		if err := validAmounts(o.Reserved, o.Amount); err != nil || (o.Reserved == 0 && o.Amount == 0) {
-			return c, false, err
-		}
-		return scriptCall{settleScript, []string{r.budgetKey(o.Key, o.Window)},
-			[]any{o.Reserved, o.Amount, o.Expires.UnixMilli()}}, true, nil
-	case OpRelease:
-		return c, false, nil
-	}
-	return c, false, fmt.Errorf("%w: %v is not a settlement", ErrInvalid, o.Kind)
 }
 
 const maxInt64 = 1<<63 - 1

@@ -16,6 +16,10 @@ type Health struct {
 	MaxFails int
 	// Cooldown is how long an open breaker rejects a target. Default 30s.
 	Cooldown time.Duration
+	// onCool, when set (SetOnCool), learns every cooldown a failure
+	// starts, to share it with other gateways.
+	onCool   func(key string, until time.Time)
+	onCoolID uint64
 }
 
 type targetState struct {
@@ -50,6 +54,11 @@ func (h *Health) Configure(maxFails int, cooldown time.Duration) {
 func (h *Health) Available(key string, now time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.available(key, now)
+}
+
+// available is Available with h.mu held.
+func (h *Health) available(key string, now time.Time) bool {
 	s := h.targets[key]
 	if s == nil || s.until.IsZero() {
 		return true
@@ -81,18 +90,33 @@ func (h *Health) Abort(key string) {
 	h.mu.Unlock()
 }
 
-// Success closes the breaker for the target.
+// Success closes the breaker for the target (telling the SetOnCool
+// function, with a zero time, when it had been cooling down).
 func (h *Health) Success(key string) {
 	h.mu.Lock()
+	s := h.targets[key]
 	delete(h.targets, key)
+	notify := h.onCool
 	h.mu.Unlock()
+	if notify != nil && s != nil && !s.until.IsZero() {
+		notify(key, time.Time{})
+	}
 }
 
 // Failure records a failure; coolFor > 0 (a Retry-After beyond what the
 // gateway waits) opens the breaker for at least that long.
 func (h *Health) Failure(key string, now time.Time, coolFor time.Duration) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	until, notify := h.failure(key, now, coolFor), h.onCool
+	h.mu.Unlock()
+	if notify != nil && !until.IsZero() {
+		notify(key, until)
+	}
+}
+
+// failure records a failure and returns the cooldown it started (zero:
+// none). h.mu is held.
+func (h *Health) failure(key string, now time.Time, coolFor time.Duration) time.Time {
 	s := h.targets[key]
 	if s == nil {
 		s = &targetState{}
@@ -105,7 +129,9 @@ func (h *Health) Failure(key string, now time.Time, coolFor time.Duration) {
 	}
 	if coolFor > 0 {
 		s.until = now.Add(coolFor)
+		return s.until
 	}
+	return time.Time{}
 }
 
 // CoolingDown lists targets whose breaker is open now (for the admin API).

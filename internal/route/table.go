@@ -18,8 +18,15 @@ type Target struct {
 	Provider string
 	Model    string
 	Weight   int
+	// Cost is the target's price per token, for PolicyCost (the caller
+	// fills it from its pricing table).
+	Cost float64
+	// Quota reports the target's quota headroom, for PolicyHeadroom (set
+	// by Table.Bind).
+	Quota Headroom
 
-	key string // Key, precomputed by New
+	key  string // Key, precomputed by New
+	load *Load  // set by Table.Bind
 }
 
 // UpstreamModel is the model name sent to the provider for a request that
@@ -41,6 +48,16 @@ type Route struct {
 	// MaxTokens is the default max_tokens sent to providers that require one
 	// (Anthropic); 0 leaves the provider's own default.
 	MaxTokens int64
+	// Policy chooses among the targets (Choose). Default: PolicyWeighted.
+	Policy Policy
+	// HedgeAfter, when > 0, starts the next target too when the chosen one
+	// has sent no first byte after that long; HedgeP95 uses the chosen
+	// target's estimated p95 time to first token instead (HedgeAfter is
+	// then the wait before the first sample). MaxHedges bounds the extra
+	// attempts per request (default 1).
+	HedgeAfter time.Duration
+	HedgeP95   bool
+	MaxHedges  int
 
 	glob        bool
 	specificity int
@@ -129,9 +146,10 @@ func (t *Table) Names() []string { return t.names }
 // Pick chooses a target by weight among those the breaker allows, preferring
 // targets not in tried. It returns -1 when every target is cooling down.
 func (r *Route) Pick(h *Health, now time.Time, tried []int) int {
+	avail := r.availability(h, now)
 	total := 0
 	for i := range r.Targets {
-		if r.available(h, now, i) && !contains(tried, i) {
+		if avail.has(i) && !contains(tried, i) {
 			total += r.Targets[i].Weight
 		}
 	}
@@ -139,7 +157,7 @@ func (r *Route) Pick(h *Health, now time.Time, tried []int) int {
 		// Every untried target is cooling down or was tried: allow a retry on
 		// a tried target that is still healthy.
 		for i := range r.Targets {
-			if r.available(h, now, i) {
+			if avail.has(i) {
 				total += r.Targets[i].Weight
 			}
 		}
@@ -150,7 +168,7 @@ func (r *Route) Pick(h *Health, now time.Time, tried []int) int {
 	}
 	n := rand.IntN(total)
 	for i := range r.Targets {
-		if !r.available(h, now, i) || contains(tried, i) {
+		if !avail.has(i) || contains(tried, i) {
 			continue
 		}
 		if n < r.Targets[i].Weight {

@@ -31,7 +31,7 @@ var ErrTooLarge = errors.New("sse: event too large")
 // readBufferSize is the reader's buffer: events of streamed answers are a
 // few hundred bytes, and a line longer than the buffer is gathered in a
 // scratch slice, so a small buffer keeps an open stream cheap.
-const readBufferSize = 4 << 10
+const readBufferSize = 1 << 10
 
 // DefaultMaxEventSize bounds one event (all its lines) by default.
 const DefaultMaxEventSize = 8 << 20
@@ -57,11 +57,23 @@ func NewReader(r io.Reader, maxEvent int) *Reader {
 	return &Reader{br: bufio.NewReaderSize(r, readBufferSize), max: maxEvent}
 }
 
-// Reset makes the reader read from r, keeping its buffers.
+// keepBufferSize bounds the scratch buffers Reset keeps: one huge event
+// must not make every later stream of a pooled reader hold its size.
+const keepBufferSize = 16 << 10
+
+// Reset makes the reader read from r, keeping its buffers (those that grew
+// past keepBufferSize are dropped).
 func (r *Reader) Reset(rd io.Reader) {
 	r.br.Reset(rd)
-	r.line, r.name, r.data, r.id = r.line[:0], r.name[:0], r.data[:0], r.id[:0]
+	r.line, r.name, r.data, r.id = keep(r.line), keep(r.name), keep(r.data), keep(r.id)
 	r.hasData, r.started = false, false
+}
+
+func keep(b []byte) []byte {
+	if cap(b) > keepBufferSize {
+		return nil
+	}
+	return b[:0]
 }
 
 // Next returns the next event. At the end of the stream it returns io.EOF,

@@ -162,3 +162,19 @@ func TestHasEvent(t *testing.T) {
 		t.Fatal("event 3 is incomplete in the buffer: Next would block")
 	}
 }
+
+// A reader reused after a huge event does not keep its size.
+func TestResetDropsHugeBuffers(t *testing.T) {
+	huge := strings.Repeat("x", 1<<20)
+	rd := NewReader(strings.NewReader("data: "+huge+"\n\ndata: small\n\n"), 0)
+	if ev, err := rd.Next(); err != nil || len(ev.Data) != len(huge) {
+		t.Fatalf("huge event: %d bytes, %v", len(ev.Data), err)
+	}
+	rd.Reset(strings.NewReader("data: next\n\n"))
+	if cap(rd.data) > keepBufferSize || cap(rd.line) > keepBufferSize {
+		t.Fatalf("kept %d and %d bytes", cap(rd.data), cap(rd.line))
+	}
+	if ev, err := rd.Next(); err != nil || string(ev.Data) != "next" {
+		t.Fatalf("after Reset: %q, %v", ev.Data, err)
+	}
+}

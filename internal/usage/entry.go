@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 )
 
 // Entry is one [Ledger.Add] described as data, so that it can travel with
@@ -25,6 +27,29 @@ func (e *Entry) Pipe(ctx context.Context, p redis.Pipeliner) ([]redis.Cmder, boo
 		return nil, false
 	}
 	return rl.pipeAdd(ctx, p, e.Key, e.Window, e.Record, e.Expires), true
+}
+
+// HashAdd is the entry as a ratelimit.HashAdd when its ledger is a
+// RedisLedger, so that it is applied by the settlement's own script: the
+// record's non-zero fields, nothing when its window is over.
+func (e *Entry) HashAdd() (ratelimit.HashAdd, bool) {
+	rl, ok := e.Ledger.(*RedisLedger)
+	if !ok {
+		return ratelimit.HashAdd{}, false
+	}
+	if !e.Expires.After(time.Now()) {
+		return ratelimit.HashAdd{}, true
+	}
+	r := &e.Record
+	vals := [...]int64{r.Requests, r.InputTokens, r.OutputTokens, r.CachedTokens, r.CostMicros}
+	h := ratelimit.HashAdd{Key: rl.key(e.Key, e.Window), Expires: e.Expires,
+		Fields: make([]string, 0, len(vals)), Values: make([]int64, 0, len(vals))}
+	for i, v := range vals {
+		if v != 0 {
+			h.Fields, h.Values = append(h.Fields, recordFields[i]), append(h.Values, v)
+		}
+	}
+	return h, true
 }
 
 // Do adds the entry to its ledger.

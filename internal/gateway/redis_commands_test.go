@@ -1,0 +1,167 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/testutil/redistest"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
+)
+
+// commandStats reads INFO commandstats: calls per command, the commands a
+// script runs included (under their own names).
+func commandStats(t *testing.T, c *redis.Client) map[string]int64 {
+	t.Helper()
+	s, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]int64{}
+	for _, l := range strings.Split(s, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(l), ":")
+		name, isStat := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isStat || name == "info" {
+			continue
+		}
+		v, _, _ := strings.Cut(rest, ",")
+		if n, ok := strings.CutPrefix(v, "calls="); ok {
+			if x, err := strconv.ParseInt(n, 10, 64); err == nil {
+				calls[name] = x
+			}
+		}
+	}
+	return calls
+}
+
+// The Redis work of a request with every limit (budget, key RPM, TPM and
+// concurrency, model RPM and TPM) and the usage record, through Serve with
+// the limiter, ledger, settlement queue and key store the app builds on
+// Redis, counted by Redis itself (INFO commandstats). Settlements are
+// sent one request at a time here (each request waits for the queue to
+// drain), so batching does not hide a script per operation.
+func TestRedisCommandsPerRequest(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	ctx := context.Background()
+	mem := ratelimit.NewMemory(nil)
+	lim := ratelimit.NewFailover(ratelimit.NewRedis(client, "aigw:rl:"), mem, ratelimit.FailoverOptions{Timeout: 5 * time.Second, FailOpen: true})
+	queue := ratelimit.NewQueue(lim, ratelimit.QueueOptions{})
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	queue.Start(qctx)
+	defer queue.Close()
+	static := []*auth.Key{{Name: "team-a", Hash: auth.HashSecret("sk-a"),
+		Policy: auth.Policy{RPM: 100_000, TPM: 10_000, Concurrency: 64, Budget: 1e6}}}
+	keys, err := auth.NewRedis(client, "aigw:", static)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, _ := route.New([]route.Route{{Pattern: "m", Targets: []route.Target{{Provider: "p", Model: "gpt-4o-mini"}}}}, nil)
+	gd := &Guard{Keys: keys, Required: true, Limiter: lim, Ledger: usage.NewRedisLedger(client, "aigw:usage:"),
+		Settlements: queue, ModelLimits: map[string]ModelLimits{"m": {RPM: 100_000, TPM: 10_000}}}
+	p := &funcProvider{do: func(context.Context, *provider.Call) (*provider.Response, error) {
+		return &provider.Response{Body: []byte(answer)}, nil
+	}}
+	g, err := New(Config{Routes: tbl, Providers: map[string]provider.Provider{"p": p}, Guard: gd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func() {
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions",
+			strings.NewReader(`{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`))
+		r.Header.Set("Authorization", "Bearer sk-a")
+		w := httptest.NewRecorder()
+		var info Info
+		g.Serve(w, r, &info)
+		if w.Code != http.StatusOK {
+			t.Fatalf("status %d %s", w.Code, w.Body)
+		}
+	}
+	settled := func() int64 { st := queue.Stats(); return st.Settled + st.Lost }
+	waitSettled := func(n int64) {
+		for deadline := time.Now().Add(5 * time.Second); settled() < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d settlements applied", settled(), n)
+			}
+		}
+	}
+	// TPM: 6 ms per token, so that a request's refund (the 60 of its 110
+	// reserved tokens it did not use) never empties the bucket, which would
+	// make the count depend on timing (a DEL, then an expiry on create).
+	// Three other requests in flight, so that the concurrency set is read
+	// as it is under load.
+	for _, id := range []string{"x", "y", "z"} {
+		if _, err := lim.Acquire(ctx, "key:team-a:concurrency", id, 64, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serve() // warm: the key lookup is cached, the scripts are loaded
+	waitSettled(1)
+	before := commandStats(t, client)
+	const n = 50
+	for i := range n {
+		serve()
+		waitSettled(int64(i + 2))
+	}
+	after := commandStats(t, client)
+	if st := queue.Stats(); st.Lost != 0 {
+		t.Fatalf("settlements lost: %+v", st)
+	}
+	var total, scripts int64
+	var parts []string
+	names := make([]string, 0, len(after))
+	for name := range after {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		d := after[name] - before[name]
+		if d == 0 {
+			continue
+		}
+		total += d
+		if name == "evalsha" || name == "eval" {
+			scripts += d
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f", name, float64(d)/n))
+	}
+	t.Logf("Redis commands per request: %.2f (%.2f script calls): %s", float64(total)/n, float64(scripts)/n, strings.Join(parts, ", "))
+	// One script for the admission, one for the settlement; 28 commands in
+	// all (see ratelimit/scripts.go), 42-46 before.
+	if scripts != 2*n || total > 28*n {
+		t.Errorf("%d commands and %d script calls for %d requests, want at most 28 and 2 per request", total, scripts, n)
+	}
+
+	// The books are right.
+	window, _ := usage.Window(usage.PeriodMonth, time.Now())
+	rec, err := gd.Ledger.Get(ctx, "team-a", window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	price, _ := gd.Pricing.Lookup("gpt-4o-mini", "m")
+	cost := price.CostMicros(openai.Usage{InputTokens: 30, OutputTokens: 20})
+	if want := (usage.Record{Requests: n + 1, InputTokens: 30 * (n + 1), OutputTokens: 20 * (n + 1), CostMicros: cost * (n + 1)}); rec != want {
+		t.Errorf("ledger %+v, want %+v", rec, want)
+	}
+	spent, reserved, err := lim.Spent(ctx, "key:team-a:budget", window)
+	if err != nil || spent != cost*(n+1) || reserved != 0 {
+		t.Errorf("budget spent %d reserved %d (%v), want %d and 0", spent, reserved, err, cost*(n+1))
+	}
+	if held := client.ZCard(ctx, "aigw:rl:conc:key:team-a:concurrency").Val(); held != 3 {
+		t.Errorf("%d concurrency slots held, want the 3 others", held)
+	}
+}

@@ -1,0 +1,195 @@
+package guardrails
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
+)
+
+func chunk(content string, finish bool) []byte {
+	fr := "null"
+	if finish {
+		fr = `"stop"`
+	}
+	return []byte(`{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"` +
+		string(appendEscaped(nil, content)) + `"},"finish_reason":` + fr + `}]}`)
+}
+
+// stream runs parts through a restorer as chat chunks, then a finishing
+// chunk with empty content, and returns the text the client reads.
+func stream(v *Vault, parts []string) string {
+	r := NewRestorer(v)
+	var out strings.Builder
+	for i, p := range parts {
+		ev := dialect.Event{Event: sse.Event{Data: chunk(p, false)}}
+		r.Event(&ev, provider.FormatOpenAI)
+		out.WriteString(gjson.GetBytes(ev.Data, "choices.0.delta.content").Str)
+		_ = i
+	}
+	ev := dialect.Event{Event: sse.Event{Data: []byte(`{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`)}}
+	r.Event(&ev, provider.FormatOpenAI)
+	out.WriteString(gjson.GetBytes(ev.Data, "choices.0.delta.content").Str)
+	return out.String()
+}
+
+func testVault() *Vault {
+	v := new(Vault)
+	v.placeholder(DetectEmail, "ana@example.com")
+	v.placeholder(DetectCard, "4111 1111 1111 1111")
+	v.placeholder(DetectPhone, `+44 "20" 7946 0958`) // a value needing JSON escapes
+	v.placeholder(DetectEmail, "bo@example.org")
+	return v
+}
+
+// TestRestoreSplitAtEveryByte splits an answer holding placeholders (and
+// look-alikes that are none) at every byte boundary, in two and in three
+// parts and one byte per chunk: the client always reads the same text,
+// with every value back.
+func TestRestoreSplitAtEveryByte(t *testing.T) {
+	v := testVault()
+	answer := "Mail [EMAIL_1] or [EMAIL_2]; card [CARD_1], phone [PHONE_1]. Not ours: [EMAIL_9], [x], [CARD_ and [ at the end ["
+	want := "Mail ana@example.com or bo@example.org; card 4111 1111 1111 1111, phone +44 \"20\" 7946 0958. Not ours: [EMAIL_9], [x], [CARD_ and [ at the end ["
+	if got := stream(v, []string{answer}); got != want {
+		t.Fatalf("whole: %q", got)
+	}
+	for i := 0; i <= len(answer); i++ {
+		if got := stream(v, []string{answer[:i], answer[i:]}); got != want {
+			t.Fatalf("split at %d: %q", i, got)
+		}
+		for j := i; j <= len(answer); j += 7 {
+			if got := stream(v, []string{answer[:i], answer[i:j], answer[j:]}); got != want {
+				t.Fatalf("split at %d, %d: %q", i, j, got)
+			}
+		}
+	}
+	bytewise := make([]string, len(answer))
+	for i := range answer {
+		bytewise[i] = answer[i : i+1]
+	}
+	if got := stream(v, bytewise); got != want {
+		t.Fatalf("byte by byte: %q", got)
+	}
+}
+
+func TestRestoreBody(t *testing.T) {
+	v := testVault()
+	body := []byte(`{"choices":[{"message":{"role":"assistant","content":"to [EMAIL_1] and [PHONE_1]"}}]}`)
+	got := NewRestorer(v).Body(body, provider.FormatOpenAI)
+	if c := gjson.GetBytes(got, "choices.0.message.content").Str; c != `to ana@example.com and +44 "20" 7946 0958` {
+		t.Fatalf("%s", got)
+	}
+}
+
+func TestMaskConsistentPlaceholders(t *testing.T) {
+	d := NewDetectors([]string{"all"}, nil, nil)
+	m := &masker{d: d, vault: new(Vault), act: func(string) Action { return ActionMask }}
+	body := []byte(`{"model":"m","messages":[{"role":"user","content":"I am ana@example.com, card 4111 1111 1111 1111."},` +
+		`{"role":"assistant","content":"Noted."},{"role":"user","content":[{"type":"text","text":"again: ana@example.com, and bo@example.org"}]}]}`)
+	out := m.mask(body, m.detect(body))
+	s := string(out)
+	if strings.Contains(s, "example.com") || strings.Contains(s, "4111") || strings.Contains(s, "bo@") {
+		t.Fatalf("private data left: %s", s)
+	}
+	if strings.Count(s, "[EMAIL_1]") != 2 || strings.Count(s, "[EMAIL_2]") != 1 || strings.Count(s, "[CARD_1]") != 1 {
+		t.Fatalf("placeholders: %s", s)
+	}
+	if !gjson.ValidBytes(out) {
+		t.Fatalf("invalid JSON: %s", s)
+	}
+	if got := m.summary(ActionMask); got != "masked=card:1,email:3" {
+		t.Fatalf("summary %q", got)
+	}
+}
+
+// Completions' choices[].text, several choices at once, and Responses'
+// output_text.delta events are restored with a placeholder split across
+// events.
+func TestRestoreOtherStreams(t *testing.T) {
+	v := testVault()
+	r := NewRestorer(v)
+	events := []string{
+		`{"choices":[{"index":0,"text":"to [EMA"},{"index":1,"text":"card [CA"}]}`,
+		`{"choices":[{"index":1,"text":"RD_1] ok"},{"index":0,"text":"IL_1]!"}]}`,
+		`{"choices":[{"index":0,"text":"","finish_reason":"stop"},{"index":1,"text":" [","finish_reason":"stop"}]}`,
+	}
+	var got [2]strings.Builder
+	for _, e := range events {
+		ev := dialect.Event{Event: sse.Event{Data: []byte(e)}}
+		r.Event(&ev, provider.FormatOpenAI)
+		gjson.GetBytes(ev.Data, "choices").ForEach(func(_, ch gjson.Result) bool {
+			got[ch.Get("index").Int()].WriteString(ch.Get("text").Str)
+			return true
+		})
+	}
+	if got[0].String() != "to ana@example.com!" || got[1].String() != "card 4111 1111 1111 1111 ok [" {
+		t.Fatalf("%q %q", got[0].String(), got[1].String())
+	}
+
+	r = NewRestorer(v)
+	var out strings.Builder
+	for _, d := range []string{"write to [EMAIL", "_2] now", "."} {
+		ev := dialect.Event{Event: sse.Event{Name: []byte("response.output_text.delta"),
+			Data: []byte(`{"type":"response.output_text.delta","delta":"` + d + `"}`)}}
+		r.Event(&ev, provider.FormatOpenAI)
+		out.WriteString(gjson.GetBytes(ev.Data, "delta").Str)
+	}
+	if out.String() != "write to bo@example.org now." {
+		t.Fatalf("%q", out.String())
+	}
+	// A whole event elsewhere (the completed response) is restored in place.
+	ev := dialect.Event{Event: sse.Event{Name: []byte("response.completed"),
+		Data: []byte(`{"response":{"output":[{"content":[{"text":"to [EMAIL_1]"}]}]}}`)}}
+	r.Event(&ev, provider.FormatOpenAI)
+	if !strings.Contains(string(ev.Data), "to ana@example.com") {
+		t.Fatalf("%s", ev.Data)
+	}
+}
+
+func TestCustomDetectorAndRegions(t *testing.T) {
+	d := NewDetectors([]string{"badge", "phone"}, []Custom{{Name: "badge", Re: regexp.MustCompile(`B-\d{4}`)}}, []string{"FR"})
+	ms := d.Find("badge B-1234, tél 01 42 68 53 00, US (415) 555-2671")
+	var names []string
+	for _, m := range ms {
+		names = append(names, m.Detector)
+	}
+	// FR only: the French national number is found, the US one is not.
+	if strings.Join(names, ",") != "badge,phone" {
+		t.Fatalf("%v", ms)
+	}
+}
+
+// A placeholder the client wrote itself is never handed out, so restoring
+// leaves the client's own text alone.
+func TestPlaceholderAvoidsClientText(t *testing.T) {
+	d := NewDetectors([]string{"email"}, nil, nil)
+	m := &masker{d: d, vault: new(Vault), act: func(string) Action { return ActionMask }}
+	body := []byte(`{"messages":[{"role":"user","content":"template [EMAIL_1] for ana@example.com"}]}`)
+	out := m.mask(body, m.detect(body))
+	if !strings.Contains(string(out), "template [EMAIL_1] for [EMAIL_2]") {
+		t.Fatalf("%s", out)
+	}
+	if got := m.vault.Restore("[EMAIL_1] / [EMAIL_2]", false); got != "[EMAIL_1] / ana@example.com" {
+		t.Fatalf("%q", got)
+	}
+}
+
+func TestMayHold(t *testing.T) {
+	for data, want := range map[string]bool{
+		`{"choices":[{"index":0,"delta":{"content":"hello"}}]}`:         false,
+		`{"choices":[{"index":0,"delta":{"content":"see [EMAIL_1]"}}]}`: true,
+		`{"choices":[{"index":0,"delta":{"content":"list:["}}]}`:        true,
+		`{"choices":[{"index":0,"delta":{"content":"["}}]}`:             true,
+		`[`:              true,
+		`{"choices":[]}`: false,
+	} {
+		if got := mayHold([]byte(data)); got != want {
+			t.Errorf("mayHold(%s) = %v", data, got)
+		}
+	}
+}

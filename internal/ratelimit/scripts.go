@@ -1,0 +1,300 @@
+package ratelimit
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts of [Redis]: one decides an admission, one applies a
+// settlement. Each runs as few Redis commands as it can, since every
+// command inside a script is work on the one Redis thread:
+//
+//   - a rate (gcra:<key>, hash {q, f, v, e}) is read with one HMGET and
+//     written with one HSET. Its expiry is moved only when the TAT would
+//     outlive it, and then to a minute past the TAT (gcraSlackMs), so a
+//     busy key is given a PEXPIREAT about once a minute rather than on
+//     every request. e is that expiry (unix ms) and v the q it was set
+//     with: a writer that moved q without setting e (an older version of
+//     this code, which set the expiry to the TAT on every write) makes v
+//     differ from q, and the expiry is then set again.
+//   - a budget window (budget:<key>@<window>, hash {spent, reserved}) is
+//     one HMGET and one write; its expiry (the window's end) is set when
+//     the key is created, not on every request.
+//   - a concurrency set (conc:<key>, sorted set id -> lease expiry in ms)
+//     is read from its two oldest leases (expired ones are pruned only
+//     when there are some) and, with more than two holders, its size and
+//     two newest leases; a lease is one ZADD and a PEXPIRE (the key lives
+//     as long as its last lease).
+//   - a settlement (the undo operations and the usage record of one
+//     request) is one script; TIME is read only when a rate is refunded.
+
+// luaPrelude makes TIME followed by writes legal on Redis < 5, which would
+// otherwise replicate the script verbatim (later versions always replicate
+// effects and treat the call as a no-op), and holds what both scripts
+// share: the rate state's load and store.
+const luaPrelude = `
+if redis.replicate_commands then redis.replicate_commands() end
+local function int(x) return string.format('%d', x) end
+
+local gcraSlackMs = 60000
+
+-- gcraLoad returns a rate's TAT (q µs + f/m µs; q nil when there is no
+-- state) and its key's expiry in unix ms when this code set it (nil when
+-- unknown).
+local function gcraLoad(key)
+  local v = redis.call('HMGET', key, 'q', 'f', 'v', 'e')
+  local e
+  if v[1] and v[3] == v[1] then e = tonumber(v[4]) end
+  return tonumber(v[1]), tonumber(v[2]) or 0, e
+end
+
+-- gcraStore stores the TAT q µs + f/m µs; the key's expiry e (from
+-- gcraLoad) is moved only when the TAT would outlive it.
+local function gcraStore(key, e, q, f)
+  local qs = int(q)
+  local need = math.ceil(q / 1000)
+  if f > 0 and q % 1000 == 0 then need = need + 1 end
+  if e and need <= e then
+    redis.call('HSET', key, 'q', qs, 'f', int(f), 'v', qs)
+    return
+  end
+  e = int(need + gcraSlackMs)
+  redis.call('HSET', key, 'q', qs, 'f', int(f), 'v', qs, 'e', e)
+  redis.call('PEXPIREAT', key, e)
+end
+
+-- plus returns cur + ds (ds an integer string) as an integer string when
+-- doubles add them exactly; otherwise HINCRBY adds ds and plus returns nil.
+local function plus(key, field, cur, ds)
+  local a, b = tonumber(cur) or 0, tonumber(ds)
+  if math.abs(a) < 1e15 and math.abs(b) < 1e15 then return int(a + b) end
+  redis.call('HINCRBY', key, field, ds)
+end
+`
+
+// admitScript decides an admission: KEYS has one key per operation and
+// ARGV seven values per operation, the first its kind:
+//
+//	t  Take: m, tauQ, tauR, incQ, incR (µs, fractions in 1/m µs)
+//	p  Take of cost 0 (a peek); n  Take of cost > burst (never admitted)
+//	a  Acquire: id, slots, lease ms
+//	b  Reserve: limit, amount, expires (unix ms)
+//
+// Redis TIME is read once. Every operation is checked against the state
+// before the admission; only when all are admitted are they written. The
+// reply is {refused (1-based, 0 when admitted), then five values per
+// operation}: Take {allowed, dq, df, nq, nf} (mirrors gcra.take), Acquire
+// {allowed, holders, ms until last expiry, ms until first expiry, 0},
+// Reserve {allowed, spent, reserved, ms until expiry, 0}, each the state
+// after the admission as if it were taken.
+var admitScript = redis.NewScript(luaPrelude + `
+local t = redis.call('TIME')
+local nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local nowMs = math.floor(nowUs / 1000)
+
+-- Each decision returns its reply values, the function that writes it
+-- (nil: nothing to write) and the function that completes the reply when
+-- the admission is refused (nil: nothing to complete).
+local function take(key, mode, m, tauQ, tauR, incQ, incR)
+  local tq, tf, e = gcraLoad(key)
+  if tq == nil or tq < nowUs then tq, tf = nowUs, 0 end
+  if tf >= m then tf = m - 1 end
+  local dq, df = tq - nowUs, tf
+  if mode == 'p' then return {1, dq, df, 0, 0} end
+  if mode == 'n' then return {0, dq, df, 0, 0} end
+  local nq, nf = dq + incQ, df + incR
+  if nf >= m then nf, nq = nf - m, nq + 1 end
+  if nq < tauQ or (nq == tauQ and nf <= tauR) then
+    return {1, nq, nf, 0, 0}, function()
+      if incQ > 0 or incR > 0 then gcraStore(key, e, nowUs + nq, nf) end
+    end
+  end
+  return {0, dq, df, nq, nf}
+end
+
+-- other returns the score of the first member of a WITHSCORES reply that
+-- is not id.
+local function other(list, id)
+  for i = 1, #list, 2 do
+    if list[i] ~= id then return tonumber(list[i + 1]) end
+  end
+end
+
+local function acquire(key, id, slots, lease)
+  local lo = redis.call('ZRANGE', key, 0, 1, 'WITHSCORES')
+  if #lo > 0 and tonumber(lo[2]) <= nowMs then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', nowMs)
+    lo = redis.call('ZRANGE', key, 0, 1, 'WITHSCORES')
+  end
+  local n, hi, held = #lo / 2, nil, nil
+  if n == 2 then n = redis.call('ZCARD', key) end
+  if n > 2 then
+    hi = redis.call('ZREVRANGE', key, 0, 1, 'WITHSCORES')
+    if n >= slots then held = redis.call('ZSCORE', key, id) ~= false end
+  else
+    hi = {lo[3], lo[4], lo[1], lo[2]}
+    if n < 2 then hi = lo end
+    held = lo[1] == id or lo[3] == id
+  end
+  local first, last = other(lo, id), other(hi, id)
+  local exp = nowMs + lease
+  if held or n < slots then
+    local after = n
+    if not held then after = n + 1 end -- when unknown: corrected below
+    first, last = math.min(first or exp, exp), math.max(last or exp, exp)
+    local res = {1, after, last - nowMs, first - nowMs, 0}
+    local complete
+    if held == nil then
+      complete = function()
+        if redis.call('ZSCORE', key, id) then res[2] = n end
+      end
+    end
+    return res, function()
+      if redis.call('ZADD', key, int(exp), id) == 0 then res[2] = n end
+      redis.call('PEXPIRE', key, int(last - nowMs))
+    end, complete
+  end
+  local reset, retry = 0, 0
+  if n > 0 then reset, retry = last - nowMs, first - nowMs end
+  return {0, n, reset, retry, 0}
+end
+
+local function reserve(key, limit, amount, exp)
+  if exp <= nowMs then
+    if limit > 0 then return {1, 0, amount, 0, 0} end
+    return {0, 0, amount, 0, 0}
+  end
+  local v = redis.call('HMGET', key, 'spent', 'reserved')
+  local spent, reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  if spent + reserved >= limit then return {0, spent, reserved, exp - nowMs, 0} end
+  if amount <= 0 then return {1, spent, reserved, exp - nowMs, 0} end
+  return {1, spent, reserved + amount, exp - nowMs, 0}, function()
+    redis.call('HINCRBY', key, 'reserved', int(amount))
+    if not v[1] and not v[2] then redis.call('PEXPIREAT', key, int(exp)) end
+  end
+end
+
+local replies, commits, completes, refused = {}, {}, {}, 0
+for i = 1, #KEYS do
+  local a = (i - 1) * 7
+  local kind = ARGV[a + 1]
+  local x = {}
+  for j = 2, 7 do x[j - 1] = ARGV[a + j] end
+  local res, commit, complete
+  if kind == 'a' then
+    res, commit, complete = acquire(KEYS[i], x[1], tonumber(x[2]), tonumber(x[3]))
+  elseif kind == 'b' then
+    res, commit = reserve(KEYS[i], tonumber(x[1]), tonumber(x[2]), tonumber(x[3]))
+  else
+    res, commit = take(KEYS[i], kind, tonumber(x[1]), tonumber(x[2]), tonumber(x[3]), tonumber(x[4]), tonumber(x[5]))
+  end
+  if res[1] == 0 and refused == 0 then refused = i end
+  replies[i] = res
+  if commit then commits[#commits + 1] = commit end
+  if complete then completes[#completes + 1] = complete end
+end
+if refused == 0 then
+  for _, commit in ipairs(commits) do commit() end
+else
+  for _, complete in ipairs(completes) do complete() end
+end
+local out = {refused}
+for i = 1, #replies do
+  for j = 1, 5 do out[#out + 1] = replies[i][j] end
+end
+return out
+`)
+
+// settleScript applies one settlement: KEYS has one key per operation or
+// write, ARGV per key its kind and values:
+//
+//	r  Refund: m, incQ, incR (the units as µs + fraction in 1/m µs)
+//	c  a negative Refund (a charge): the same
+//	x  Release: id
+//	s  Settle: reserved, actual, expires (unix ms)
+//	h  a hash's integer fields incremented: expires (unix ms), n, then n
+//	   field, increment pairs
+//
+// Refunds mirror gcra.refund in ratelimit.go. A budget window or hash
+// that a settlement creates gets its expiry; a window already over is
+// gone, and what a settlement would write to it is dropped by that
+// expiry at once.
+var settleScript = redis.NewScript(luaPrelude + `
+local nowUs
+local function clock()
+  if not nowUs then
+    local t = redis.call('TIME')
+    nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return nowUs
+end
+
+local function refund(key, mode, m, incQ, incR)
+  local tq, tf, e = gcraLoad(key)
+  if tq == nil and mode == 'r' then return end
+  local now = clock()
+  if tf >= m then tf = m - 1 end
+  if mode == 'r' then
+    if tq < now then return end
+    tq, tf = tq - incQ, tf - incR
+    if tf < 0 then tf, tq = tf + m, tq - 1 end
+    if tq < now or (tq == now and tf == 0) then redis.call('DEL', key) else gcraStore(key, e, tq, tf) end
+    return
+  end
+  if tq == nil or tq < now then tq, tf = now, 0 end
+  tq, tf = tq + incQ, tf + incR
+  if tf >= m then tf, tq = tf - m, tq + 1 end
+  if tq - now > 1125899906842624 then tq, tf = now + 1125899906842624, 0 end
+  gcraStore(key, e, tq, tf)
+end
+
+local function settle(key, reserved, actual, exp)
+  local v = redis.call('HMGET', key, 'spent', 'reserved')
+  local dec = math.min(tonumber(reserved), tonumber(v[2]) or 0)
+  if dec <= 0 and tonumber(actual) <= 0 then return end
+  local set = {}
+  if dec > 0 then
+    local s = plus(key, 'reserved', v[2], int(-dec))
+    if s then set[#set + 1], set[#set + 2] = 'reserved', s end
+  end
+  if tonumber(actual) > 0 then
+    local s = plus(key, 'spent', v[1], actual)
+    if s then set[#set + 1], set[#set + 2] = 'spent', s end
+  end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+  if not v[1] and not v[2] then redis.call('PEXPIREAT', key, exp) end
+end
+
+local function hashAdd(key, exp, at, n)
+  local fields = {}
+  for j = 1, n do fields[j] = ARGV[at + 2 * j - 2] end
+  local cur = redis.call('HMGET', key, unpack(fields))
+  local set, created = {}, true
+  for j = 1, n do
+    if cur[j] then created = false end
+    local s = plus(key, fields[j], cur[j], ARGV[at + 2 * j - 1])
+    if s then set[#set + 1], set[#set + 2] = fields[j], s end
+  end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+  if created then redis.call('PEXPIREAT', key, exp) end
+end
+
+local i = 1
+for k = 1, #KEYS do
+  local key, kind = KEYS[k], ARGV[i]
+  if kind == 'r' or kind == 'c' then
+    refund(key, kind, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+    i = i + 4
+  elseif kind == 'x' then
+    redis.call('ZREM', key, ARGV[i + 1])
+    i = i + 2
+  elseif kind == 's' then
+    settle(key, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  elseif kind == 'h' then
+    local n = tonumber(ARGV[i + 2])
+    if n > 0 then hashAdd(key, ARGV[i + 1], i + 3, n) end
+    i = i + 3 + 2 * n
+  else
+    return redis.error_reply('unknown settlement kind ' .. tostring(kind))
+  end
+end
+return 0
+`)
