@@ -142,7 +142,7 @@ type App struct {
 
 	routing     routing               // quotas, loads, probes (routing.go)
 	redisClient redis.UniversalClient // with Redis: shares cooldowns
-	redisPrefix string         // with Redis: the cache's keys start with it
+	redisPrefix string                // with Redis: the cache's keys start with it
 	cache       *responseCache
 }
 

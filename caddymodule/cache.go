@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/cache"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/cache/semantic"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 )
 
@@ -56,6 +58,21 @@ type cacheState struct {
 	memory  *cache.Memory
 	flights *cache.Flights
 	stats   *cache.Stats
+
+	mu        sync.Mutex
+	index     *semantic.Index // the semantic cache's, for its threshold
+	threshold float32
+}
+
+// semanticIndex returns the pooled index for threshold (a new one when
+// the threshold changed).
+func (c *cacheState) semanticIndex(threshold float32) *semantic.Index {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.index == nil || c.threshold != threshold {
+		c.index, c.threshold = semantic.New(semantic.Options{Threshold: threshold}), threshold
+	}
+	return c.index
 }
 
 func (c *cacheState) Destruct() error {
@@ -71,6 +88,8 @@ type responseCache struct {
 	state *cacheState
 	store cache.Store
 	redis *cache.Redis // closed in Cleanup
+	// semantic is the semantic cache, nil when off.
+	semantic *cache.Semantic
 }
 
 func (cc *CacheConfig) validate() error {
@@ -133,6 +152,17 @@ func (a *App) provisionCache(ctx caddy.Context) error {
 		}
 		rc.store = rc.redis
 	}
+	if sc := cc.Semantic; sc != nil {
+		emb, err := a.embedder(sc.Embed)
+		if err != nil {
+			return err
+		}
+		thr := float32(sc.Threshold)
+		if thr <= 0 {
+			thr = semantic.DefaultThreshold
+		}
+		rc.semantic = &cache.Semantic{Index: st.semanticIndex(thr), Embed: emb, Model: sc.Embed}
+	}
 	return registerCacheMetrics(ctx.GetMetricsRegistry(), st.stats)
 }
 
@@ -172,6 +202,7 @@ func (a *App) cacheStages(h *Handler, logger *zap.Logger) []gateway.Stage {
 		Shared:       cc.Namespace == "shared",
 		Routes:       a.routes,
 		Pricing:      a.pricing,
+		Semantic:     rc.semantic,
 		Logger:       logger.Named("cache"),
 	})}
 }

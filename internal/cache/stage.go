@@ -73,7 +73,10 @@ type Config struct {
 	Wait time.Duration
 	// StoreTimeout bounds one store operation; a slower store is bypassed.
 	StoreTimeout time.Duration
-	Logger       *zap.Logger
+	// Semantic, when set, looks a request up by meaning after an exact
+	// miss.
+	Semantic *Semantic
+	Logger   *zap.Logger
 }
 
 // Stats counts what the cache did, across configurations.
@@ -192,6 +195,7 @@ type request struct {
 	stream   bool
 	ctl      control
 	stale    bool // an entry older than the client's max-age
+	semantic *semanticQuery
 }
 
 // Run implements gateway.Stage.
@@ -280,6 +284,14 @@ func (s *Stage) serve(r *request, retry bool) (*gateway.Reply, *openai.Error) {
 			return s.follow(r, f, retry)
 		}
 	}
+	if !r.ctl.noCache {
+		if e := s.semanticLookup(r); e != nil {
+			if reply := s.hitAs(r, e, time.Now(), VerdictSemanticHit); reply != nil {
+				f.publishEntry(e)
+				return reply, nil
+			}
+		}
+	}
 	if shared {
 		if e, ok := s.waitForPeer(r, f, lk); ok {
 			if reply := s.hit(r, e, time.Now()); reply != nil {
@@ -330,20 +342,31 @@ func (s *Stage) storeResult(err error) {
 // hit answers r from e; nil when e cannot answer r's shape (a recorded
 // stream of a format that does not convert to a body, or the reverse).
 func (s *Stage) hit(r *request, e *Entry, now time.Time) *gateway.Reply {
+	return s.hitAs(r, e, now, VerdictHit)
+}
+
+// hitAs is hit with the verdict (a hit or a semantic hit).
+func (s *Stage) hitAs(r *request, e *Entry, now time.Time, verdict string) *gateway.Reply {
 	reply := replyFrom(e, r.stream, now)
 	if reply == nil {
 		return nil
 	}
 	x, h := r.x, r.x.Header()
 	info := x.Info
-	info.Cache = VerdictHit
+	info.Cache = verdict
 	info.Provider, info.UpstreamModel = e.Provider, e.Model
 	s.saved(info, e.Usage)
-	s.cfg.Stats.Hits.Add(1)
+	status := cacheName + "; hit; ttl="
+	if verdict == VerdictSemanticHit {
+		s.cfg.Stats.SemanticHits.Add(1)
+		status = cacheName + "; hit; detail=semantic; ttl="
+	} else {
+		s.cfg.Stats.Hits.Add(1)
+	}
 	age := int64(e.Age(now) / time.Second)
 	ttl := max(int64(e.Expires.Sub(now)/time.Second), 0)
-	h.Set(HeaderCacheStatus, cacheName+"; hit; ttl="+strconv.FormatInt(ttl, 10))
-	h.Set(HeaderCache, VerdictHit)
+	h.Set(HeaderCacheStatus, status+strconv.FormatInt(ttl, 10))
+	h.Set(HeaderCache, verdict)
 	h.Set("Age", strconv.FormatInt(age, 10))
 	h.Set(HeaderSavedTokens, strconv.FormatInt(e.Usage.InputTokens+e.Usage.OutputTokens, 10))
 	x.AddTap(hitTap{})
@@ -611,6 +634,7 @@ func (s *Stage) commit(r *request, f *flight, info *gateway.Info) {
 	s.storeResult(err)
 	if err == nil {
 		s.cfg.Stats.Stored.Add(1)
+		s.indexSemantic(r, ref, e)
 	}
 }
 
