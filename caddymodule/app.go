@@ -22,6 +22,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/registry"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/telemetry"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
 
@@ -106,6 +107,9 @@ type App struct {
 	// tokens), by model name or glob.
 	Prices map[string]PriceConfig `json:"prices,omitempty"`
 
+	// Telemetry configures OpenTelemetry traces (see TelemetryConfig).
+	Telemetry *TelemetryConfig `json:"telemetry,omitempty"`
+
 	providers map[string]provider.Provider
 	clients   []*provider.HTTP
 	// secrets are the credentials the gateway holds (provider keys, extra
@@ -135,6 +139,9 @@ type App struct {
 	pricing     *usage.Pricing
 
 	metrics *metrics
+
+	tracer    *telemetry.Tracer
+	tracerKey string // holds a tracerPool reference
 }
 
 // ProviderConfig configures one upstream provider.
@@ -292,6 +299,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.health, a.healthRef = v.(healthValue).Health, true
 	a.health.Configure(a.MaxFails, time.Duration(a.Cooldown))
 	if err := a.provisionGuard(ctx, repl); err != nil {
+		return err
+	}
+	if err := a.provisionTelemetry(ctx); err != nil {
 		return err
 	}
 	a.redactor = provider.NewRedactor(a.secrets...)
@@ -471,6 +481,7 @@ func (a *App) Cleanup() error {
 	for _, k := range a.poolKeys {
 		_, _ = statePool.Delete(k)
 	}
+	a.cleanupTelemetry()
 	if !a.healthRef {
 		return nil // Provision failed before taking a reference
 	}
@@ -500,6 +511,7 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 		Models:        h.Models,
 		Guard:         a.guard(logger),
 		Drain:         a.drain,
+		Telemetry:     a.tracer,
 	}
 	if h.MaxBodySize > 0 {
 		cfg.MaxBodyBytes = h.MaxBodySize

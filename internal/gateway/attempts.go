@@ -75,7 +75,9 @@ func (g *Gateway) attempt(x *Exchange) (*Reply, Outcome, *openai.Error) {
 			info.Attempts++
 			info.Provider, info.UpstreamModel = tgt.Provider, tgt.UpstreamModel(req.OpenAI.Model)
 			g.cfg.Health.Begin(key, now)
-			reply, err := g.call(ctx, p, req, info.UpstreamModel, cur, &x.reply)
+			actx, end := x.attemptSpan(ctx, tgt.Provider, info.UpstreamModel)
+			reply, err := g.call(actx, p, req, info.UpstreamModel, cur, &x.reply)
+			end(err)
 			if err == nil {
 				g.cfg.Health.Success(key)
 				return reply, OutcomeCompleted, nil
