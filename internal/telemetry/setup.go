@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -31,8 +32,9 @@ const EnvCaptureContent = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 // Options configure the gateway's own tracer provider.
 type Options struct {
 	// Endpoint is the OTLP collector's URL (http://host:4318 for HTTP,
-	// http://host:4317 for gRPC; a gRPC endpoint without a scheme is
-	// taken as plain text). Empty: the OTEL_EXPORTER_OTLP_* variables.
+	// where a URL without a path gets /v1/traces; http://host:4317 for
+	// gRPC, where one without a scheme is taken as plain text). Empty: the
+	// OTEL_EXPORTER_OTLP_* variables.
 	Endpoint string
 	// Protocol is ProtocolHTTP or ProtocolGRPC. Empty: the variables'
 	// (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL;
@@ -79,8 +81,13 @@ func NewProvider(ctx context.Context, o Options) (*sdktrace.TracerProvider, erro
 	switch proto {
 	case ProtocolHTTP:
 		var opts []otlptracehttp.Option
-		if o.Endpoint != "" {
-			opts = append(opts, otlptracehttp.WithEndpointURL(o.Endpoint))
+		if ep := o.Endpoint; ep != "" {
+			// A base URL (no path) gets the signal's path, as
+			// OTEL_EXPORTER_OTLP_ENDPOINT does.
+			if u, err := url.Parse(ep); err == nil && (u.Path == "" || u.Path == "/") {
+				ep = strings.TrimSuffix(ep, "/") + "/v1/traces"
+			}
+			opts = append(opts, otlptracehttp.WithEndpointURL(ep))
 		}
 		exp, err = otlptracehttp.New(ctx, opts...)
 	case ProtocolGRPC:
