@@ -110,6 +110,9 @@ type App struct {
 	// Telemetry configures OpenTelemetry traces (see TelemetryConfig).
 	Telemetry *TelemetryConfig `json:"telemetry,omitempty"`
 
+	// Metrics configures the Prometheus metrics (see MetricsConfig).
+	Metrics *MetricsConfig `json:"metrics,omitempty"`
+
 	providers map[string]provider.Provider
 	clients   []*provider.HTTP
 	// secrets are the credentials the gateway holds (provider keys, extra
@@ -142,6 +145,8 @@ type App struct {
 
 	tracer    *telemetry.Tracer
 	tracerKey string // holds a tracerPool reference
+	rollups   usage.Rollups
+	rollupRef bool // holds a rollupPool reference
 }
 
 // ProviderConfig configures one upstream provider.
@@ -301,7 +306,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionGuard(ctx, repl); err != nil {
 		return err
 	}
-	if err := a.provisionTelemetry(ctx); err != nil {
+	if err := a.provisionObservability(ctx); err != nil {
 		return err
 	}
 	a.redactor = provider.NewRedactor(a.secrets...)
@@ -481,7 +486,7 @@ func (a *App) Cleanup() error {
 	for _, k := range a.poolKeys {
 		_, _ = statePool.Delete(k)
 	}
-	a.cleanupTelemetry()
+	a.cleanupObservability()
 	if !a.healthRef {
 		return nil // Provision failed before taking a reference
 	}

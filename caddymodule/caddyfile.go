@@ -94,6 +94,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			service_name   <name>
 //			capture_content
 //		}
+//		metrics {
+//			key_label
+//		}
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -224,6 +227,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "telemetry":
 			a.Telemetry = new(TelemetryConfig)
 			err = a.Telemetry.unmarshal(d)
+		case "metrics":
+			a.Metrics = new(MetricsConfig)
+			err = a.Metrics.unmarshal(d)
 		default:
 			return d.Errf("unrecognized ai_gateway option %s", dir)
 		}

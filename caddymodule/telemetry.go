@@ -54,9 +54,25 @@ func (v tracerValue) Destruct() error {
 	return v.tp.Shutdown(ctx)
 }
 
-// provisionTelemetry builds the tracer every handler's gateway uses: it
-// follows Caddy's tracing, and exports on its own when the telemetry block
-// or the OTEL_EXPORTER_OTLP_* variables name an endpoint.
+// provisionObservability builds the tracer every handler's gateway uses,
+// configures the metrics' labels and takes the usage rollups.
+func (a *App) provisionObservability(ctx caddy.Context) error {
+	if err := a.provisionTelemetry(ctx); err != nil {
+		return err
+	}
+	a.metrics.configure(a.tracer.Upstreams, a.Models, a.Metrics != nil && a.Metrics.KeyLabel)
+	return a.provisionRollups()
+}
+
+// cleanupObservability releases what provisionObservability took.
+func (a *App) cleanupObservability() {
+	a.cleanupTelemetry()
+	a.cleanupRollups()
+}
+
+// provisionTelemetry builds the tracer: it follows Caddy's tracing, and
+// exports on its own when the telemetry block or the OTEL_EXPORTER_OTLP_*
+// variables name an endpoint.
 func (a *App) provisionTelemetry(ctx caddy.Context) error {
 	tc := a.Telemetry
 	if tc == nil {

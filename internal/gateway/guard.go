@@ -60,6 +60,9 @@ type Guard struct {
 	// applied by the request. Default 2s.
 	SettleTimeout time.Duration
 	Logger        *zap.Logger
+	// Accounting, when set, books every admitted request once it ended
+	// (the usage rollups): its write travels in the request's settlement.
+	Accounting func(info *Info) ratelimit.Write
 
 	seq   atomic.Uint64
 	clock func() time.Time // nil: time.Now
@@ -252,7 +255,11 @@ func (a *admission) refusal(hd *hold, res ratelimit.Result) *openai.Error {
 // off the response path) or applied at once. It runs after the client is
 // gone too.
 func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
-	if a == nil || (a.key == nil && len(a.holds) == 0) {
+	var acct ratelimit.Write
+	if a != nil && a.gd.Accounting != nil {
+		acct = a.gd.Accounting(info)
+	}
+	if a == nil || (a.key == nil && len(a.holds) == 0 && acct == nil) {
 		return
 	}
 	e := ending{outcome: o, usage: info.Usage}
@@ -271,6 +278,9 @@ func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
 		s.Writes = []ratelimit.Write{&usage.Entry{Ledger: a.gd.Ledger, Key: a.key.Name, Window: window, Expires: end.Add(24 * time.Hour),
 			Record: usage.Record{Requests: 1, InputTokens: info.Usage.InputTokens, OutputTokens: info.Usage.OutputTokens,
 				CachedTokens: info.Usage.CachedTokens, CostMicros: e.cost}}}
+	}
+	if acct != nil {
+		s.Writes = append(s.Writes, acct)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.gd.SettleTimeout)
 	defer cancel()
