@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +77,56 @@ func TestStageMetrics(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(reg, "caddy_ai_gateway_rag_retrieval_duration_seconds"); n != 1 {
 		t.Errorf("rag latency series %d", n)
+	}
+}
+
+// describing is a Registerer recording the names of what registers.
+type describing struct{ names map[string]bool }
+
+func (d *describing) Register(c prometheus.Collector) error {
+	ch := make(chan *prometheus.Desc, 16)
+	go func() { c.Describe(ch); close(ch) }()
+	for desc := range ch {
+		s := desc.String()
+		if i := strings.Index(s, `fqName: "`); i >= 0 {
+			rest := s[i+len(`fqName: "`):]
+			d.names[rest[:strings.IndexByte(rest, '"')]] = true
+		}
+	}
+	return nil
+}
+func (d *describing) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		_ = d.Register(c)
+	}
+}
+func (d *describing) Unregister(prometheus.Collector) bool { return false }
+
+// TestDashboardMetricsRegistered: every metric deploy/grafana/ai-gateway.json
+// queries is one the gateway registers (the e2e test checks they are
+// exported after traffic; the cache's only once a cache stage feeds them).
+func TestDashboardMetricsRegistered(t *testing.T) {
+	raw, err := os.ReadFile("../deploy/grafana/ai-gateway.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &describing{names: map[string]bool{}}
+	if _, err := newMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`\b(caddy_ai_gateway_[a-z_]+|gen_ai_[a-z_]+)(\{|\[)`)
+	n := 0
+	for _, m := range re.FindAllStringSubmatch(string(raw), -1) {
+		name := m[1]
+		for _, suf := range []string{"_bucket", "_sum", "_count"} {
+			name = strings.TrimSuffix(name, suf)
+		}
+		n++
+		if !reg.names[name] {
+			t.Errorf("the dashboard queries %s, which is not registered", name)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d metric references found", n)
 	}
 }
