@@ -85,8 +85,11 @@ func (a *App) provisionTelemetry(ctx caddy.Context) error {
 		Upstreams: make(map[string]telemetry.Upstream, len(a.Providers))}
 	for name, pc := range a.Providers {
 		base := ""
-		if u, ok := a.providers[name].(interface{ URL(string) string }); ok {
+		switch u := a.providers[name].(type) {
+		case interface{ URL(string) string }:
 			base = u.URL("")
+		case interface{ URL() string }: // anthropic: its Messages endpoint
+			base = u.URL()
 		}
 		t.Upstreams[name] = telemetry.UpstreamOf(providerType(name, pc), base)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/anthropic"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/openaicompat"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/telemetry"
@@ -58,10 +60,21 @@ func newEnv(t *testing.T, capture bool) *env {
 		{Pattern: "demo", Targets: []route.Target{{Provider: "a", Model: "fake-model"}}, Retries: 1},
 		{Pattern: "primary", Targets: []route.Target{{Provider: "a", Model: "broken-model"}}, Fallbacks: []string{"backup"}},
 		{Pattern: "backup", Targets: []route.Target{{Provider: "b", Model: "backup-model"}}},
+		{Pattern: "claude", Targets: []route.Target{{Provider: "c", Model: "claude-model"}}},
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	claude := httptest.NewServer(e.a)
+	t.Cleanup(claude.Close)
+	h := provider.NewHTTP("c", provider.Timeouts{})
+	t.Cleanup(h.Close)
+	cp, err := anthropic.New(anthropic.Config{Name: "c", BaseURL: claude.URL, APIKey: "k"}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	providers["c"] = cp
+	upstreams["c"] = telemetry.UpstreamOf("anthropic", cp.URL())
 	tp, err := telemetry.NewProviderWith(telemetry.Options{}, sdktrace.NewSimpleSpanProcessor(e.spans))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +96,12 @@ func newEnv(t *testing.T, capture bool) *env {
 
 func (e *env) serve(t *testing.T, body string, hdr ...string) (*httptest.ResponseRecorder, *gateway.Info) {
 	t.Helper()
-	r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(body))
+	return e.serveAt(t, "/v1/chat/completions", body, hdr...)
+}
+
+func (e *env) serveAt(t *testing.T, path, body string, hdr ...string) (*httptest.ResponseRecorder, *gateway.Info) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(hdr); i += 2 {
 		r.Header.Set(hdr[i], hdr[i+1])
@@ -307,5 +325,38 @@ func TestTraceparentContinuedAndPropagated(t *testing.T) {
 	got := hs[len(hs)-1].Get("Traceparent")
 	if want := "00-" + tid + "-" + call.SpanContext.SpanID().String() + "-01"; got != want {
 		t.Fatalf("upstream traceparent %q, want %q", got, want)
+	}
+}
+
+// TestTraceAnthropicNative: a /v1/messages stream passed natively to an
+// Anthropic upstream: the span reads Anthropic's events.
+func TestTraceAnthropicNative(t *testing.T) {
+	e := newEnv(t, true)
+	for _, stream := range []bool{false, true} {
+		e.spans.Reset()
+		body := `{"model":"claude","max_tokens":100,"stream":` + strconv.FormatBool(stream) + `,"messages":[{"role":"user","content":[{"type":"text","text":"hello claude"}]}]}`
+		w, info := e.serveAt(t, "/v1/messages", body)
+		if w.Code != 200 {
+			t.Fatalf("stream %v: status %d: %s", stream, w.Code, w.Body)
+		}
+		tr := e.tree(t)
+		ch := tr.children(tr.root(t))
+		c := ch[len(ch)-1]
+		a := attrs(c)
+		if c.Name != "chat claude-model" || a[telemetry.AttrProviderName].AsString() != "anthropic" || a[telemetry.AttrServerAddress].AsString() != "127.0.0.1" {
+			t.Fatalf("stream %v: span %s %v", stream, c.Name, a)
+		}
+		if !strings.HasPrefix(a[telemetry.AttrResponseID].AsString(), "msg_") || a[telemetry.AttrResponseModel].AsString() != "claude-model" {
+			t.Errorf("stream %v: response id/model %v %v", stream, a[telemetry.AttrResponseID], a[telemetry.AttrResponseModel])
+		}
+		if fr := a[telemetry.AttrFinishReasons].AsStringSlice(); len(fr) != 1 || fr[0] != "end_turn" {
+			t.Errorf("stream %v: finish reasons %v", stream, fr)
+		}
+		if a[telemetry.AttrOutputTokens].AsInt64() != info.Usage.OutputTokens || info.Usage.OutputTokens == 0 {
+			t.Errorf("stream %v: output tokens %v, info %+v", stream, a[telemetry.AttrOutputTokens], info.Usage)
+		}
+		if !strings.Contains(a[telemetry.AttrInputMessages].AsString(), "hello claude") || !strings.Contains(a[telemetry.AttrOutputMessages].AsString(), "Hello from") {
+			t.Errorf("stream %v: content %v / %v", stream, a[telemetry.AttrInputMessages], a[telemetry.AttrOutputMessages])
+		}
 	}
 }
