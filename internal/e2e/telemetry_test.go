@@ -287,15 +287,23 @@ func checkNoContent(t *testing.T, rc *otlpReceiver, text string) {
 	}
 }
 
-// TestTelemetryCaptureContent: with capture_content the prompt and the
-// completion are on the client span.
+// TestTelemetryCaptureContent: with capture_content, or with
+// OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true, the prompt and
+// the completion are on the client span.
 func TestTelemetryCaptureContent(t *testing.T) {
+	t.Run("capture_content", func(t *testing.T) { testCapture(t, "capture_content", "2af7651916cd43dd8448eb211c80319e") })
+	t.Run("env", func(t *testing.T) {
+		t.Setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+		testCapture(t, "", "2af7651916cd43dd8448eb211c80319f")
+	})
+}
+
+func testCapture(t *testing.T, directive, tid string) {
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
 	rc := startOTLP(t)
 	upURL, _ := startRecordingFake(t)
-	g := startGateway(t, telemetryCaddyfile, map[string]any{"A": upURL, "OTLP": rc.URL, "Capture": "capture_content"})
+	g := startGateway(t, telemetryCaddyfile, map[string]any{"A": upURL, "OTLP": rc.URL, "Capture": directive})
 	cl := g.client(option.WithAPIKey("gateway-secret-telemetry"))
-	const tid = "2af7651916cd43dd8448eb211c80319e"
 	if _, err := cl.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 		Model:    "demo",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("a captured prompt")},
