@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -368,4 +369,43 @@ func TestTelemetryCaddyTracing(t *testing.T) {
 	if got, want := up.last().Get("Traceparent"), "00-"+tid+"-"+hex.EncodeToString(call.SpanId)+"-01"; got != want {
 		t.Errorf("upstream traceparent %q, want %q", got, want)
 	}
+}
+
+// TestTelemetryAndUsageSurviveReload: after a config reload the shared
+// exporter still exports and the in-process usage rollups keep what was
+// booked before.
+func TestTelemetryAndUsageSurviveReload(t *testing.T) {
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	rc := startOTLP(t)
+	upURL, _ := startRecordingFake(t)
+	g := startGateway(t, telemetryCaddyfile, map[string]any{"A": upURL, "OTLP": rc.URL, "Capture": ""})
+	cl := g.client(option.WithAPIKey("gateway-secret-telemetry"))
+	send := func(tid string) {
+		t.Helper()
+		if _, err := cl.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
+			Model:    "demo",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+		}, option.WithHeader("traceparent", "00-"+tid+"-b7ad6b7169203335-01")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("4af7651916cd43dd8448eb211c803190")
+	rc.trace(t, "4af7651916cd43dd8448eb211c803190", 3)
+
+	cfg, err := os.ReadFile(g.cmd.Args[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := mustReq(t, http.MethodPost, g.AdminURL+"/load", string(cfg))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	req.Header.Set("Cache-Control", "must-revalidate")
+	if s, _, b := do(t, req); s != 200 {
+		t.Fatalf("reload: %d %s", s, b)
+	}
+	send("5af7651916cd43dd8448eb211c803191")
+	rc.trace(t, "5af7651916cd43dd8448eb211c803191", 3)
+	eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(adminGet(t, g, "/ai_gateway/usage?group_by=key"), `"total":{"start":`) &&
+			strings.Contains(adminGet(t, g, "/ai_gateway/usage"), `"requests":2`)
+	}, "usage after the reload: %s", adminGet(t, g, "/ai_gateway/usage"))
 }
