@@ -55,3 +55,18 @@ func BenchmarkTelemetryIdleStream(b *testing.B) {
 func BenchmarkTelemetryOnStream(b *testing.B) {
 	gateway.BenchServe(b, gateway.StubGateway(b, onTracer(b)), true)
 }
+
+// The same through the openaicompat provider to an in-process fakellm over
+// loopback: tracing's share of a request that crosses HTTP twice.
+func BenchmarkTelemetryOffChatFake(b *testing.B) {
+	gateway.BenchServe(b, gateway.FakeGateway(b, nil), false)
+}
+func BenchmarkTelemetryOnChatFake(b *testing.B) {
+	gateway.BenchServe(b, gateway.FakeGateway(b, onTracer(b)), false)
+}
+func BenchmarkTelemetryOffStreamFake(b *testing.B) {
+	gateway.BenchServe(b, gateway.FakeGateway(b, nil), true)
+}
+func BenchmarkTelemetryOnStreamFake(b *testing.B) {
+	gateway.BenchServe(b, gateway.FakeGateway(b, onTracer(b)), true)
+}

@@ -13,3 +13,11 @@ func StubGateway(b *testing.B, tel Telemetry) *Gateway {
 
 // BenchServe is benchServe.
 func BenchServe(b *testing.B, g *Gateway, stream bool) { benchServe(b, g, stream) }
+
+// FakeGateway is newFakeGateway (a real fakellm over loopback) with tel as
+// its telemetry.
+func FakeGateway(b *testing.B, tel Telemetry) *Gateway {
+	g := newFakeGateway(b)
+	g.cfg.Telemetry = tel
+	return g
+}
