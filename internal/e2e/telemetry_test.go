@@ -211,7 +211,7 @@ func TestTelemetryOTLP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spans := rc.trace(t, tid, 3)
+	spans := rc.trace(t, tid, 4)
 	root := spanNamed(t, spans, "ai_gateway chat")
 	if hex.EncodeToString(root.ParentSpanId) != "b7ad6b7169203331" || root.Kind != tracepb.Span_SPAN_KIND_SERVER {
 		t.Fatalf("request span parent %x kind %v", root.ParentSpanId, root.Kind)
@@ -220,6 +220,10 @@ func TestTelemetryOTLP(t *testing.T) {
 		t.Fatalf("service.name %q", svc)
 	}
 	adm := spanNamed(t, spans, "admission")
+	kc := spanNamed(t, spans, "key check")
+	if !bytes.Equal(kc.ParentSpanId, root.SpanId) || kc.StartTimeUnixNano < root.StartTimeUnixNano || kc.EndTimeUnixNano > adm.StartTimeUnixNano {
+		t.Fatalf("key check span %d–%d, request span from %d, admission from %d", kc.StartTimeUnixNano, kc.EndTimeUnixNano, root.StartTimeUnixNano, adm.StartTimeUnixNano)
+	}
 	call := spanNamed(t, spans, "chat fake-model")
 	if !bytes.Equal(adm.ParentSpanId, root.SpanId) || !bytes.Equal(call.ParentSpanId, root.SpanId) || call.Kind != tracepb.Span_SPAN_KIND_CLIENT {
 		t.Fatalf("tree: admission parent %x, call parent %x kind %v, root %x", adm.ParentSpanId, call.ParentSpanId, call.Kind, root.SpanId)

@@ -37,7 +37,6 @@ type Exchange struct {
 	taps   []Tap
 	tapBuf [4]Tap
 	ended  bool
-	trace  Trace // nil when not traced
 	// Storage of the request's parts, so that a request costs one
 	// allocation for all of them.
 	req   dialect.Request

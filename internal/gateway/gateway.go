@@ -240,7 +240,9 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 	} else if !allow(w, r, d, info, http.MethodPost) {
 		return
 	}
+	keyAt := g.traceNow()
 	key, oerr := g.cfg.Guard.authenticate(r)
+	keyDone := g.traceNow()
 	if oerr != nil {
 		fail(w, d, info, oerr)
 		return
@@ -277,7 +279,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		fail(w, d, info, oerr)
 		return
 	}
-	g.startTrace(x)
+	g.startTrace(x, keyAt, keyDone)
 	reply, oerr := g.runStages(x)
 	if oerr != nil {
 		x.end(OutcomeRefused)

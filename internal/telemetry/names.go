@@ -6,6 +6,7 @@
 // A request's trace is a tree:
 //
 //	ai_gateway <operation>           INTERNAL, child of Caddy's server span or of the client's traceparent
+//	├── key check                    the gateway key's lookup (when a key was sent and found)
 //	├── admission                    key limits, model limits and the budget
 //	├── cache | rag | guardrails     each configured Stage, by its Name
 //	├── <operation> <request model>  CLIENT, one per upstream attempt (retries and fallbacks are siblings)

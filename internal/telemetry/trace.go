@@ -102,7 +102,7 @@ func (t *Tracer) tracer(tp trace.TracerProvider) trace.Tracer {
 }
 
 // Start implements gateway.Telemetry.
-func (t *Tracer) Start(x *gateway.Exchange) gateway.Trace {
+func (t *Tracer) Start(x *gateway.Exchange, keyAt, keyDone time.Time) gateway.Trace {
 	ctx := x.Context()
 	var tr trace.Tracer
 	kind := trace.SpanKindInternal
@@ -127,9 +127,18 @@ func (t *Tracer) Start(x *gateway.Exchange) gateway.Trace {
 	if info.Key != "" {
 		attrs = append(attrs, AttrKey.String(info.Key))
 	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
+	if !keyAt.IsZero() {
+		// The request span begins with the request, before the key check.
+		opts = append(opts, trace.WithTimestamp(keyAt))
+	}
 	var span trace.Span
-	rt.ctx, span = tr.Start(ctx, "ai_gateway "+rt.op, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	rt.ctx, span = tr.Start(ctx, "ai_gateway "+rt.op, opts...)
 	rt.span = span
+	if x.Key != nil && !keyAt.IsZero() {
+		_, ks := tr.Start(rt.ctx, "key check", trace.WithTimestamp(keyAt))
+		ks.End(trace.WithTimestamp(keyDone))
+	}
 	return rt
 }
 
