@@ -360,3 +360,39 @@ func TestTraceAnthropicNative(t *testing.T) {
 		}
 	}
 }
+
+// answeringStage answers from memory as a cache hit does, and says so in
+// Info like the cache stage.
+type answeringStage struct{ body []byte }
+
+func (answeringStage) Name() string { return "cache" }
+func (s answeringStage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
+	x.Info.Cache = "hit"
+	return &gateway.Reply{Format: provider.FormatOpenAI, Body: s.body}, nil
+}
+
+// TestTraceStageAnswers: a stage that answers (a cache hit) has its span,
+// no attempt is made, and the request span says what the stage did.
+func TestTraceStageAnswers(t *testing.T) {
+	e := newEnv(t, false)
+	stored := `{"id":"chatcmpl-stored","object":"chat.completion","model":"fake-model","choices":[{"index":0,"message":{"role":"assistant","content":"cached"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`
+	routes, _ := route.New([]route.Route{{Pattern: "demo", Targets: []route.Target{{Provider: "a", Model: "fake-model"}}}}, nil)
+	gw, err := gateway.New(gateway.Config{Providers: map[string]provider.Provider{}, Routes: routes, Telemetry: e.tracer,
+		Guard: &gateway.Guard{}, Stages: []gateway.Stage{answeringStage{[]byte(stored)}, namedStage("rag")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.gw = gw
+	if w, _ := e.serve(t, `{"model":"demo","messages":[{"role":"user","content":"hi"}]}`); w.Code != 200 {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	tr := e.tree(t)
+	root := tr.root(t)
+	if got := childNames(tr.children(root)); got != "admission,cache" {
+		t.Fatalf("children %s", got)
+	}
+	a := attrs(root)
+	if a[telemetry.AttrCache].AsString() != "hit" || a[telemetry.AttrAttempts].AsInt64() != 0 || a[telemetry.AttrResponseModel].AsString() != "fake-model" {
+		t.Errorf("request span %v", a)
+	}
+}
