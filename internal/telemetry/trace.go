@@ -415,7 +415,7 @@ func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
 	if u.Known {
 		attrs = append(attrs, AttrInputTokens.Int64(u.InputTokens), AttrOutputTokens.Int64(u.OutputTokens),
 			AttrCacheReadTokens.Int64(u.CachedTokens))
-		if rt.t.Pricing != nil {
+		if rt.t.Pricing != nil && info.Cache != "hit" && info.Cache != "semantic-hit" { // a hit spends nothing
 			if p, ok := rt.t.Pricing.Lookup(info.UpstreamModel, info.Model); ok {
 				attrs = append(attrs, AttrCostUSD.Float64(float64(p.CostMicros(u))/1e6))
 			}

@@ -392,6 +392,9 @@ func TestTraceStageAnswers(t *testing.T) {
 		t.Fatalf("children %s", got)
 	}
 	a := attrs(root)
+	if _, priced := a[telemetry.AttrCostUSD]; priced {
+		t.Errorf("a cache hit was priced: %v", a[telemetry.AttrCostUSD])
+	}
 	if a[telemetry.AttrCache].AsString() != "hit" || a[telemetry.AttrAttempts].AsInt64() != 0 || a[telemetry.AttrResponseModel].AsString() != "fake-model" {
 		t.Errorf("request span %v", a)
 	}
