@@ -31,6 +31,8 @@ func init() {
 //	GET    /ai_gateway/keys/{name}   a key with its usage this budget period
 //	DELETE /ai_gateway/keys/{name}   revoke a runtime key
 //	GET    /ai_gateway/status        circuit breakers and shared-state health
+//	GET    /ai_gateway/usage         usage and spend per hour or day, grouped (admin_usage.go)
+//	GET    /ai_gateway/usage/export  the same as CSV
 //
 // Caddy provisions it with each config it loads, before the config's apps
 // start; it serves that config's ai_gateway app.
@@ -103,6 +105,8 @@ func (a *App) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
 	case rest == "status" && r.Method == http.MethodGet:
 		return a.adminStatus(w)
+	case rest == "usage" || rest == "usage/export":
+		return a.adminUsage(w, r, rest == "usage/export")
 	}
 	return apiErr(http.StatusNotFound, "unknown ai_gateway admin path")
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/registry"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/telemetry"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
 
@@ -107,6 +108,12 @@ type App struct {
 	// tokens), by model name or glob.
 	Prices map[string]PriceConfig `json:"prices,omitempty"`
 
+	// Telemetry configures OpenTelemetry traces (see TelemetryConfig).
+	Telemetry *TelemetryConfig `json:"telemetry,omitempty"`
+
+	// Metrics configures the Prometheus metrics (see MetricsConfig).
+	Metrics *MetricsConfig `json:"metrics,omitempty"`
+
 	providers map[string]provider.Provider
 	clients   []*provider.HTTP
 	// secrets are the credentials the gateway holds (provider keys, extra
@@ -139,6 +146,10 @@ type App struct {
 
 	routing     routing               // quotas, loads, probes (routing.go)
 	redisClient redis.UniversalClient // with Redis: shares cooldowns
+	tracer      *telemetry.Tracer
+	tracerKey   string // holds a tracerPool reference
+	rollups     usage.Rollups
+	rollupRef   bool // holds a rollupPool reference
 }
 
 // ProviderConfig configures one upstream provider.
@@ -320,6 +331,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionRouting(ctx); err != nil {
 		return err
 	}
+	if err := a.provisionObservability(ctx); err != nil {
+		return err
+	}
 	a.redactor = provider.NewRedactor(a.secrets...)
 	return nil
 }
@@ -499,6 +513,7 @@ func (a *App) Cleanup() error {
 		_, _ = statePool.Delete(k)
 	}
 	a.cleanupRouting()
+	a.cleanupObservability()
 	if !a.healthRef {
 		return nil // Provision failed before taking a reference
 	}
@@ -528,6 +543,7 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 		Models:        h.Models,
 		Guard:         a.guard(logger),
 		Drain:         a.drain,
+		Telemetry:     a.tracer,
 	}
 	if h.MaxBodySize > 0 {
 		cfg.MaxBodyBytes = h.MaxBodySize

@@ -97,6 +97,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		}
 //		reserve_output_tokens <n>
 //		price <model|glob> <input usd/1M> <output usd/1M> [<cached usd/1M>]
+//		telemetry {
+//			otlp           <endpoint> [grpc|http]
+//			sample         <ratio>
+//			service_name   <name>
+//			capture_content
+//		}
+//		metrics {
+//			key_label
+//		}
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -224,6 +233,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "redis":
 			a.Redis = new(RedisConfig)
 			err = a.Redis.unmarshal(d)
+		case "telemetry":
+			a.Telemetry = new(TelemetryConfig)
+			err = a.Telemetry.unmarshal(d)
+		case "metrics":
+			a.Metrics = new(MetricsConfig)
+			err = a.Metrics.unmarshal(d)
 		default:
 			return d.Errf("unrecognized ai_gateway option %s", dir)
 		}

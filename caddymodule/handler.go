@@ -32,6 +32,8 @@ func init() {
 //	{http.ai_gateway.tokens.output}  completion tokens reported by the upstream
 //	{http.ai_gateway.ttft_ms}        time to the first streamed event (or the answer), ms
 //	{http.ai_gateway.status}         the status the gateway answered (599: stream broke after 200)
+//	{http.ai_gateway.cost_usd}       the request's spend by the pricing table, USD
+//	{http.ai_gateway.cache}          the response cache's verdict (hit, semantic-hit, miss, bypass, refresh; empty when not cached)
 type Handler struct {
 	// MaxBodySize overrides the app's request body limit for this route.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
@@ -55,6 +57,7 @@ type Handler struct {
 
 	gw      *gateway.Gateway
 	metrics *metrics
+	app     *App
 }
 
 // CaddyModule returns the Caddy module information.
@@ -76,6 +79,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("ai_gateway: no models configured; declare providers and models in the ai_gateway global option")
 	}
 	h.metrics = app.metrics
+	h.app = app
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
 		srv.RegisterOnShutdown(app.drainOnExit)
 	}
@@ -89,7 +93,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	var info gateway.Info
 	start := time.Now()
 	h.gw.Serve(w, r, &info)
-	h.metrics.observe(&info, time.Since(start).Seconds())
+	cost := h.app.costUSD(&info)
+	h.metrics.observe(&info, time.Since(start).Seconds(), cost)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.ai_gateway.key", info.Key)
 		repl.Set("http.ai_gateway.model", info.Model)
@@ -101,6 +106,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		repl.Set("http.ai_gateway.tokens.output", info.Usage.OutputTokens)
 		repl.Set("http.ai_gateway.ttft_ms", strconv.FormatInt(info.TTFT.Milliseconds(), 10))
 		repl.Set("http.ai_gateway.status", info.Status)
+		repl.Set("http.ai_gateway.cost_usd", strconv.FormatFloat(cost, 'f', -1, 64))
+		repl.Set("http.ai_gateway.cache", info.Cache)
 	}
 	return nil
 }
