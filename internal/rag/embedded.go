@@ -48,8 +48,8 @@ type embedded struct {
 
 type docEntry struct {
 	id, hash, title string
-	meta        map[string]string
-	slots       []uint32
+	meta            map[string]string
+	slots           []uint32
 }
 
 type slotEntry struct {

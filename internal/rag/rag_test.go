@@ -11,7 +11,9 @@ import (
 )
 
 func TestChunkerBoundariesOverlapHeaders(t *testing.T) {
-	sentence := func(i int) string { return fmt.Sprintf("Sentence number %d talks about topic %d in plain words.", i, i) }
+	sentence := func(i int) string {
+		return fmt.Sprintf("Sentence number %d talks about topic %d in plain words.", i, i)
+	}
 	var paras []string
 	for p := 0; p < 6; p++ {
 		var ss []string
