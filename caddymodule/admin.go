@@ -103,6 +103,8 @@ func (a *App) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
 	case rest == "status" && r.Method == http.MethodGet:
 		return a.adminStatus(w)
+	case strings.HasPrefix(rest, "collections/"):
+		return a.serveAdminRAG(w, r, strings.TrimPrefix(rest, "collections/"))
 	}
 	return apiErr(http.StatusNotFound, "unknown ai_gateway admin path")
 }

@@ -106,6 +106,10 @@ type App struct {
 	// tokens), by model name or glob.
 	Prices map[string]PriceConfig `json:"prices,omitempty"`
 
+	// Collections are the RAG collections handlers retrieve from (see
+	// rag.go).
+	Collections []*CollectionConfig `json:"collections,omitempty"`
+
 	providers map[string]provider.Provider
 	clients   []*provider.HTTP
 	// secrets are the credentials the gateway holds (provider keys, extra
@@ -135,6 +139,8 @@ type App struct {
 	pricing     *usage.Pricing
 
 	metrics *metrics
+
+	rag *ragState
 }
 
 // ProviderConfig configures one upstream provider.
@@ -295,7 +301,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.redactor = provider.NewRedactor(a.secrets...)
-	return nil
+	return a.provisionRAG(ctx)
 }
 
 // buildProvider returns the provider, its HTTP client and the secrets it
@@ -471,6 +477,7 @@ func (a *App) Cleanup() error {
 	for _, k := range a.poolKeys {
 		_, _ = statePool.Delete(k)
 	}
+	a.cleanupRAG()
 	if !a.healthRef {
 		return nil // Provision failed before taking a reference
 	}
@@ -512,6 +519,11 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 	}
 	if h.MaxJSONDepth > 0 {
 		cfg.MaxJSONDepth = h.MaxJSONDepth
+	}
+	if st, err := h.ragStage(a, logger); err != nil {
+		return nil, err
+	} else if st != nil {
+		cfg.Stages = append(cfg.Stages, st)
 	}
 	return gateway.New(cfg)
 }

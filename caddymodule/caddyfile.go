@@ -88,6 +88,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		}
 //		reserve_output_tokens <n>
 //		price <model|glob> <input usd/1M> <output usd/1M> [<cached usd/1M>]
+//		collection <name> { ... }  (see unmarshalCollection)
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -171,6 +172,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.Prices = map[string]PriceConfig{}
 			}
 			a.Prices[args[0]] = PriceConfig{Input: nums[0], Output: nums[1], Cached: nums[2]}
+			continue
+		case "collection":
+			if err := a.unmarshalCollection(d); err != nil {
+				return err
+			}
 			continue
 		}
 		if seen[dir] {
@@ -430,6 +436,7 @@ func parseInt64(d *caddyfile.Dispenser) (int64, error) {
 //		max_json_depth <n>
 //		max_tokens    <n>
 //		models        <name|glob>...
+//		rag <collection> { ... }  (see unmarshalRAG)
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	hd := new(Handler)
@@ -462,6 +469,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Models = append(h.Models, args...)
+		case "rag":
+			err = h.unmarshalRAG(d)
 		default:
 			return d.Errf("unrecognized ai_gateway subdirective %s", d.Val())
 		}

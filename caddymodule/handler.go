@@ -31,6 +31,9 @@ func init() {
 //	{http.ai_gateway.tokens.output}  completion tokens reported by the upstream
 //	{http.ai_gateway.ttft_ms}        time to the first streamed event (or the answer), ms
 //	{http.ai_gateway.status}         the status the gateway answered (599: stream broke after 200)
+//	{http.ai_gateway.rag}            used, none or skipped when the route retrieves (rag)
+//	{http.ai_gateway.rag.sources}    the injected chunks, <source>#<chunk index>, comma-separated
+//	{http.ai_gateway.rag.ms}         the retrieval's duration, ms
 type Handler struct {
 	// MaxBodySize overrides the app's request body limit for this route.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
@@ -44,6 +47,10 @@ type Handler struct {
 	// Models restricts the models this route serves (names or globs).
 	// Others answer 404 model_not_found. Default: all.
 	Models []string `json:"models,omitempty"`
+
+	// RAG injects retrieved context into each request's prompt (see
+	// RAGConfig).
+	RAG *RAGConfig `json:"rag,omitempty"`
 
 	gw      *gateway.Gateway
 	metrics *metrics
@@ -92,6 +99,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		repl.Set("http.ai_gateway.tokens.output", info.Usage.OutputTokens)
 		repl.Set("http.ai_gateway.ttft_ms", strconv.FormatInt(info.TTFT.Milliseconds(), 10))
 		repl.Set("http.ai_gateway.status", info.Status)
+		setRAGPlaceholders(repl, &info)
 	}
 	return nil
 }

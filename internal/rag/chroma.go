@@ -310,10 +310,11 @@ const (
 // the collection's metadata (ai_gateway_version) so that it survives
 // restarts and is shared by every gateway using the collection.
 type chromaStore struct {
-	c   *ChromaClient
-	id  string
-	mu  sync.Mutex // serializes changes
-	ver atomic.Uint64
+	c    *ChromaClient
+	id   string
+	name string
+	mu   sync.Mutex // serializes changes
+	ver  atomic.Uint64
 }
 
 // OpenChroma opens (creating it if needed) the collection name in the
@@ -330,7 +331,7 @@ func OpenChroma(ctx context.Context, name string, c *ChromaClient, model string,
 	if err != nil {
 		return nil, fmt.Errorf("collection %q: %v", name, err)
 	}
-	st := &chromaStore{c: c, id: col.ID}
+	st := &chromaStore{c: c, id: col.ID, name: name}
 	if v, ok := col.Metadata[metaVersion].(float64); ok && v > 0 {
 		st.ver.Store(uint64(v))
 	}
@@ -340,6 +341,17 @@ func OpenChroma(ctx context.Context, name string, c *ChromaClient, model string,
 func (s *chromaStore) kind() string    { return "chroma" }
 func (s *chromaStore) version() uint64 { return s.ver.Load() }
 func (s *chromaStore) close() error    { return nil }
+
+func (s *chromaStore) refresh() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	col, err := s.c.GetOrCreateCollection(ctx, s.name, nil)
+	if err != nil {
+		return false, err
+	}
+	v, _ := col.Metadata[metaVersion].(float64)
+	return s.ver.Swap(uint64(v)) != uint64(v), nil
+}
 
 // bump increments the version in the collection's metadata.
 func (s *chromaStore) bump(ctx context.Context) error {

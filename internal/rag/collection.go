@@ -120,6 +120,8 @@ type store interface {
 	ids(ctx context.Context) ([]string, error)
 	counts(ctx context.Context) (docs, chunks int, err error)
 	version() uint64
+	// refresh reloads what another process changed.
+	refresh() (bool, error)
 	kind() string
 	close() error
 }
@@ -291,6 +293,10 @@ func (c *Collection) Search(ctx context.Context, q Query) ([]Hit, error) {
 	}
 	return c.st.search(ctx, q, vec)
 }
+
+// Refresh reloads the collection when another process (the ingest
+// command) changed it since it was loaded; it reports whether it did.
+func (c *Collection) Refresh() (bool, error) { return c.st.refresh() }
 
 // Close releases the store.
 func (c *Collection) Close() error { return c.st.close() }

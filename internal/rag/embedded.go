@@ -427,3 +427,20 @@ func minScore(hs []Hit, min float64) []Hit {
 }
 
 func (e *embedded) close() error { return nil }
+
+func (e *embedded) refresh() (bool, error) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	v, err := OnDiskVersion(e.dir)
+	if err != nil || v == e.version() {
+		return false, err
+	}
+	fresh, err := openEmbedded(e.dir, e.vectors)
+	if err != nil {
+		return false, err
+	}
+	e.mu.Lock()
+	e.ver, e.docs, e.slots, e.free, e.lex, e.vec = fresh.ver, fresh.docs, fresh.slots, fresh.free, fresh.lex, fresh.vec
+	e.mu.Unlock()
+	return true, nil
+}
