@@ -160,7 +160,10 @@ func (h *Handler) unmarshalRAG(d *caddyfile.Dispenser) error {
 			err = parseString(d, &rc.Inject)
 		case "template":
 			err = parseString(d, &rc.Template)
-			rc.Template = strings.ReplaceAll(rc.Template, `\n`, "\n") // "\n" in the Caddyfile is a newline
+			// "\n" in the Caddyfile is a newline; and the Caddyfile turns its
+			// shorthand {query} into {http.request.uri.query} before this
+			// parser sees it: in a template it means the user's query.
+			rc.Template = strings.NewReplacer(`\n`, "\n", "{http.request.uri.query}", "{query}").Replace(rc.Template)
 		case "on_error":
 			err = parseString(d, &rc.OnError)
 		case "filter":
