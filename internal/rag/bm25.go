@@ -116,25 +116,28 @@ func (ix *BM25) Search(query string, k int, keep func(slot uint32) bool) []Score
 	touched := sc.touched[:0]
 	n := float64(ix.live)
 	avg := float64(ix.total) / n
+	// Length normalization: k1·(1-b+b·len/avg) = lenA + lenB·len.
+	lenA, lenB := bm25K1*(1-bm25B), bm25K1*bm25B/avg
 	for _, t := range terms {
 		ps := ix.postings[t]
-		df := 0
-		for _, p := range ps {
-			if ix.lens[p.slot] != 0 {
-				df++
-			}
-		}
+		// The document frequency counts removed entries until the
+		// collection compacts them away (at most as many as live ones).
+		df := len(ps)
 		if df == 0 {
 			continue
 		}
 		idf := math.Log(1 + (n-float64(df)+0.5)/(float64(df)+0.5))
+		if idf < 0 {
+			idf = 0
+		}
+		num := idf * (bm25K1 + 1)
 		for _, p := range ps {
 			l := ix.lens[p.slot]
 			if l == 0 || (keep != nil && !keep(p.slot)) {
 				continue
 			}
 			tf := float64(p.tf)
-			s := idf * tf * (bm25K1 + 1) / (tf + bm25K1*(1-bm25B+bm25B*float64(l)/avg))
+			s := num * tf / (tf + lenA + lenB*float64(l))
 			if scores[p.slot] == 0 {
 				touched = append(touched, p.slot)
 			}
