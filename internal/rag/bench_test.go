@@ -142,7 +142,7 @@ func BenchmarkBM25Synthetic(b *testing.B) {
 		}
 		ix.Add(uint32(i), sb.String())
 	}
-	b.ReportMetric(time.Since(start).Seconds(), "index-s")
+	indexSecs := time.Since(start).Seconds()
 	lat := make([]time.Duration, 0, b.N)
 	runtime.GC()
 	b.ResetTimer()
@@ -156,4 +156,5 @@ func BenchmarkBM25Synthetic(b *testing.B) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(indexSecs, "index-s")
 }
