@@ -331,3 +331,55 @@ func TestRAGChroma(t *testing.T) {
 		t.Fatalf("hits %v", hits)
 	}
 }
+
+// A Chroma server that is down when the gateway starts does not keep it
+// from starting: retrieval fails until the server answers, and on_error
+// decides.
+func TestRAGChromaDown(t *testing.T) {
+	fake := startFake(t, fakellm.Options{Name: "fake"})
+	gw := startGateway(t, `{
+	admin 127.0.0.1:{{.AdminPort}}
+	ai_gateway {
+		provider oai {
+			base_url {{.Fake}}/v1
+		}
+		model echo-model {
+			target oai
+		}
+		model embedder {
+			target oai
+		}
+		collection docs {
+			store chroma http://127.0.0.1:{{.Dead}}
+			embed embedder
+		}
+	}
+}
+:{{.Port}} {
+	handle /fail/* {
+		ai_gateway {
+			rag docs {
+				on_error fail
+			}
+		}
+	}
+	handle {
+		ai_gateway {
+			rag docs
+		}
+	}
+}
+`, map[string]any{"Fake": fake.URL, "Dead": freePort(t)})
+	body := `{"model":"echo-model","messages":[{"role":"user","content":"hello"}]}`
+	status, h, resp := post(t, gw.URL+"/v1/chat/completions", body)
+	if status != 200 || h.Get("X-AI-Gateway-RAG") != "skipped" {
+		t.Fatalf("pass: %d %v %s", status, h, resp)
+	}
+	status, h, resp = post(t, gw.URL+"/fail/v1/chat/completions", body)
+	if status != 503 || gjson.Get(resp, "error.code").Str != "rag_unavailable" || h.Get("Retry-After") == "" {
+		t.Fatalf("fail: %d %v %s", status, h, resp)
+	}
+	if status, _ := adminDo(t, gw, http.MethodGet, "/ai_gateway/collections/docs", ""); status != http.StatusBadGateway {
+		t.Fatalf("admin stats with chroma down: %d", status)
+	}
+}

@@ -311,29 +311,50 @@ const (
 // restarts and is shared by every gateway using the collection.
 type chromaStore struct {
 	c    *ChromaClient
-	id   string
 	name string
 	mu   sync.Mutex // serializes changes
 	ver  atomic.Uint64
+
+	idMu sync.Mutex
+	id   string // "" until the server answered
+}
+
+// colID returns the collection's id, opening it first if the server was
+// unreachable so far.
+func (s *chromaStore) colID(ctx context.Context) (string, error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.id != "" {
+		return s.id, nil
+	}
+	if err := s.c.EnsureDatabase(ctx); err != nil {
+		return "", err
+	}
+	col, err := s.c.GetOrCreateCollection(ctx, s.name, map[string]any{metaVersion: 0, "created_by": "caddy-ai-gateway"})
+	if err != nil {
+		return "", err
+	}
+	if v, ok := col.Metadata[metaVersion].(float64); ok && v > 0 {
+		s.ver.Store(uint64(v))
+	}
+	s.id = col.ID
+	return s.id, nil
 }
 
 // OpenChroma opens (creating it if needed) the collection name in the
 // Chroma server c. A chroma collection needs an embedding model: Chroma
-// has no lexical (BM25) search over HTTP.
+// has no lexical (BM25) search over HTTP. A server that cannot be reached
+// is not an error: the collection opens on its first use, and until then
+// every operation fails (so that on_error pass serves without it). A
+// server that answers with an error (a bad name) is one.
 func OpenChroma(ctx context.Context, name string, c *ChromaClient, model string, ch Chunker) (*Collection, error) {
 	if model == "" {
 		return nil, fmt.Errorf("collection %q: store chroma needs an embedding model (embed <model>): Chroma has no lexical search over HTTP", name)
 	}
-	if err := c.EnsureDatabase(ctx); err != nil {
+	st := &chromaStore{c: c, name: name}
+	var ce *ChromaError
+	if _, err := st.colID(ctx); errors.As(err, &ce) {
 		return nil, fmt.Errorf("collection %q: %v", name, err)
-	}
-	col, err := c.GetOrCreateCollection(ctx, name, map[string]any{metaVersion: 0, "created_by": "caddy-ai-gateway"})
-	if err != nil {
-		return nil, fmt.Errorf("collection %q: %v", name, err)
-	}
-	st := &chromaStore{c: c, id: col.ID, name: name}
-	if v, ok := col.Metadata[metaVersion].(float64); ok && v > 0 {
-		st.ver.Store(uint64(v))
 	}
 	return &Collection{name: name, model: model, chunker: ch, st: st}, nil
 }
@@ -354,9 +375,9 @@ func (s *chromaStore) refresh() (bool, error) {
 }
 
 // bump increments the version in the collection's metadata.
-func (s *chromaStore) bump(ctx context.Context) error {
+func (s *chromaStore) bump(ctx context.Context, id string) error {
 	v := s.ver.Load() + 1
-	if err := s.c.UpdateCollectionMetadata(ctx, s.id, map[string]any{metaVersion: v, "created_by": "caddy-ai-gateway"}); err != nil {
+	if err := s.c.UpdateCollectionMetadata(ctx, id, map[string]any{metaVersion: v, "created_by": "caddy-ai-gateway"}); err != nil {
 		return err
 	}
 	s.ver.Store(v)
@@ -364,7 +385,11 @@ func (s *chromaStore) bump(ctx context.Context) error {
 }
 
 func (s *chromaStore) hash(ctx context.Context, id string) (string, bool, error) {
-	r, err := s.c.Get(ctx, s.id, nil, map[string]any{metaSource: id}, 1, 0)
+	col, err := s.colID(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	r, err := s.c.Get(ctx, col, nil, map[string]any{metaSource: id}, 1, 0)
 	if err != nil {
 		return "", false, err
 	}
@@ -381,8 +406,12 @@ const chromaBatch = 256
 func (s *chromaStore) put(ctx context.Context, docs []storedDoc) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	col, err := s.colID(ctx)
+	if err != nil {
+		return err
+	}
 	for _, d := range docs {
-		if err := s.c.Delete(ctx, s.id, nil, map[string]any{metaSource: d.ID}); err != nil {
+		if err := s.c.Delete(ctx, col, nil, map[string]any{metaSource: d.ID}); err != nil {
 			return err
 		}
 		var rec ChromaRecords
@@ -390,7 +419,7 @@ func (s *chromaStore) put(ctx context.Context, docs []storedDoc) error {
 			if len(rec.IDs) == 0 {
 				return nil
 			}
-			err := s.c.Upsert(ctx, s.id, &rec)
+			err := s.c.Upsert(ctx, col, &rec)
 			rec = ChromaRecords{}
 			return err
 		}
@@ -417,22 +446,26 @@ func (s *chromaStore) put(ctx context.Context, docs []storedDoc) error {
 			return err
 		}
 	}
-	return s.bump(ctx)
+	return s.bump(ctx, col)
 }
 
 func (s *chromaStore) remove(ctx context.Context, ids []string) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	col, err := s.colID(ctx)
+	if err != nil {
+		return 0, err
+	}
 	n := 0
 	for _, id := range ids {
-		r, err := s.c.Get(ctx, s.id, nil, map[string]any{metaSource: id}, 1, 0)
+		r, err := s.c.Get(ctx, col, nil, map[string]any{metaSource: id}, 1, 0)
 		if err != nil {
 			return n, err
 		}
 		if len(r.IDs) == 0 {
 			continue
 		}
-		if err := s.c.Delete(ctx, s.id, nil, map[string]any{metaSource: id}); err != nil {
+		if err := s.c.Delete(ctx, col, nil, map[string]any{metaSource: id}); err != nil {
 			return n, err
 		}
 		n++
@@ -440,11 +473,15 @@ func (s *chromaStore) remove(ctx context.Context, ids []string) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	return n, s.bump(ctx)
+	return n, s.bump(ctx, col)
 }
 
 func (s *chromaStore) search(ctx context.Context, q Query, vec []float32) ([]Hit, error) {
-	r, err := s.c.Query(ctx, s.id, vec, q.K, whereOf(q.Filter))
+	col, err := s.colID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.c.Query(ctx, col, vec, q.K, whereOf(q.Filter))
 	if err != nil {
 		return nil, err
 	}
@@ -466,9 +503,13 @@ func (s *chromaStore) search(ctx context.Context, q Query, vec []float32) ([]Hit
 
 // each calls f with every record's metadata, a page at a time.
 func (s *chromaStore) each(ctx context.Context, f func(map[string]any)) error {
+	col, err := s.colID(ctx)
+	if err != nil {
+		return err
+	}
 	const page = 1000
 	for off := 0; ; off += page {
-		r, err := s.c.Get(ctx, s.id, nil, nil, page, off)
+		r, err := s.c.Get(ctx, col, nil, nil, page, off)
 		if err != nil {
 			return err
 		}
@@ -497,7 +538,11 @@ func (s *chromaStore) ids(ctx context.Context) ([]string, error) {
 }
 
 func (s *chromaStore) counts(ctx context.Context) (int, int, error) {
-	n, err := s.c.Count(ctx, s.id)
+	col, err := s.colID(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	n, err := s.c.Count(ctx, col)
 	if err != nil {
 		return 0, 0, err
 	}

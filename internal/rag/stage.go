@@ -81,6 +81,10 @@ type Stage struct {
 // Name implements gateway.Stage.
 func (s *Stage) Name() string { return "rag" }
 
+// Version is the collection's version: what a response cache in front of
+// this stage folds into its key (the answer depends on what is retrieved).
+func (s *Stage) Version() uint64 { return s.Collection.Version() }
+
 // Run implements gateway.Stage.
 func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	req := x.Req.OpenAI
