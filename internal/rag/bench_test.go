@@ -158,3 +158,31 @@ func BenchmarkBM25Synthetic(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(indexSecs, "index-s")
 }
+
+// BenchmarkStore100k measures, for a lexical store of 100k chunks, loading
+// it from its snapshot (what a start costs) and replacing one document
+// (what an admin API write costs: the whole snapshot is written again).
+func BenchmarkStore100k(b *testing.B) {
+	dir := b.TempDir()
+	c, _ := OpenEmbedded("bench", dir, "", Chunker{Size: 400})
+	if _, err := c.PutBatch(context.Background(), benchDocs(b, 100_000)); err != nil {
+		b.Fatal(err)
+	}
+	fi, _ := os.Stat(filepath.Join(dir, snapshotFile))
+	b.Run("load", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := OpenEmbedded("bench", dir, "", Chunker{Size: 400}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(fi.Size())/(1<<20), "snapshot-MiB")
+	})
+	b.Run("put-one", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			d := Document{ID: "d000001", Sections: []Section{{Text: fmt.Sprintf("replacement text %d", i)}}}
+			if _, err := c.Put(context.Background(), d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

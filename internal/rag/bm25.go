@@ -23,6 +23,9 @@ import (
 type BM25 struct {
 	postings map[string][]posting
 	lens     []uint32 // tokens per slot; 0 = no entry
+	// stems caches stem for Add (writers are serialized; a search stems
+	// without it), bounded by maxStemCache.
+	stems map[string]string
 	live     int
 	total    int64
 }
@@ -39,13 +42,18 @@ const (
 )
 
 // NewBM25 returns an empty index.
-func NewBM25() *BM25 { return &BM25{postings: make(map[string][]posting)} }
+func NewBM25() *BM25 {
+	return &BM25{postings: make(map[string][]posting), stems: make(map[string]string)}
+}
+
+// maxStemCache bounds the stem cache's entries.
+const maxStemCache = 1 << 18
 
 // Add indexes text at slot, which must be unused.
 func (ix *BM25) Add(slot uint32, text string) {
 	tf := make(map[string]uint32)
 	n := uint32(0)
-	tokenize(text, func(t string) {
+	tokenizeWith(text, ix.stemCached, func(t string) {
 		tf[t]++
 		n++
 	})
@@ -182,16 +190,30 @@ func (h *minHeap) Pop() any {
 	return x
 }
 
+// stemCached is stem through the index's cache.
+func (ix *BM25) stemCached(w string) string {
+	if t, ok := ix.stems[w]; ok {
+		return t
+	}
+	t := stem(w)
+	if len(ix.stems) < maxStemCache {
+		ix.stems[w] = t
+	}
+	return t
+}
+
 // tokenize calls emit with each index term of s.
-func tokenize(s string, emit func(string)) {
+func tokenize(s string, emit func(string)) { tokenizeWith(s, stem, emit) }
+
+// tokenizeWith is tokenize with stemmer st.
+func tokenizeWith(s string, st func(string) string, emit func(string)) {
 	var buf [64]byte
 	w := buf[:0]
 	long := false
 	flush := func() {
 		if len(w) > 0 && !long {
-			t := string(w)
-			if !stopWords[t] {
-				emit(stem(t))
+			if !stopWords[string(w)] { // no allocation for the lookup
+				emit(st(string(w)))
 			}
 		}
 		w, long = buf[:0], false
