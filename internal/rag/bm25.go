@@ -26,8 +26,8 @@ type BM25 struct {
 	// stems caches stem for Add (writers are serialized; a search stems
 	// without it), bounded by maxStemCache.
 	stems map[string]string
-	live     int
-	total    int64
+	live  int
+	total int64
 }
 
 type posting struct {
