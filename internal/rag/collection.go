@@ -222,6 +222,9 @@ func (c *Collection) PutBatch(ctx context.Context, docs []Document) ([]PutResult
 			return nil, errors.New("a document needs an id")
 		}
 		h := d.Hash()
+		if c.model != "" {
+			h += "@" + c.model // vectors of another model are stale
+		}
 		old, ok, err := c.st.hash(ctx, d.ID)
 		if err != nil {
 			return nil, err

@@ -32,7 +32,8 @@ const snapshotFile = "collection.gob"
 // vectors first, then holds the write lock only to swap them in, and
 // encodes the snapshot under the read lock.
 type embedded struct {
-	dir string
+	dir   string
+	model string
 
 	wmu sync.Mutex // serializes changes and snapshot writes
 
@@ -61,7 +62,9 @@ type slotEntry struct {
 // snapshot is the persisted form.
 type snapshot struct {
 	Version uint64
-	Docs    []snapDoc
+	// Model is the embedding model of the vectors ("" = lexical).
+	Model string
+	Docs  []snapDoc
 }
 
 type snapDoc struct {
@@ -74,18 +77,18 @@ type snapDoc struct {
 // OpenEmbedded opens (or creates) the collection persisted under dir.
 // model is the embedding model ("" = lexical only).
 func OpenEmbedded(name, dir, model string, ch Chunker) (*Collection, error) {
-	st, err := openEmbedded(dir, model != "")
+	st, err := openEmbedded(dir, model)
 	if err != nil {
 		return nil, fmt.Errorf("collection %q: %w", name, err)
 	}
 	return &Collection{name: name, model: model, chunker: ch, st: st}, nil
 }
 
-func openEmbedded(dir string, vectors bool) (*embedded, error) {
+func openEmbedded(dir, model string) (*embedded, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	e := &embedded{dir: dir, vectors: vectors}
+	e := &embedded{dir: dir, model: model, vectors: model != ""}
 	var snap snapshot
 	f, err := os.Open(filepath.Join(dir, snapshotFile))
 	switch {
@@ -98,7 +101,17 @@ func openEmbedded(dir string, vectors bool) (*embedded, error) {
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, err
 	}
-	e.rebuild(snap)
+	if snap.Model != model {
+		// Vectors of another model (or none) are of no use: drop them. The
+		// documents' hashes name the model, so the next ingest embeds them
+		// all again.
+		for i := range snap.Docs {
+			snap.Docs[i].Vectors = nil
+		}
+	}
+	if err := e.rebuild(snap); err != nil {
+		return nil, fmt.Errorf("loading %s: %v", dir, err)
+	}
 	return e, nil
 }
 
@@ -122,7 +135,7 @@ func OnDiskVersion(dir string) (uint64, error) {
 }
 
 // rebuild replaces the in-memory state by snap's.
-func (e *embedded) rebuild(snap snapshot) {
+func (e *embedded) rebuild(snap snapshot) error {
 	e.ver = snap.Version
 	e.docs = make(map[string]*docEntry, len(snap.Docs))
 	e.slots = e.slots[:0]
@@ -156,8 +169,9 @@ func (e *embedded) rebuild(snap snapshot) {
 	}
 	if e.vec != nil && len(ids) > 0 {
 		contents := make([]string, len(ids)) // the text lives in slots
-		_ = e.vec.AddConcurrently(context.Background(), ids, vecs, metas, contents, runtime.GOMAXPROCS(0))
+		return e.vec.AddConcurrently(context.Background(), ids, vecs, metas, contents, runtime.GOMAXPROCS(0))
 	}
+	return nil
 }
 
 // lexicalText is what BM25 indexes for a chunk: its header twice (the
@@ -291,11 +305,13 @@ func (e *embedded) compactLocked() {
 	if e.free <= len(e.slots)/2 || e.free < 1024 {
 		return
 	}
-	e.rebuild(e.snapshotLocked())
+	if err := e.rebuild(e.snapshotLocked()); err != nil {
+		panic(fmt.Sprintf("rag: rebuilding the indexes of vectors they held: %v", err)) // cannot fail: the vectors were accepted once
+	}
 }
 
 func (e *embedded) snapshotLocked() snapshot {
-	snap := snapshot{Version: e.ver, Docs: make([]snapDoc, 0, len(e.docs))}
+	snap := snapshot{Version: e.ver, Model: e.model, Docs: make([]snapDoc, 0, len(e.docs))}
 	for id, d := range e.docs {
 		sd := snapDoc{ID: id, Hash: d.hash, Title: d.title, Metadata: d.meta}
 		for _, s := range d.slots {
@@ -435,7 +451,7 @@ func (e *embedded) refresh() (bool, error) {
 	if err != nil || v == e.version() {
 		return false, err
 	}
-	fresh, err := openEmbedded(e.dir, e.vectors)
+	fresh, err := openEmbedded(e.dir, e.model)
 	if err != nil {
 		return false, err
 	}

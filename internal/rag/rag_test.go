@@ -228,3 +228,25 @@ func TestReadFormats(t *testing.T) {
 		t.Fatalf("html: %q %+v %v", title, secs, err)
 	}
 }
+
+func TestEmbeddedModelChangeReembeds(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	lex, _ := OpenEmbedded("docs", dir, "", Chunker{})
+	if _, err := lex.Put(ctx, doc("a.md", "", "Caddy serves HTTPS automatically.")); err != nil {
+		t.Fatal(err)
+	}
+	hyb, err := OpenEmbedded("docs", dir, "fake", Chunker{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb := &fakeEmbedder{}
+	hyb.SetEmbedder(emb)
+	if r, err := hyb.Put(ctx, doc("a.md", "", "Caddy serves HTTPS automatically.")); err != nil || !r.Changed {
+		t.Fatalf("same text under a new model: %+v %v (want it embedded)", r, err)
+	}
+	hs, err := hyb.Search(ctx, Query{Text: "https", K: 1})
+	if err != nil || len(hs) != 1 || hs[0].Vector != 1 {
+		t.Fatalf("hybrid hit %+v %v", hs, err)
+	}
+}
