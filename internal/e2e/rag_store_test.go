@@ -222,6 +222,9 @@ func TestRAGEmbeddedSurvivesRestartAndReload(t *testing.T) {
 	if s, _, b := do(t, req); s != 200 {
 		t.Fatalf("reload: %d %s", s, b)
 	}
+	// The reload closes the old server's idle connections, which a POST
+	// would not be retried on.
+	http.DefaultClient.CloseIdleConnections()
 	if s := ragQuery(t, gw, "regrow lost limbs"); s != "axolotl.md#0" {
 		t.Fatalf("after reload: sources %q", s)
 	}
