@@ -118,6 +118,7 @@ func (a *App) unmarshalCollection(d *caddyfile.Dispenser) error {
 //		inject             system|user
 //		template           <text with {context} and {query}>
 //		filter             <metadata field> <placeholder expression>
+//		query_turns        <n>
 //		on_error           pass|fail
 //	}
 func (h *Handler) unmarshalRAG(d *caddyfile.Dispenser) error {
@@ -144,6 +145,8 @@ func (h *Handler) unmarshalRAG(d *caddyfile.Dispenser) error {
 			rc.TopK, err = parseInt(d)
 		case "max_context_tokens":
 			rc.MaxContextTokens, err = parseInt(d)
+		case "query_turns":
+			rc.QueryTurns, err = parseInt(d)
 		case "min_score":
 			if !d.NextArg() {
 				return d.ArgErr()

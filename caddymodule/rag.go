@@ -91,6 +91,11 @@ type RAGConfig struct {
 	// {http.ai_gateway.key.metadata.<name>} are known here.
 	Filter map[string]string `json:"filter,omitempty"`
 
+	// QueryTurns is how many of the last user messages make the retrieval
+	// query (2: the previous user turn too, for follow-up questions); the
+	// template's {query} stays the last message. Default: 1.
+	QueryTurns int `json:"query_turns,omitempty"`
+
 	// OnError is "pass" (retrieval failed: the prompt goes as it was, with
 	// X-AI-Gateway-RAG: skipped) or "fail" (503 rag_unavailable).
 	// Default: pass.
@@ -299,7 +304,7 @@ func (h *Handler) ragStage(a *App, logger *zap.Logger) (gateway.Stage, error) {
 		return nil, err
 	}
 	st := &rag.Stage{Collection: c, TopK: rc.TopK, MaxContextTokens: rc.MaxContextTokens, MinScore: rc.MinScore,
-		Inject: rc.Inject, Template: rc.Template, FailClosed: rc.OnError == "fail", Logger: logger.Named("rag")}
+		Inject: rc.Inject, Template: rc.Template, QueryTurns: rc.QueryTurns, FailClosed: rc.OnError == "fail", Logger: logger.Named("rag")}
 	if len(rc.Filter) > 0 {
 		filter := rc.Filter
 		st.Filter = func(x *gateway.Exchange) map[string]string {
@@ -326,6 +331,9 @@ func (h *Handler) ragStage(a *App, logger *zap.Logger) (gateway.Stage, error) {
 func (rc *RAGConfig) validate() error {
 	if rc.TopK < 0 || rc.TopK > 100 {
 		return fmt.Errorf("rag: top_k must be from 1 to 100")
+	}
+	if rc.QueryTurns < 0 || rc.QueryTurns > 16 {
+		return fmt.Errorf("rag: query_turns must be from 1 to 16")
 	}
 	if rc.MaxContextTokens < 0 {
 		return fmt.Errorf("rag: max_context_tokens must not be negative")

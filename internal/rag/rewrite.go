@@ -107,21 +107,42 @@ func lastUser(msgs gjson.Result) (int, string) {
 // QueryOf returns the retrieval query of an OpenAI-format request: the text
 // of the last user message (Chat), or of the input (Responses: a string,
 // or the last user item).
-func QueryOf(op openai.Op, body []byte) string {
+func QueryOf(op openai.Op, body []byte) string { return QueryOfTurns(op, body, 1) }
+
+// QueryOfTurns is QueryOf over the last turns user messages (oldest first,
+// joined by a blank line), so that a follow-up ("and on Windows?") is
+// searched with the question it follows.
+func QueryOfTurns(op openai.Op, body []byte, turns int) string {
 	root := openai.ParseInPlace(body)
+	var msgs gjson.Result
 	switch op {
 	case openai.OpChat:
-		_, q := lastUser(root.Get("messages"))
-		return strings.Clone(q)
+		msgs = root.Get("messages")
 	case openai.OpResponses:
-		in := root.Get("input")
-		if in.Type == gjson.String {
-			return strings.Clone(in.Str)
+		msgs = root.Get("input")
+		if msgs.Type == gjson.String {
+			return strings.Clone(msgs.Str)
 		}
-		_, q := lastUser(in)
+	default:
+		return ""
+	}
+	if turns <= 1 {
+		_, q := lastUser(msgs)
 		return strings.Clone(q)
 	}
-	return ""
+	var texts []string
+	msgs.ForEach(func(_, m gjson.Result) bool {
+		if m.Get("role").Str == "user" {
+			if t := textOfContent(m.Get("content")); strings.TrimSpace(t) != "" {
+				texts = append(texts, t)
+			}
+		}
+		return true
+	})
+	if len(texts) > turns {
+		texts = texts[len(texts)-turns:]
+	}
+	return strings.Join(texts, "\n\n")
 }
 
 // replaceText returns content with its text replaced by text: a string

@@ -73,6 +73,9 @@ type Stage struct {
 	// FailClosed answers 503 when retrieval fails (on_error fail); else
 	// the prompt goes as it was with X-AI-Gateway-RAG: skipped.
 	FailClosed bool
+	// QueryTurns is how many of the last user messages the query is made
+	// of (2: the previous user turn too). Default: 1.
+	QueryTurns int
 	// Timeout bounds a retrieval. Default: 10s.
 	Timeout time.Duration
 	Logger  *zap.Logger
@@ -91,12 +94,12 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	if req.Op != openai.OpChat && req.Op != openai.OpResponses {
 		return nil, nil
 	}
-	query := QueryOf(req.Op, req.Body)
+	query := QueryOfTurns(req.Op, req.Body, s.QueryTurns)
 	if strings.TrimSpace(query) == "" {
 		return nil, nil
 	}
 	if len(query) > MaxQueryBytes {
-		query = strings.ToValidUTF8(query[:MaxQueryBytes], "")
+		query = strings.ToValidUTF8(query[len(query)-MaxQueryBytes:], "") // keep the end: the latest turn
 	}
 	start := time.Now()
 	q := Query{Text: query, K: s.topK(), MinScore: s.MinScore}
@@ -133,7 +136,11 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	if len(used) == 0 {
 		return nil, s.done(x, StatusNone, nil, elapsed)
 	}
-	text := render(s.template(), ctxText, query)
+	last := query
+	if s.QueryTurns > 1 {
+		last = QueryOf(req.Op, req.Body) // {query} is the user's latest message
+	}
+	text := render(s.template(), ctxText, last)
 	if oerr := rewrite(x, s.inject(), text); oerr != nil {
 		return nil, oerr
 	}

@@ -49,6 +49,13 @@ func TestRewriteShapes(t *testing.T) {
 			}
 		})
 	}
+	conv := []byte(`{"messages":[{"role":"user","content":"How do I install it on Linux?"},{"role":"assistant","content":"apt"},{"role":"user","content":"and on Windows?"}]}`)
+	if q := QueryOfTurns(openai.OpChat, conv, 2); q != "How do I install it on Linux?\n\nand on Windows?" {
+		t.Fatalf("two turns: %q", q)
+	}
+	if q := QueryOfTurns(openai.OpChat, conv, 5); !strings.HasPrefix(q, "How do I") {
+		t.Fatalf("more turns than there are: %q", q)
+	}
 	if q := QueryOf(openai.OpChat, []byte(`{"messages":[{"role":"user","content":"first"},{"role":"assistant","content":"a"},{"role":"user","content":[{"type":"text","text":"second"}]}]}`)); q != "second" {
 		t.Fatalf("query %q", q)
 	}
