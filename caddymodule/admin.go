@@ -107,6 +107,8 @@ func (a *App) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		return a.adminStatus(w)
 	case rest == "usage" || rest == "usage/export":
 		return a.adminUsage(w, r, rest == "usage/export")
+	case strings.HasPrefix(rest, "collections/"):
+		return a.serveAdminRAG(w, r, strings.TrimPrefix(rest, "collections/"))
 	}
 	return apiErr(http.StatusNotFound, "unknown ai_gateway admin path")
 }

@@ -113,6 +113,9 @@ type App struct {
 
 	// Metrics configures the Prometheus metrics (see MetricsConfig).
 	Metrics *MetricsConfig `json:"metrics,omitempty"`
+	// Collections are the RAG collections handlers retrieve from (see
+	// rag.go).
+	Collections []*CollectionConfig `json:"collections,omitempty"`
 
 	providers map[string]provider.Provider
 	clients   []*provider.HTTP
@@ -150,6 +153,7 @@ type App struct {
 	tracerKey   string // holds a tracerPool reference
 	rollups     usage.Rollups
 	rollupRef   bool // holds a rollupPool reference
+	rag         *ragState
 }
 
 // ProviderConfig configures one upstream provider.
@@ -335,7 +339,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.redactor = provider.NewRedactor(a.secrets...)
-	return nil
+	return a.provisionRAG(ctx)
 }
 
 // buildProvider returns the provider, its HTTP client and the secrets it
@@ -514,6 +518,7 @@ func (a *App) Cleanup() error {
 	}
 	a.cleanupRouting()
 	a.cleanupObservability()
+	a.cleanupRAG()
 	if !a.healthRef {
 		return nil // Provision failed before taking a reference
 	}
@@ -556,6 +561,13 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 	}
 	if h.MaxJSONDepth > 0 {
 		cfg.MaxJSONDepth = h.MaxJSONDepth
+	}
+	// Stages in order: RAG, then the guardrails (which see the rewritten
+	// prompt).
+	if st, err := h.ragStage(a, logger); err != nil {
+		return nil, err
+	} else if st != nil {
+		cfg.Stages = append(cfg.Stages, st)
 	}
 	if st, err := a.guardrails(h); err != nil {
 		return nil, err

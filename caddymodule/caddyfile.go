@@ -106,6 +106,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		metrics {
 //			key_label
 //		}
+//		collection <name> { ... }  (see unmarshalCollection)
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
@@ -189,6 +190,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.Prices = map[string]PriceConfig{}
 			}
 			a.Prices[args[0]] = PriceConfig{Input: nums[0], Output: nums[1], Cached: nums[2]}
+			continue
+		case "collection":
+			if err := a.unmarshalCollection(d); err != nil {
+				return err
+			}
 			continue
 		}
 		if seen[dir] {
@@ -456,6 +462,7 @@ func parseInt64(d *caddyfile.Dispenser) (int64, error) {
 //		truncate { … }          (see unmarshalGuardrails)
 //		privacy  { … }          (alias pii)
 //		policy   { … }
+//		rag <collection> { ... }  (see unmarshalRAG)
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	hd := new(Handler)
@@ -490,6 +497,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Models = append(h.Models, args...)
 		case "truncate", "privacy", "pii", "policy":
 			err = h.unmarshalGuardrails(d)
+		case "rag":
+			err = h.unmarshalRAG(d)
 		default:
 			return d.Errf("unrecognized ai_gateway subdirective %s", d.Val())
 		}

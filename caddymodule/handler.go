@@ -34,6 +34,9 @@ func init() {
 //	{http.ai_gateway.status}         the status the gateway answered (599: stream broke after 200)
 //	{http.ai_gateway.cost_usd}       the request's spend by the pricing table, USD
 //	{http.ai_gateway.cache}          the response cache's verdict (hit, semantic-hit, miss, bypass, refresh; empty when not cached)
+//	{http.ai_gateway.rag}            used, none or skipped when the route retrieves (rag)
+//	{http.ai_gateway.rag.sources}    the injected chunks, <source>#<chunk index>, comma-separated
+//	{http.ai_gateway.rag.ms}         the retrieval's duration, ms
 type Handler struct {
 	// MaxBodySize overrides the app's request body limit for this route.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
@@ -54,6 +57,9 @@ type Handler struct {
 	Privacy *PrivacyConfig `json:"privacy,omitempty"`
 	// Policy adds system messages and refuses denied prompts.
 	Policy *PolicyConfig `json:"policy,omitempty"`
+	// RAG injects retrieved context into each request's prompt (see
+	// RAGConfig).
+	RAG *RAGConfig `json:"rag,omitempty"`
 
 	gw      *gateway.Gateway
 	metrics *metrics
@@ -108,6 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		repl.Set("http.ai_gateway.status", info.Status)
 		repl.Set("http.ai_gateway.cost_usd", strconv.FormatFloat(cost, 'f', -1, 64))
 		repl.Set("http.ai_gateway.cache", info.Cache)
+		setRAGPlaceholders(repl, &info)
 	}
 	return nil
 }
