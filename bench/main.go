@@ -215,6 +215,9 @@ func run(ctx context.Context, cfg config) error {
 	if err := addCaddy("ai_gateway full, traced", esc(tracedCaddyfile(fakeAddr, sink)), "bench", keyHeader, nil); err != nil {
 		return err
 	}
+	if err := addCaddy("ai_gateway full, guardrails", esc(guardrailsCaddyfile(fakeAddr)), "bench", keyHeader, nil); err != nil {
+		return err
+	}
 	if cfg.redis {
 		if _, err := exec.LookPath("redis-server"); err != nil {
 			rep.notes = append(rep.notes, "Redis rows skipped: redis-server not on PATH")
