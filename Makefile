@@ -6,7 +6,7 @@ FAKELLM   := $(BIN)/fakellm
 PKG       := github.com/caddy-ai-gateway/caddy-ai-gateway
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-deps vet fmt fuzz bench bench-peers bench-go clean
+.PHONY: all build run test test-deps deps-chroma vet fmt fuzz bench bench-peers bench-go clean
 
 all: build
 
@@ -32,12 +32,27 @@ test: test-deps
 # listed in TEST_DEPS; its recipe is $(call need,<commands>,<apt packages>,<how
 # to get them>). A later dependency with another installer gets its own
 # target and recipe.
-TEST_DEPS := deps-redis
+TEST_DEPS := deps-redis deps-chroma
 
 test-deps: $(TEST_DEPS)
 
 deps-redis:
 	$(call need,redis-server redis-cli,redis-server,install the redis-server package as root (apt-get install redis-server) or put both on PATH)
+
+# A real Chroma server for the RAG tests (internal/testutil/chromatest):
+# npm chromadb with its native bindings pinned together (3.0.6 otherwise
+# resolves a newer binding that needs a newer glibc), installed into
+# CHROMA_DIR (git ignores .deps/); a no-op once the pinned versions are in.
+CHROMA_DIR      := .deps/chroma
+CHROMA_PACKAGES := chromadb@3.0.6 chromadb-js-bindings-linux-x64-gnu@1.0.1
+
+deps-chroma:
+	$(call need,npm npx,npm,install Node.js and npm (apt-get install nodejs npm) or put npm and npx on PATH)
+	@if grep -qs '"version": "3.0.6"' $(CHROMA_DIR)/node_modules/chromadb/package.json && \
+		grep -qs '"version": "1.0.1"' $(CHROMA_DIR)/node_modules/chromadb-js-bindings-linux-x64-gnu/package.json; then :; else \
+		echo "test-deps: installing $(CHROMA_PACKAGES) into $(CHROMA_DIR)"; \
+		mkdir -p $(CHROMA_DIR) && npm install --prefix $(CHROMA_DIR) --no-audit --no-fund --no-package-lock $(CHROMA_PACKAGES) >/dev/null || exit 1; \
+	fi
 
 # missing: the commands of $(1) that are not on PATH.
 missing = $(strip $(foreach c,$(1),$(if $(shell command -v $(c) 2>/dev/null),,$(c))))

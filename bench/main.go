@@ -2,7 +2,8 @@
 // in-process fakellm and Caddy processes from the binary under test — a bare
 // reverse_proxy, the ai_gateway handler passing requests through, and the
 // full ai_gateway pipeline (a key with rpm, tpm, concurrency and a budget,
-// model rpm/tpm) with its state in process and in a redis-server it starts —
+// model rpm/tpm) with its state in process and in a redis-server it starts,
+// and in process with every request traced to a discarding OTLP sink —
 // plus peer gateways when installed (Portkey, `make bench-peers`), all in
 // front of that fakellm. It drives each target with closed-loop workers for
 // non-stream and stream chat completions and prints a markdown table of
@@ -208,6 +209,16 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	if err := addCaddy("ai_gateway full (in process)", esc(gatewayCaddyfile(0, fakeAddr, true, "")), "bench", keyHeader, nil); err != nil {
+		return err
+	}
+	sink, err := startTraceSink(ctx)
+	if err != nil {
+		return err
+	}
+	if err := addCaddy("ai_gateway full, traced", esc(tracedCaddyfile(fakeAddr, sink)), "bench", keyHeader, nil); err != nil {
+		return err
+	}
+	if err := addCaddy("ai_gateway full, guardrails", esc(guardrailsCaddyfile(fakeAddr)), "bench", keyHeader, nil); err != nil {
 		return err
 	}
 	if cfg.redis {

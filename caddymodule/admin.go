@@ -31,6 +31,8 @@ func init() {
 //	GET    /ai_gateway/keys/{name}   a key with its usage this budget period
 //	DELETE /ai_gateway/keys/{name}   revoke a runtime key
 //	GET    /ai_gateway/status        circuit breakers and shared-state health
+//	GET    /ai_gateway/usage         usage and spend per hour or day, grouped (admin_usage.go)
+//	GET    /ai_gateway/usage/export  the same as CSV
 //
 // Caddy provisions it with each config it loads, before the config's apps
 // start; it serves that config's ai_gateway app.
@@ -105,6 +107,10 @@ func (a *App) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		return a.adminStatus(w)
 	case rest == "cache":
 		return a.adminCache(w, r)
+	case rest == "usage" || rest == "usage/export":
+		return a.adminUsage(w, r, rest == "usage/export")
+	case strings.HasPrefix(rest, "collections/"):
+		return a.serveAdminRAG(w, r, strings.TrimPrefix(rest, "collections/"))
 	}
 	return apiErr(http.StatusNotFound, "unknown ai_gateway admin path")
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/registry"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/telemetry"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
 )
 
@@ -107,6 +108,14 @@ type App struct {
 	// tokens), by model name or glob.
 	Prices map[string]PriceConfig `json:"prices,omitempty"`
 
+	// Telemetry configures OpenTelemetry traces (see TelemetryConfig).
+	Telemetry *TelemetryConfig `json:"telemetry,omitempty"`
+
+	// Metrics configures the Prometheus metrics (see MetricsConfig).
+	Metrics *MetricsConfig `json:"metrics,omitempty"`
+	// Collections are the RAG collections handlers retrieve from (see
+	// rag.go).
+	Collections []*CollectionConfig `json:"collections,omitempty"`
 	// Cache turns the response cache on for every route (see CacheConfig).
 	Cache *CacheConfig `json:"cache,omitempty"`
 
@@ -142,7 +151,12 @@ type App struct {
 
 	routing     routing               // quotas, loads, probes (routing.go)
 	redisClient redis.UniversalClient // with Redis: shares cooldowns
-	redisPrefix string                // with Redis: the cache's keys start with it
+	tracer      *telemetry.Tracer
+	tracerKey   string // holds a tracerPool reference
+	rollups     usage.Rollups
+	rollupRef   bool // holds a rollupPool reference
+	rag         *ragState
+	redisPrefix string // with Redis: the cache's keys start with it
 	cache       *responseCache
 }
 
@@ -325,7 +339,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionRouting(ctx); err != nil {
 		return err
 	}
+	if err := a.provisionObservability(ctx); err != nil {
+		return err
+	}
 	a.redactor = provider.NewRedactor(a.secrets...)
+	if err := a.provisionRAG(ctx); err != nil {
+		return err
+	}
 	return a.provisionCache(ctx)
 }
 
@@ -505,6 +525,8 @@ func (a *App) Cleanup() error {
 		_, _ = statePool.Delete(k)
 	}
 	a.cleanupRouting()
+	a.cleanupObservability()
+	a.cleanupRAG()
 	if !a.healthRef {
 		return nil // Provision failed before taking a reference
 	}
@@ -534,6 +556,7 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 		Models:        h.Models,
 		Guard:         a.guard(logger),
 		Drain:         a.drain,
+		Telemetry:     a.tracer,
 		Stages:        a.cacheStages(h, logger),
 	}
 	if h.MaxBodySize > 0 {
@@ -548,11 +571,19 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 	if h.MaxJSONDepth > 0 {
 		cfg.MaxJSONDepth = h.MaxJSONDepth
 	}
+	// Stages in order: RAG, then the guardrails (which see the rewritten
+	// prompt).
+	if st, err := h.ragStage(a, logger); err != nil {
+		return nil, err
+	} else if st != nil {
+		cfg.Stages = append(cfg.Stages, st)
+	}
 	if st, err := a.guardrails(h); err != nil {
 		return nil, err
 	} else if st != nil {
 		cfg.Stages = append(cfg.Stages, st)
 	}
+	linkCacheVersions(cfg.Stages)
 	return gateway.New(cfg)
 }
 

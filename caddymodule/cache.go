@@ -215,16 +215,11 @@ func registerCacheMetrics(reg prometheus.Registerer, st *cache.Stats) error {
 	counter := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.CounterFunc {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help, ConstLabels: labels}, f)
 	}
-	const reqHelp = "Requests the response cache saw, by result (hit, semantic-hit, miss, bypass)."
+	// Requests by result and the saved tokens and USD are counted per
+	// request from gateway.Info (metrics.go); these are the cache's own.
 	cs := []prometheus.CounterFunc{
-		counter("cache_requests_total", reqHelp, prometheus.Labels{"result": "hit"}, func() float64 { return float64(st.Hits.Load()) }),
-		counter("cache_requests_total", reqHelp, prometheus.Labels{"result": "semantic-hit"}, func() float64 { return float64(st.SemanticHits.Load()) }),
-		counter("cache_requests_total", reqHelp, prometheus.Labels{"result": "miss"}, func() float64 { return float64(st.Misses.Load()) }),
-		counter("cache_requests_total", reqHelp, prometheus.Labels{"result": "bypass"}, func() float64 { return float64(st.Bypasses.Load()) }),
 		counter("cache_coalesced_total", "Requests answered by an identical request in flight.", nil, func() float64 { return float64(st.Coalesced.Load()) }),
 		counter("cache_stored_total", "Answers stored by the response cache.", nil, func() float64 { return float64(st.Stored.Load()) }),
-		counter("cache_saved_tokens_total", "Tokens cache hits did not spend.", nil, func() float64 { return float64(st.SavedTokens.Load()) }),
-		counter("cache_saved_usd_total", "USD cache hits did not spend.", nil, func() float64 { return float64(st.SavedMicros.Load()) / 1e6 }),
 		counter("cache_store_errors_total", "Failed cache store operations (the request bypassed the cache).", nil, func() float64 { return float64(st.StoreErrors.Load()) }),
 	}
 	var errs []error

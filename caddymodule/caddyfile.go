@@ -97,6 +97,16 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		}
 //		reserve_output_tokens <n>
 //		price <model|glob> <input usd/1M> <output usd/1M> [<cached usd/1M>]
+//		telemetry {
+//			otlp           <endpoint> [grpc|http]
+//			sample         <ratio>
+//			service_name   <name>
+//			capture_content
+//		}
+//		metrics {
+//			key_label
+//		}
+//		collection <name> { ... }  (see unmarshalCollection)
 //		cache { ... }   (see CacheConfig.unmarshal)
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -182,6 +192,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.Prices[args[0]] = PriceConfig{Input: nums[0], Output: nums[1], Cached: nums[2]}
 			continue
+		case "collection":
+			if err := a.unmarshalCollection(d); err != nil {
+				return err
+			}
+			continue
 		}
 		if seen[dir] {
 			return d.Errf("%s declared twice", dir)
@@ -225,6 +240,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "redis":
 			a.Redis = new(RedisConfig)
 			err = a.Redis.unmarshal(d)
+		case "telemetry":
+			a.Telemetry = new(TelemetryConfig)
+			err = a.Telemetry.unmarshal(d)
+		case "metrics":
+			a.Metrics = new(MetricsConfig)
+			err = a.Metrics.unmarshal(d)
 		case "cache":
 			a.Cache = new(CacheConfig)
 			err = a.Cache.unmarshal(d)
@@ -445,6 +466,7 @@ func parseInt64(d *caddyfile.Dispenser) (int64, error) {
 //		truncate { … }          (see unmarshalGuardrails)
 //		privacy  { … }          (alias pii)
 //		policy   { … }
+//		rag <collection> { ... }  (see unmarshalRAG)
 //		cache         off
 //	}
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -480,6 +502,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Models = append(h.Models, args...)
 		case "truncate", "privacy", "pii", "policy":
 			err = h.unmarshalGuardrails(d)
+		case "rag":
+			err = h.unmarshalRAG(d)
 		case "cache":
 			err = unmarshalHandlerCache(d, h)
 		default:

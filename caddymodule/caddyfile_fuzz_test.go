@@ -94,6 +94,9 @@ var caddyfileSeeds = []string{
 	"ai_gateway {\n{\n}",
 	"ai_gateway }",
 	"ai_gateway {\nmodel {\n}\n}",
+	"ai_gateway {\ncollection docs {\nstore embedded /tmp/x\nembed lexical\nchunk 400 overlap 60\n}\n}",
+	"ai_gateway {\ncollection kb-1 {\nstore chroma http://127.0.0.1:8000 {\ntenant t\ndatabase d\n}\nembed m\n}\n}",
+	"ai_gateway {\nrag docs {\ntop_k 3\nmax_context_tokens 100\nmin_score 0.5\ninject user\ntemplate \"C:\\n{context}\"\nfilter tenant {http.ai_gateway.key}\non_error fail\n}\n}",
 }
 
 // FuzzCaddyfile parses arbitrary input as the ai_gateway global option and

@@ -15,7 +15,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "ai-gateway",
-		Usage: "hash-key [<secret>] | new-key",
+		Usage: "hash-key [<secret>] | new-key | ingest --config <file> --collection <name> <path>...",
 		Short: "Caddy AI Gateway utilities (gateway keys)",
 		Long: `
 Utilities for Caddy AI Gateway.
@@ -23,6 +23,8 @@ Utilities for Caddy AI Gateway.
   caddy ai-gateway new-key          prints a new random gateway key and its sha256
   caddy ai-gateway hash-key SECRET  prints the sha256 to put in a key's "sha256"
   caddy ai-gateway hash-key < file  reads the secret from standard input
+  caddy ai-gateway ingest --config Caddyfile --collection docs PATH...
+                                    reads .txt, .md, .html and .pdf files into a RAG collection
 
 Keys can also be created at run time through the admin API:
   curl -X POST localhost:2019/ai_gateway/keys -d '{"name":"team-a","rpm":60}'`,
@@ -49,6 +51,7 @@ Keys can also be created at run time through the admin API:
 					return nil
 				},
 			})
+			cmd.AddCommand(ingestCommand())
 			cmd.AddCommand(&cobra.Command{
 				Use:   "new-key",
 				Short: "Generate a new gateway key and print it with its SHA-256",

@@ -206,6 +206,7 @@ func (a *App) provisionGuard(ctx caddy.Context, repl *caddy.Replacer) error {
 		},
 	})
 	a.ledger = usage.NewRedisLedger(client, prefix+"usage:")
+	a.rollups = usage.NewRedisRollups(client, prefix+"rollup:")
 	a.settlements = ratelimit.NewQueue(a.limiter, ratelimit.QueueOptions{
 		OnLost: func(n int, err error) {
 			logger.Warn("settlements lost: Redis unavailable (their leases and reservations expire on their own)",
@@ -240,5 +241,6 @@ func (a *App) guard(logger *zap.Logger) *gateway.Guard {
 		ModelLimits:    limits,
 		OutputEstimate: a.ReserveOutputTokens,
 		Logger:         logger,
+		Accounting:     a.accounting,
 	}
 }

@@ -32,7 +32,11 @@ func init() {
 //	{http.ai_gateway.tokens.output}  completion tokens reported by the upstream
 //	{http.ai_gateway.ttft_ms}        time to the first streamed event (or the answer), ms
 //	{http.ai_gateway.status}         the status the gateway answered (599: stream broke after 200)
-//	{http.ai_gateway.cache}          the response cache's verdict: hit, semantic-hit, miss, bypass, refresh
+//	{http.ai_gateway.cost_usd}       the request's spend by the pricing table, USD
+//	{http.ai_gateway.cache}          the response cache's verdict (hit, semantic-hit, miss, bypass, refresh; empty when not cached)
+//	{http.ai_gateway.rag}            used, none or skipped when the route retrieves (rag)
+//	{http.ai_gateway.rag.sources}    the injected chunks, <source>#<chunk index>, comma-separated
+//	{http.ai_gateway.rag.ms}         the retrieval's duration, ms
 type Handler struct {
 	// MaxBodySize overrides the app's request body limit for this route.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
@@ -56,9 +60,13 @@ type Handler struct {
 	Privacy *PrivacyConfig `json:"privacy,omitempty"`
 	// Policy adds system messages and refuses denied prompts.
 	Policy *PolicyConfig `json:"policy,omitempty"`
+	// RAG injects retrieved context into each request's prompt (see
+	// RAGConfig).
+	RAG *RAGConfig `json:"rag,omitempty"`
 
 	gw      *gateway.Gateway
 	metrics *metrics
+	app     *App
 }
 
 // CaddyModule returns the Caddy module information.
@@ -80,6 +88,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("ai_gateway: no models configured; declare providers and models in the ai_gateway global option")
 	}
 	h.metrics = app.metrics
+	h.app = app
 	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
 		srv.RegisterOnShutdown(app.drainOnExit)
 	}
@@ -93,7 +102,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	var info gateway.Info
 	start := time.Now()
 	h.gw.Serve(w, r, &info)
-	h.metrics.observe(&info, time.Since(start).Seconds())
+	cost := h.app.costUSD(&info)
+	h.metrics.observe(&info, time.Since(start).Seconds(), cost)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.ai_gateway.key", info.Key)
 		repl.Set("http.ai_gateway.model", info.Model)
@@ -105,7 +115,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		repl.Set("http.ai_gateway.tokens.output", info.Usage.OutputTokens)
 		repl.Set("http.ai_gateway.ttft_ms", strconv.FormatInt(info.TTFT.Milliseconds(), 10))
 		repl.Set("http.ai_gateway.status", info.Status)
+		repl.Set("http.ai_gateway.cost_usd", strconv.FormatFloat(cost, 'f', -1, 64))
 		repl.Set("http.ai_gateway.cache", info.Cache)
+		setRAGPlaceholders(repl, &info)
 	}
 	return nil
 }

@@ -24,6 +24,8 @@ type metrics struct {
 	redisDowns prometheus.Counter
 	lost       prometheus.Counter
 	routing    *routingMetrics // hedges and probes (routing.go)
+
+	observability // semantic-convention instruments, spend, cache, RAG, guardrails (metrics_genai.go)
 }
 
 const ns, sub = "caddy", "ai_gateway"
@@ -54,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err := errors.Join(register(reg, &m.requests), register(reg, &m.tokens), register(reg, &m.ttft),
 		register(reg, &m.duration), register(reg, &m.attempts), register(reg, &m.limited), register(reg, &m.redisDowns),
-		register(reg, &m.lost)); err != nil {
+		register(reg, &m.lost), m.observability.register(reg)); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -86,10 +88,11 @@ func (m *metrics) settlementsLost(n int) {
 	}
 }
 
-func (m *metrics) observe(info *gateway.Info, seconds float64) {
+func (m *metrics) observe(info *gateway.Info, seconds, costUSD float64) {
 	if m == nil {
 		return
 	}
+	m.observability.observe(info, seconds, costUSD)
 	model, prov := info.Route, info.Provider
 	m.requests.WithLabelValues(model, prov, strconv.Itoa(info.Status)).Inc()
 	if info.Limited != "" {

@@ -101,7 +101,7 @@ func (s *Stage) semanticLookup(r *request) *Entry {
 		return nil
 	}
 	q := &semanticQuery{text: text,
-		prefix: KeyOf(r.ns, r.endpoint, routeParts(r.x.Route, req.OpenAI.Model), DigestRequest(rest, req.Header, "embed:"+sem.Model))}
+		prefix: KeyOf(r.ns, r.endpoint, routeParts(r.x.Route, req.OpenAI.Model), DigestRequest(rest, req.Header, append(r.extra[:len(r.extra):len(r.extra)], "embed:"+sem.Model)...))}
 	timeout := sem.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second

@@ -95,8 +95,19 @@ type Stats struct {
 // request from a stored entry or from an identical request in flight, or
 // records the answer of the request that goes upstream.
 type Stage struct {
-	cfg Config
+	cfg      Config
+	versions []Versioned
 }
+
+// Versioned is a later stage whose output has a version (a RAG
+// collection's): it is part of the key, so that a new version misses.
+type Versioned interface {
+	Version() uint64
+}
+
+// FoldVersions makes the versions of vs part of every key. Call it before
+// the stage serves.
+func (s *Stage) FoldVersions(vs ...Versioned) { s.versions = append(s.versions, vs...) }
 
 // New returns a stage.
 func New(cfg Config) *Stage {
@@ -196,6 +207,7 @@ type request struct {
 	ctl      control
 	stale    bool // an entry older than the client's max-age
 	semantic *semanticQuery
+	extra    []string // what the digest folds in besides the body
 }
 
 // Run implements gateway.Stage.
@@ -221,12 +233,17 @@ func (s *Stage) newRequest(x *gateway.Exchange, ctl control) *request {
 	}
 	r := &request{x: x, ctl: ctl, stream: req.OpenAI.Stream, ns: s.namespace(x.Key),
 		endpoint: req.Format.String() + ":" + req.OpenAI.Op.String()}
+	var buf [4]string
+	extra := buf[:0]
 	if req.OpenAI.Op != openai.OpChat && r.stream {
 		// Only Chat Completions answers convert between the shapes.
-		r.digest = DigestRequest(body, req.Header, "stream")
-	} else {
-		r.digest = DigestRequest(body, req.Header)
+		extra = append(extra, "stream")
 	}
+	for _, v := range s.versions {
+		extra = append(extra, "version:"+strconv.FormatUint(v.Version(), 10))
+	}
+	r.digest = DigestRequest(body, req.Header, extra...)
+	r.extra = extra
 	r.ref = Ref{Key: KeyOf(r.ns, r.endpoint, routeParts(x.Route, req.OpenAI.Model), r.digest), Namespace: r.ns, Route: x.Route.Pattern}
 	return r
 }

@@ -506,8 +506,8 @@ func TestCacheFallbackStoredUnderAnsweringModel(t *testing.T) {
 		t.Fatalf("primary again: %+v (its own route has no entry)", a)
 	}
 	status, metrics := adminDo(t, gw, http.MethodGet, "/metrics", "")
-	if status != 200 || !strings.Contains(metrics, `caddy_ai_gateway_cache_requests_total{result="hit"} 1`) ||
-		!strings.Contains(metrics, "caddy_ai_gateway_cache_saved_tokens_total") {
+	if status != 200 || !strings.Contains(metrics, `caddy_ai_gateway_cache_requests_total{model="demo",result="hit"} 1`) ||
+		!strings.Contains(metrics, "caddy_ai_gateway_cache_saved_tokens_total") || !strings.Contains(metrics, "caddy_ai_gateway_cache_stored_total 2") {
 		t.Fatalf("metrics: %d\n%s", status, metrics)
 	}
 }

@@ -367,13 +367,13 @@ func TestHedgingCutsTailLatency(t *testing.T) {
 	if charged != tokens {
 		t.Errorf("ledger charged %d tokens, the %d answers reported %d", charged, n, tokens)
 	}
-	if m := metricValue(t, gw, `caddy_ai_gateway_hedged_attempts_total{model="hedged"}`); int(m) != hedges {
+	if m := scrapeSeries(t, gw, `caddy_ai_gateway_hedged_attempts_total{model="hedged"}`); int(m) != hedges {
 		t.Errorf("hedged_attempts_total = %v, want %d", m, hedges)
 	}
 }
 
-// metricValue reads one sample from the admin endpoint's /metrics.
-func metricValue(t *testing.T, gw *Gateway, series string) float64 {
+// scrapeSeries reads one sample from the admin endpoint's /metrics.
+func scrapeSeries(t *testing.T, gw *Gateway, series string) float64 {
 	t.Helper()
 	_, _, body := do(t, mustRequest(t, http.MethodGet, gw.AdminURL+"/metrics"))
 	for line := range strings.SplitSeq(body, "\n") {

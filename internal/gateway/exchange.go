@@ -147,7 +147,9 @@ type Tap interface {
 // runStages runs the admission and the configured stages.
 func (g *Gateway) runStages(x *Exchange) (*Reply, *openai.Error) {
 	if g.cfg.Guard != nil {
+		end := x.phase("admission")
 		adm, oerr := g.cfg.Guard.admit(x.Context(), x.Header(), x.Key, x.Req.OpenAI, x.Route)
+		end(oerr)
 		if oerr != nil {
 			x.Info.Limited = oerr.Code
 			return nil, oerr
@@ -155,7 +157,10 @@ func (g *Gateway) runStages(x *Exchange) (*Reply, *openai.Error) {
 		x.AddTap(admissionTap{adm, x.r.Context()})
 	}
 	for _, s := range g.cfg.Stages {
-		if reply, oerr := s.Run(x); reply != nil || oerr != nil {
+		end := x.phase(s.Name())
+		reply, oerr := s.Run(x)
+		end(oerr)
+		if reply != nil || oerr != nil {
 			return reply, oerr
 		}
 	}

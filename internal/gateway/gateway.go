@@ -83,6 +83,8 @@ type Config struct {
 	// Drain, when set, ends live streams with a terminal error event when
 	// the process exits; shared by the caller across reloads.
 	Drain *Drain
+	// Telemetry traces requests; nil when tracing is off.
+	Telemetry Telemetry
 }
 
 // Gateway serves OpenAI-compatible requests. It is safe for concurrent use.
@@ -242,7 +244,9 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 	} else if !allow(w, r, d, info, http.MethodPost) {
 		return
 	}
+	keyAt := g.traceNow()
 	key, oerr := g.cfg.Guard.authenticate(r)
+	keyDone := g.traceNow()
 	if oerr != nil {
 		fail(w, d, info, oerr)
 		return
@@ -279,6 +283,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		fail(w, d, info, oerr)
 		return
 	}
+	g.startTrace(x, keyAt, keyDone)
 	reply, oerr := g.runStages(x)
 	if oerr != nil {
 		x.end(OutcomeRefused)

@@ -63,6 +63,9 @@ type Guard struct {
 	// applied by the request. Default 2s.
 	SettleTimeout time.Duration
 	Logger        *zap.Logger
+	// Accounting, when set, books every admitted request once it ended
+	// (the usage rollups): its write travels in the request's settlement.
+	Accounting func(info *Info) ratelimit.Write
 
 	seq     atomic.Uint64
 	clock   func() time.Time // nil: time.Now
@@ -333,7 +336,11 @@ func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
 		return
 	}
 	defer a.release()
-	if a.key == nil && len(a.holds) == 0 {
+	var acct ratelimit.Write
+	if a.gd.Accounting != nil {
+		acct = a.gd.Accounting(info)
+	}
+	if a.key == nil && len(a.holds) == 0 && acct == nil {
 		return
 	}
 	e := ending{outcome: o, usage: info.Usage}
@@ -366,14 +373,14 @@ func (a *admission) finish(ctx context.Context, o Outcome, info *Info) {
 				CacheHits: b2i(hit), SavedTokens: info.CacheSaved.InputTokens + info.CacheSaved.OutputTokens, SavedMicros: saved}}
 	}
 	if a.gd.Settlements == nil && !ratelimit.Batches(a.gd.Limiter) {
-		a.gd.settleNow(ctx, ops, &rec)
+		a.gd.settleNow(ctx, ops, &rec, acct)
 		return
 	}
-	a.gd.settleLater(ctx, ops, rec)
+	a.gd.settleLater(ctx, ops, rec, acct)
 }
 
 // settleNow applies a settlement on a limiter that decides in process.
-func (gd *Guard) settleNow(ctx context.Context, ops []ratelimit.Op, rec *usage.Entry) {
+func (gd *Guard) settleNow(ctx context.Context, ops []ratelimit.Op, rec *usage.Entry, acct ratelimit.Write) {
 	ctx = context.WithoutCancel(ctx)
 	for i := range ops {
 		if _, err := ops[i].Do(ctx, gd.Limiter); err != nil {
@@ -385,14 +392,22 @@ func (gd *Guard) settleNow(ctx context.Context, ops []ratelimit.Op, rec *usage.E
 			gd.Logger.Warn("usage record failed", zap.Error(err))
 		}
 	}
+	if acct != nil {
+		if err := acct.Do(ctx); err != nil {
+			gd.Logger.Warn("usage rollup failed", zap.Error(err))
+		}
+	}
 }
 
 // settleLater hands a settlement to the queue (Redis: batched with
 // others), or, without one, sends it in one pipeline now.
-func (gd *Guard) settleLater(ctx context.Context, ops []ratelimit.Op, rec usage.Entry) {
+func (gd *Guard) settleLater(ctx context.Context, ops []ratelimit.Op, rec usage.Entry, acct ratelimit.Write) {
 	s := ratelimit.Settlement{Ops: slices.Clone(ops)}
 	if rec.Ledger != nil {
 		s.Writes = []ratelimit.Write{&rec}
+	}
+	if acct != nil {
+		s.Writes = append(s.Writes, acct)
 	}
 	if q := gd.Settlements; q != nil {
 		q.Settle(ctx, s)

@@ -45,6 +45,7 @@ type hedged struct {
 	start  time.Time
 	gr     *quota.Grant
 	cancel context.CancelFunc
+	end    func(error) // ends the attempt's span
 }
 
 // callTarget makes the attempt on target ti of rt: one call, or, when the
@@ -62,8 +63,11 @@ func (g *Gateway) callTarget(ctx context.Context, x *Exchange, rt *route.Route, 
 	hedge := (rt.HedgeAfter > 0 || rt.HedgeP95) && len(rt.Targets) > 1
 	if !hedge {
 		tg := &rt.Targets[ti]
+		model := tg.UpstreamModel(x.Req.OpenAI.Model)
 		if tg.Load() == nil && gr == nil {
-			r, err := g.call(ctx, g.cfg.Providers[tg.Provider], x.Req, tg.UpstreamModel(x.Req.OpenAI.Model), rt, &x.reply)
+			actx, end := x.attemptSpan(ctx, tg.Provider, model)
+			r, err := g.call(actx, g.cfg.Providers[tg.Provider], x.Req, model, rt, &x.reply)
+			end(err)
 			return r, ti, err
 		}
 		h := hedged{i: ti, gr: gr, start: time.Now()}
@@ -71,7 +75,9 @@ func (g *Gateway) callTarget(ctx context.Context, x *Exchange, rt *route.Route, 
 		if qt := quotaOf(tg); qt != nil {
 			actx = quota.WithTarget(ctx, qt)
 		}
+		actx, h.end = x.attemptSpan(actx, tg.Provider, model)
 		g.run(actx, x, rt, &h)
+		h.end(h.err)
 		if h.err != nil {
 			return nil, ti, h.err
 		}
@@ -147,6 +153,8 @@ func (g *Gateway) hedge(ctx context.Context, x *Exchange, rt *route.Route, ti in
 			actx = quota.WithTarget(actx, qt)
 		}
 		h.cancel = cancel
+		tg := &rt.Targets[i]
+		actx, h.end = x.attemptSpan(actx, tg.Provider, tg.UpstreamModel(x.Req.OpenAI.Model))
 		started = append(started, i)
 		running = append(running, h)
 		go func() {
@@ -163,6 +171,7 @@ func (g *Gateway) hedge(ctx context.Context, x *Exchange, rt *route.Route, ti in
 		select {
 		case h := <-done:
 			pending--
+			h.end(h.err)
 			if h.err == nil {
 				g.cancelLosers(rt, running, h, pending, done)
 				x.reply = h.reply
@@ -228,6 +237,11 @@ func (g *Gateway) cancelLosers(rt *route.Route, running []*hedged, winner *hedge
 	go func() {
 		for range pending {
 			h := <-done
+			if h.err == nil {
+				h.end(context.Canceled)
+			} else {
+				h.end(h.err)
+			}
 			if h.err == nil {
 				if h.reply.Stream != nil {
 					h.reply.Stream.Close()

@@ -204,6 +204,7 @@ func (t *Transport) SendWith(ctx context.Context, path string, body []byte, stre
 	if err != nil {
 		return nil, nil, &Error{Provider: t.name, Kind: KindConnect}
 	}
+	extra = withTraceContext(ctx, extra)
 	if len(extra) > 0 {
 		// A copy of the shared template (which never changes) with them.
 		c := *tmpl

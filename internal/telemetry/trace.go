@@ -1,0 +1,546 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
+)
+
+// ScopeName is the instrumentation scope of the gateway's spans.
+const ScopeName = "github.com/caddy-ai-gateway/caddy-ai-gateway"
+
+// maxContent bounds the prompt or completion text kept on a span when
+// content capture is on.
+const maxContent = 64 << 10
+
+// Upstream describes a configured provider for its spans.
+type Upstream struct {
+	// Name is gen_ai.provider.name (see ProviderName).
+	Name string
+	// Address and Port are server.address and server.port.
+	Address string
+	Port    int
+}
+
+// UpstreamOf returns the Upstream of a provider of type typ at baseURL.
+func UpstreamOf(typ, baseURL string) Upstream {
+	u := Upstream{Name: ProviderName(typ)}
+	pu, err := url.Parse(baseURL)
+	if err != nil || pu.Host == "" {
+		return u
+	}
+	u.Address = pu.Hostname()
+	if p := pu.Port(); p != "" {
+		u.Port, _ = strconv.Atoi(p)
+	} else if pu.Scheme == "https" {
+		u.Port = 443
+	} else {
+		u.Port = 80
+	}
+	return u
+}
+
+// Tracer traces the gateway's requests; it implements gateway.Telemetry.
+//
+// A request whose context holds a span (Caddy's tracing directive) is
+// traced with that span's tracer provider, as its child, so the gateway's
+// spans leave through Caddy's exporter. Otherwise the Tracer's own
+// provider (the telemetry block, OTEL_EXPORTER_OTLP_*) traces it,
+// continuing the client's W3C traceparent; with no own provider such a
+// request is not traced.
+type Tracer struct {
+	// Own is the gateway's own tracer provider; nil follows Caddy's only.
+	Own trace.TracerProvider
+	// Capture records prompts and completions (gen_ai.input.messages,
+	// gen_ai.output.messages). Off by default: they hold user data.
+	Capture bool
+	// Upstreams by configured provider name.
+	Upstreams map[string]Upstream
+	// Pricing prices the usage on the request span (ai_gateway.cost_usd);
+	// nil records no cost.
+	Pricing *usage.Pricing
+
+	own     trace.Tracer
+	ownOnce sync.Once
+	last    atomic.Pointer[scoped] // Caddy's provider and its tracer
+	prop    propagation.TraceContext
+}
+
+type scoped struct {
+	tp trace.TracerProvider
+	t  trace.Tracer
+}
+
+var _ gateway.Telemetry = (*Tracer)(nil)
+
+// tracer returns the tracer of tp, cached for the provider seen last.
+func (t *Tracer) tracer(tp trace.TracerProvider) trace.Tracer {
+	if s := t.last.Load(); s != nil && s.tp == tp {
+		return s.t
+	}
+	s := &scoped{tp: tp, t: tp.Tracer(ScopeName)}
+	t.last.Store(s)
+	return s.t
+}
+
+// Start implements gateway.Telemetry.
+func (t *Tracer) Start(x *gateway.Exchange, keyAt, keyDone time.Time) gateway.Trace {
+	ctx := x.Context()
+	var tr trace.Tracer
+	kind := trace.SpanKindInternal
+	if parent := trace.SpanFromContext(ctx); parent.SpanContext().IsValid() {
+		tr = t.tracer(parent.TracerProvider())
+	} else if t.Own != nil {
+		t.ownOnce.Do(func() { t.own = t.Own.Tracer(ScopeName) })
+		tr = t.own
+		ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(x.Request().Header))
+		kind = trace.SpanKindServer
+	} else {
+		return nil
+	}
+	info := x.Info
+	rt := &requestTrace{t: t, tr: tr, x: x, op: OperationName(info.Op), start: time.Now()}
+	attrs := make([]attribute.KeyValue, 0, 8)
+	attrs = append(attrs,
+		AttrOperationName.String(rt.op),
+		AttrRequestModel.String(info.Model),
+		AttrRequestStream.Bool(info.Stream),
+		AttrRoute.String(info.Route))
+	if info.Key != "" {
+		attrs = append(attrs, AttrKey.String(info.Key))
+	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
+	if !keyAt.IsZero() {
+		// The request span begins with the request, before the key check.
+		opts = append(opts, trace.WithTimestamp(keyAt))
+	}
+	var span trace.Span
+	rt.ctx, span = tr.Start(ctx, "ai_gateway "+rt.op, opts...)
+	rt.span = span
+	if x.Key != nil && !keyAt.IsZero() {
+		_, ks := tr.Start(rt.ctx, "key check", trace.WithTimestamp(keyAt))
+		ks.End(trace.WithTimestamp(keyDone))
+	}
+	return rt
+}
+
+// requestTrace is one request's spans; it is the request's tap.
+type requestTrace struct {
+	t     *Tracer
+	tr    trace.Tracer
+	x     *gateway.Exchange
+	op    string
+	start time.Time
+	ctx   context.Context // carries the request span
+	span  trace.Span
+
+	attempts int
+	// The attempt that answered, open until the reply ends, and what the
+	// reply said.
+	answer        trace.Span
+	respID        string
+	respModel     string
+	finishReasons []string
+	out           []byte // completion text, when captured
+	reqAttrs      []attribute.KeyValue
+}
+
+// Phase implements gateway.Trace.
+func (rt *requestTrace) Phase(name string) func(*openai.Error) {
+	_, span := rt.tr.Start(rt.ctx, name)
+	return func(oerr *openai.Error) {
+		if oerr != nil {
+			span.SetAttributes(AttrErrorType.String(errorType(oerr)))
+			span.SetStatus(codes.Error, oerr.Code)
+		}
+		span.End()
+	}
+}
+
+func errorType(oerr *openai.Error) string {
+	if oerr.Code != "" {
+		return oerr.Code
+	}
+	if oerr.Type != "" {
+		return oerr.Type
+	}
+	return strconv.Itoa(oerr.Status)
+}
+
+// requestAttrs are the request's gen_ai.request.* attributes beyond the
+// model, read once from the client's body.
+func (rt *requestTrace) requestAttrs() []attribute.KeyValue {
+	if rt.reqAttrs != nil {
+		return rt.reqAttrs
+	}
+	req := rt.x.Req.OpenAI
+	attrs := []attribute.KeyValue{AttrRequestStream.Bool(req.Stream)}
+	if req.MaxTokens > 0 {
+		attrs = append(attrs, AttrRequestMaxTokens.Int64(req.MaxTokens))
+	}
+	r := gjson.GetManyBytes(req.Body, "temperature", "top_p")
+	if r[0].Type == gjson.Number {
+		attrs = append(attrs, AttrRequestTemperature.Float64(r[0].Float()))
+	}
+	if r[1].Type == gjson.Number {
+		attrs = append(attrs, AttrRequestTopP.Float64(r[1].Float()))
+	}
+	if rt.t.Capture {
+		if in := inputMessages(rt.x.Req); in != "" {
+			attrs = append(attrs, AttrInputMessages.String(in))
+		}
+	}
+	rt.reqAttrs = attrs
+	return attrs
+}
+
+// Attempt implements gateway.Trace.
+func (rt *requestTrace) Attempt(ctx context.Context, prov, model string) (context.Context, func(error)) {
+	rt.attempts++
+	up := rt.t.Upstreams[prov]
+	name := up.Name
+	if name == "" {
+		name = prov
+	}
+	attrs := append([]attribute.KeyValue{
+		AttrOperationName.String(rt.op),
+		AttrProviderName.String(name),
+		AttrRequestModel.String(model),
+		AttrProvider.String(prov),
+		AttrAttempt.Int(rt.attempts),
+	}, rt.requestAttrs()...)
+	if up.Address != "" {
+		attrs = append(attrs, AttrServerAddress.String(up.Address), AttrServerPort.Int(up.Port))
+	}
+	// The span's parent is the request span; ctx (the request's, maybe
+	// the drain's) keeps its cancellation.
+	_, span := rt.tr.Start(rt.ctx, rt.op+" "+model, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	return trace.ContextWithSpan(ctx, span), func(err error) {
+		if err == nil {
+			rt.answer = span
+			return
+		}
+		et := "_OTHER"
+		var pe *provider.Error
+		switch {
+		case errors.As(err, &pe):
+			et = upstreamErrorType(pe)
+		case errors.Is(err, context.Canceled):
+			et = "canceled"
+		case errors.Is(err, context.DeadlineExceeded):
+			et = "timeout"
+		}
+		span.SetAttributes(AttrErrorType.String(et))
+		span.SetStatus(codes.Error, et)
+		span.End()
+	}
+}
+
+// upstreamErrorType is error.type of an upstream failure: its HTTP status,
+// or what kept it from answering. Never the upstream's message (it may
+// echo a credential before redaction).
+func upstreamErrorType(pe *provider.Error) string {
+	switch pe.Kind {
+	case provider.KindConnect:
+		return "connect"
+	case provider.KindTimeout:
+		return "timeout"
+	case provider.KindProtocol:
+		return "invalid_response"
+	}
+	return strconv.Itoa(pe.Status)
+}
+
+var (
+	finishKey    = []byte(`"finish_reason":"`)
+	msgStart     = []byte("message_start")
+	msgDelta     = []byte("message_delta")
+	blockDelta   = []byte("content_block_delta")
+	respComplete = []byte("response.completed")
+	respIncomp   = []byte("response.incomplete")
+)
+
+// Event implements gateway.Tap: it reads the response id, model and finish
+// reasons (and, when captured, the text) from the stream.
+func (rt *requestTrace) Event(ev *dialect.Event, f provider.Format) {
+	data := ev.Data
+	if f == provider.FormatAnthropic {
+		switch {
+		case bytes.Equal(ev.Name, msgStart):
+			r := gjson.GetManyBytes(data, "message.id", "message.model")
+			rt.respID, rt.respModel = r[0].String(), r[1].String()
+		case bytes.Equal(ev.Name, msgDelta):
+			if s := gjson.GetBytes(data, "delta.stop_reason").String(); s != "" {
+				rt.finishReasons = append(rt.finishReasons, s)
+			}
+		case rt.t.Capture && bytes.Equal(ev.Name, blockDelta):
+			rt.appendOut(gjson.GetBytes(data, "delta.text").String())
+		}
+		return
+	}
+	if rt.x.Info.Op == openai.OpResponses {
+		if bytes.Equal(ev.Name, respComplete) || bytes.Equal(ev.Name, respIncomp) {
+			r := gjson.GetManyBytes(data, "response.id", "response.model", "response.status")
+			rt.respID, rt.respModel = r[0].String(), r[1].String()
+			rt.finishReasons = append(rt.finishReasons, r[2].String())
+		}
+		return
+	}
+	if rt.respID == "" {
+		r := gjson.GetManyBytes(data, "id", "model")
+		rt.respID, rt.respModel = r[0].String(), r[1].String()
+	}
+	if bytes.Contains(data, finishKey) {
+		gjson.GetBytes(data, "choices.#.finish_reason").ForEach(func(_, v gjson.Result) bool {
+			if s := v.String(); s != "" {
+				rt.finishReasons = append(rt.finishReasons, s)
+			}
+			return true
+		})
+	}
+	if rt.t.Capture {
+		r := gjson.GetBytes(data, "choices.0.delta.content")
+		if r.Type != gjson.String {
+			r = gjson.GetBytes(data, "choices.0.text")
+		}
+		rt.appendOut(r.String())
+	}
+}
+
+func (rt *requestTrace) appendOut(s string) {
+	if n := maxContent - len(rt.out); n > 0 {
+		rt.out = append(rt.out, s[:min(n, len(s))]...)
+	}
+}
+
+// Body implements gateway.Tap.
+func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
+	if f == provider.FormatAnthropic {
+		r := gjson.GetManyBytes(b, "id", "model", "stop_reason")
+		rt.respID, rt.respModel = r[0].String(), r[1].String()
+		if s := r[2].String(); s != "" {
+			rt.finishReasons = append(rt.finishReasons, s)
+		}
+		if rt.t.Capture {
+			gjson.GetBytes(b, "content.#.text").ForEach(func(_, v gjson.Result) bool { rt.appendOut(v.String()); return true })
+		}
+		return b
+	}
+	r := gjson.GetManyBytes(b, "id", "model", "status")
+	rt.respID, rt.respModel = r[0].String(), r[1].String()
+	if rt.x.Info.Op == openai.OpResponses {
+		if s := r[2].String(); s != "" {
+			rt.finishReasons = append(rt.finishReasons, s)
+		}
+		if rt.t.Capture {
+			rt.appendOut(gjson.GetBytes(b, "output.#.content.#.text|@flatten|0").String())
+		}
+		return b
+	}
+	gjson.GetBytes(b, "choices.#.finish_reason").ForEach(func(_, v gjson.Result) bool {
+		if s := v.String(); s != "" {
+			rt.finishReasons = append(rt.finishReasons, s)
+		}
+		return true
+	})
+	if rt.t.Capture {
+		c := gjson.GetBytes(b, "choices.0.message.content")
+		if c.Type != gjson.String {
+			c = gjson.GetBytes(b, "choices.0.text")
+		}
+		rt.appendOut(c.String())
+	}
+	return b
+}
+
+// End implements gateway.Tap: it ends the answering attempt's span with
+// what the reply said and the request span with how it ended.
+func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
+	u := info.Usage
+	if s := rt.answer; s != nil {
+		attrs := make([]attribute.KeyValue, 0, 8)
+		if rt.respID != "" {
+			attrs = append(attrs, AttrResponseID.String(rt.respID))
+		}
+		if rt.respModel != "" {
+			attrs = append(attrs, AttrResponseModel.String(rt.respModel))
+		}
+		if len(rt.finishReasons) > 0 {
+			attrs = append(attrs, AttrFinishReasons.StringSlice(rt.finishReasons))
+		}
+		if u.Known {
+			attrs = append(attrs, AttrInputTokens.Int64(u.InputTokens), AttrOutputTokens.Int64(u.OutputTokens),
+				AttrCacheReadTokens.Int64(u.CachedTokens))
+		}
+		if rt.t.Capture && len(rt.out) > 0 {
+			attrs = append(attrs, AttrOutputMessages.String(outputMessages(rt.out, rt.finishReasons)))
+		}
+		if o != gateway.OutcomeCompleted {
+			attrs = append(attrs, AttrErrorType.String(o.String()))
+			s.SetStatus(codes.Error, o.String())
+		}
+		s.SetAttributes(attrs...)
+		s.End()
+	}
+	span := rt.span
+	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs = append(attrs, AttrOutcome.String(o.String()), AttrStatus.Int(info.Status), AttrAttempts.Int(info.Attempts))
+	if info.Provider != "" {
+		attrs = append(attrs, AttrProvider.String(info.Provider))
+		if up, ok := rt.t.Upstreams[info.Provider]; ok {
+			attrs = append(attrs, AttrProviderName.String(up.Name))
+		}
+	}
+	if rt.respModel != "" {
+		attrs = append(attrs, AttrResponseModel.String(rt.respModel))
+	}
+	if u.Known {
+		attrs = append(attrs, AttrInputTokens.Int64(u.InputTokens), AttrOutputTokens.Int64(u.OutputTokens),
+			AttrCacheReadTokens.Int64(u.CachedTokens))
+		if rt.t.Pricing != nil && info.Cache != "hit" && info.Cache != "semantic-hit" { // a hit spends nothing
+			if p, ok := rt.t.Pricing.Lookup(info.UpstreamModel, info.Model); ok {
+				attrs = append(attrs, AttrCostUSD.Float64(float64(p.CostMicros(u))/1e6))
+			}
+		}
+	}
+	for _, a := range [...]struct {
+		k attribute.Key
+		v string
+	}{{AttrCache, info.Cache}, {AttrRAG, info.RAG}, {AttrGuardrail, info.Guardrails}} {
+		if a.v != "" {
+			attrs = append(attrs, a.k.String(a.v))
+		}
+	}
+	switch {
+	case info.Status >= 500 || o == gateway.OutcomeStreamBroken:
+		et := info.Limited
+		if et == "" {
+			et = o.String()
+		}
+		attrs = append(attrs, AttrErrorType.String(et))
+		span.SetStatus(codes.Error, et)
+	case info.Limited != "":
+		attrs = append(attrs, AttrErrorType.String(info.Limited))
+	}
+	span.SetAttributes(attrs...)
+	span.End()
+}
+
+// inputMessages renders the prompt as gen_ai.input.messages: the
+// conventions' messages of role and text parts.
+func inputMessages(req *dialect.Request) string {
+	body := req.OpenAI.Body
+	if req.Native != nil {
+		body = req.Native
+	}
+	var b strings.Builder
+	b.WriteByte('[')
+	n := 0
+	add := func(role, text string) {
+		if b.Len() > maxContent {
+			return
+		}
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		n++
+		b.WriteString(`{"role":`)
+		b.WriteString(strconv.Quote(role))
+		b.WriteString(`,"parts":[{"type":"text","content":`)
+		b.WriteString(jsonString(text))
+		b.WriteString(`}]}`)
+	}
+	r := gjson.GetManyBytes(body, "system", "messages", "input", "prompt")
+	if r[0].Exists() {
+		add("system", contentText(r[0]))
+	}
+	switch {
+	case r[1].IsArray():
+		r[1].ForEach(func(_, m gjson.Result) bool {
+			add(m.Get("role").String(), contentText(m.Get("content")))
+			return true
+		})
+	case r[2].IsArray():
+		r[2].ForEach(func(_, m gjson.Result) bool {
+			add(m.Get("role").String(), contentText(m.Get("content")))
+			return true
+		})
+	case r[2].Exists():
+		add("user", r[2].String())
+	case r[3].Exists():
+		add("user", contentText(r[3]))
+	default:
+		return ""
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// contentText is the text of a message's content: a string, or the text
+// of its parts.
+func contentText(c gjson.Result) string {
+	if !c.IsArray() {
+		return c.String()
+	}
+	var sb strings.Builder
+	c.ForEach(func(_, p gjson.Result) bool {
+		if t := p.Get("text"); t.Exists() {
+			sb.WriteString(t.String())
+		} else if p.Type == gjson.String {
+			sb.WriteString(p.String())
+		}
+		return true
+	})
+	return sb.String()
+}
+
+func outputMessages(text []byte, finish []string) string {
+	fr := ""
+	if len(finish) > 0 {
+		fr = finish[0]
+	}
+	return `[{"role":"assistant","parts":[{"type":"text","content":` + jsonString(string(text)) + `}],"finish_reason":` + strconv.Quote(fr) + `}]`
+}
+
+// jsonString quotes s as a JSON string.
+func jsonString(s string) string {
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, `\u00`...)
+			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(append(b, '"'))
+}

@@ -1,0 +1,75 @@
+package usage_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/testutil/redistest"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
+)
+
+var _ ratelimit.Write = (*usage.RollupEntry)(nil)
+
+func TestMemoryRollups(t *testing.T) {
+	t.Parallel()
+	r := usage.NewMemoryRollups()
+	runRollupSuite(t, [2]usage.Rollups{r, r})
+}
+
+func TestRedisRollups(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	// Two clients act as two gateway processes sharing the buckets.
+	runRollupSuite(t, [2]usage.Rollups{usage.NewRedisRollups(srv.Client(), "t:"), usage.NewRedisRollups(srv.Client(), "t:")})
+}
+
+func runRollupSuite(t *testing.T, r [2]usage.Rollups) {
+	ctx := context.Background()
+	base := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	team := usage.Dims{Key: "team", Route: "demo", Provider: "a", UpstreamModel: "fake-model", Status: "200"}
+	other := usage.Dims{Route: "demo", Provider: "b", UpstreamModel: "m2", Cache: "hit", Status: "200"}
+	adds := []struct {
+		i  int
+		at time.Time
+		d  usage.Dims
+		c  usage.Counts
+	}{
+		{0, base.Add(5 * time.Minute), team, usage.Counts{Requests: 1, InputTokens: 10, OutputTokens: 20, CostMicros: 50}},
+		{1, base.Add(50 * time.Minute), team, usage.Counts{Requests: 1, InputTokens: 1, OutputTokens: 2, CachedTokens: 1, CostMicros: 5}},
+		{1, base.Add(70 * time.Minute), other, usage.Counts{Requests: 1}},
+	}
+	for _, a := range adds {
+		if err := r[a.i].Add(ctx, a.at, a.d, a.c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := r[0].Query(ctx, usage.StepHour, base, base.Add(3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || !rows[0].Start.Equal(base) || rows[0].Dims != team ||
+		rows[0].Counts != (usage.Counts{Requests: 2, InputTokens: 11, OutputTokens: 22, CachedTokens: 1, CostMicros: 55}) ||
+		!rows[1].Start.Equal(base.Add(time.Hour)) || rows[1].Dims != other || rows[1].Requests != 1 {
+		t.Fatalf("hour rows %+v", rows)
+	}
+	day := usage.StepDay.Start(base)
+	rows, err = r[1].Query(ctx, usage.StepDay, day, day.Add(48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total usage.Counts
+	for _, row := range rows {
+		if !row.Start.Equal(day) && !row.Start.Equal(day.Add(24*time.Hour)) {
+			t.Fatalf("day row at %v", row.Start)
+		}
+		total.Add(row.Counts)
+	}
+	if total != (usage.Counts{Requests: 3, InputTokens: 11, OutputTokens: 22, CachedTokens: 1, CostMicros: 55}) {
+		t.Fatalf("day total %+v", total)
+	}
+	if _, err := r[0].Query(ctx, usage.StepHour, base.Add(-5000*time.Hour), base); err == nil {
+		t.Fatal("a query over too many buckets was accepted")
+	}
+}
