@@ -189,16 +189,17 @@ func TestExchangeIdleTimeout(t *testing.T) {
 }
 
 func TestExchangeIdleResets(t *testing.T) {
-	// Chunks every 40ms keep a 150ms idle timer from firing for 400ms.
+	// Chunks every 40ms keep a 400ms idle timer from firing for 800ms (a
+	// tenfold margin, for loaded machines).
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for range 10 {
+		for range 20 {
 			io.WriteString(w, "data: {}\n\n")
 			w.(http.Flusher).Flush()
 			time.Sleep(40 * time.Millisecond)
 		}
 	}))
 	defer srv.Close()
-	h := NewHTTP("p", Timeouts{Idle: 150 * time.Millisecond})
+	h := NewHTTP("p", Timeouts{Idle: 400 * time.Millisecond})
 	defer h.Close()
 	sendKinds(t, func(t *testing.T, send func(context.Context, *HTTP, string, []byte) (*Exchange, error)) {
 		x, err := send(context.Background(), h, srv.URL, nil)
@@ -207,7 +208,7 @@ func TestExchangeIdleResets(t *testing.T) {
 		}
 		defer x.Close()
 		b, err := io.ReadAll(x.Body)
-		if err != nil || len(b) != 100 {
+		if err != nil || len(b) != 200 {
 			t.Fatalf("read %d bytes: %v", len(b), err)
 		}
 	})

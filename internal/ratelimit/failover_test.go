@@ -223,7 +223,9 @@ func TestFailoverProbesOncePerBackoff(t *testing.T) {
 				if res.Backend != ratelimit.BackendFallback {
 					t.Errorf("decision by %v while down", res.Backend)
 				}
-				if time.Since(start) >= failoverTimeout/2 {
+				// A probe pays (about) the whole timeout; a call merely delayed
+				// by a loaded machine's scheduler rarely takes 80% of it.
+				if time.Since(start) >= failoverTimeout*4/5 {
 					mu.Lock()
 					slow++
 					mu.Unlock()
