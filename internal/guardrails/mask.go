@@ -2,6 +2,7 @@ package guardrails
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -129,11 +130,27 @@ func (v *Vault) pendingPrefix(s string) int {
 // masker rewrites strings of a JSON body, replacing detected values by
 // placeholders.
 type masker struct {
-	d     *Detectors
-	act   func(detector string) Action
+	d *Detectors
+	// rules are the stage's rules; those that apply to the request are
+	// on: rules[i] when bit i is set (every rule when all are).
+	rules []Rule
+	on    uint64
+	// vault is made by mask.
 	vault *Vault
 	// found counts detections per action and detector.
 	found map[Action]map[string]int
+}
+
+// act is the action the rules take on what detector finds: block over
+// route over mask.
+func (m *masker) act(detector string) Action {
+	best := ActionNone
+	for i, r := range m.rules {
+		if m.on&(1<<(i%64)) != 0 && r.Action > best && (slices.Contains(r.Detectors, detector) || slices.Contains(r.Detectors, "all")) {
+			best = r.Action
+		}
+	}
+	return best
 }
 
 func (m *masker) note(a Action, det string) {
@@ -164,28 +181,29 @@ type edit struct {
 // and its offset in body.
 func scan(body []byte, f func(v gjson.Result, off int)) {
 	js := unsafe.String(unsafe.SliceData(body), len(body))
-	var walk func(v gjson.Result)
-	walk = func(v gjson.Result) {
-		switch {
-		case v.Type == gjson.String:
-			f(v, offsetIn(js, v.Raw))
-		case v.IsArray():
-			v.ForEach(func(_, it gjson.Result) bool { walk(it); return true })
-		case v.IsObject():
-			v.ForEach(func(k, it gjson.Result) bool {
-				if !skipKeys[k.Str] {
-					walk(it)
-				}
-				return true
-			})
-		}
-	}
 	gjson.Parse(js).ForEach(func(k, v gjson.Result) bool {
 		if promptKeys[k.Str] {
-			walk(v)
+			walk(js, v, f)
 		}
 		return true
 	})
+}
+
+// walk calls f with every prompt string in v (see scan).
+func walk(js string, v gjson.Result, f func(v gjson.Result, off int)) {
+	switch {
+	case v.Type == gjson.String:
+		f(v, offsetIn(js, v.Raw))
+	case v.IsArray():
+		v.ForEach(func(_, it gjson.Result) bool { walk(js, it, f); return true })
+	case v.IsObject():
+		v.ForEach(func(k, it gjson.Result) bool {
+			if !skipKeys[k.Str] {
+				walk(js, it, f)
+			}
+			return true
+		})
+	}
 }
 
 func offsetIn(s, sub string) int {
@@ -224,6 +242,9 @@ func (m *masker) detect(body []byte) []found {
 
 // mask returns body with the masked matches of fs replaced by placeholders.
 func (m *masker) mask(body []byte, fs []found) []byte {
+	if m.vault == nil {
+		m.vault = new(Vault)
+	}
 	m.vault.avoid = body
 	defer func() { m.vault.avoid = nil }()
 	var edits []edit

@@ -88,7 +88,7 @@ func TestRestoreBody(t *testing.T) {
 
 func TestMaskConsistentPlaceholders(t *testing.T) {
 	d := NewDetectors([]string{"all"}, nil, nil)
-	m := &masker{d: d, vault: new(Vault), act: func(string) Action { return ActionMask }}
+	m := &masker{d: d, rules: maskAll, on: 1}
 	body := []byte(`{"model":"m","messages":[{"role":"user","content":"I am ana@example.com, card 4111 1111 1111 1111."},` +
 		`{"role":"assistant","content":"Noted."},{"role":"user","content":[{"type":"text","text":"again: ana@example.com, and bo@example.org"}]}]}`)
 	out := m.mask(body, m.detect(body))
@@ -168,7 +168,7 @@ func TestCustomDetectorAndRegions(t *testing.T) {
 // leaves the client's own text alone.
 func TestPlaceholderAvoidsClientText(t *testing.T) {
 	d := NewDetectors([]string{"email"}, nil, nil)
-	m := &masker{d: d, vault: new(Vault), act: func(string) Action { return ActionMask }}
+	m := &masker{d: d, rules: maskAll, on: 1}
 	body := []byte(`{"messages":[{"role":"user","content":"template [EMAIL_1] for ana@example.com"}]}`)
 	out := m.mask(body, m.detect(body))
 	if !strings.Contains(string(out), "template [EMAIL_1] for [EMAIL_2]") {

@@ -115,6 +115,10 @@ type Config struct {
 type Stage struct {
 	cfg Config
 	det *Detectors
+	// windows are the shipped windows of the models the routing table's
+	// targets name (a target passing the requested name through is looked
+	// up per request).
+	windows map[string]int
 }
 
 // New returns the stage for cfg.
@@ -123,7 +127,25 @@ func New(cfg Config) *Stage {
 	for _, r := range cfg.Rules {
 		names = append(names, r.Detectors...)
 	}
-	return &Stage{cfg: cfg, det: NewDetectors(names, cfg.Custom, cfg.PhoneRegions)}
+	s := &Stage{cfg: cfg, det: NewDetectors(names, cfg.Custom, cfg.PhoneRegions), windows: map[string]int{}}
+	if cfg.Routes != nil {
+		cfg.Routes.Each(func(r *route.Route) {
+			for _, t := range r.Targets {
+				if t.Model != "" {
+					s.windows[t.Model] = Window(t.Model)
+				}
+			}
+		})
+	}
+	return s
+}
+
+// shipped is Window(model), from s.windows when there.
+func (s *Stage) shipped(model string) int {
+	if w, ok := s.windows[model]; ok {
+		return w
+	}
+	return Window(model)
 }
 
 // Name implements gateway.Stage.
@@ -177,22 +199,18 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	// Personal data and secrets.
 	var vault *Vault
 	if len(s.cfg.Rules) > 0 {
-		var applicable []Rule
-		for _, r := range s.cfg.Rules {
-			if s.inScope(x.Route, r.Scope) {
-				applicable = append(applicable, r)
+		m := masker{d: s.det, rules: s.cfg.Rules}
+		if len(m.rules) > 64 {
+			m.rules = slices.DeleteFunc(slices.Clone(m.rules), func(r Rule) bool { return !s.inScope(x.Route, r.Scope) })
+			m.on = ^uint64(0)
+		} else {
+			for i, r := range m.rules {
+				if s.inScope(x.Route, r.Scope) {
+					m.on |= 1 << i
+				}
 			}
 		}
-		if len(applicable) > 0 {
-			m := &masker{d: s.det, vault: new(Vault), act: func(det string) Action {
-				best := ActionNone
-				for _, r := range applicable {
-					if r.Action > best && (slices.Contains(r.Detectors, det) || slices.Contains(r.Detectors, "all")) {
-						best = r.Action
-					}
-				}
-				return best
-			}}
+		if m.on != 0 && len(m.rules) > 0 {
 			fs := m.detect(body)
 			if len(fs) > 0 {
 				// One action wins: block over route over mask.
@@ -212,8 +230,8 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 				if routed := m.found[ActionRoute]; len(routed) > 0 {
 					// The first route rule that matched names the model.
 					to := ""
-					for _, r := range applicable {
-						if r.Action == ActionRoute && to == "" {
+					for i, r := range m.rules {
+						if m.on&(1<<(i%64)) != 0 && r.Action == ActionRoute && to == "" {
 							for det := range routed {
 								if slices.Contains(r.Detectors, det) || slices.Contains(r.Detectors, "all") {
 									to = r.Model
@@ -293,7 +311,7 @@ func (s *Stage) window(rt *route.Route, requested string) (int, string) {
 	best := 0
 	for i := range rt.Targets {
 		m := rt.Targets[i].UpstreamModel(requested)
-		if w := Window(m); w > 0 && (best == 0 || w < best) {
+		if w := s.shipped(m); w > 0 && (best == 0 || w < best) {
 			best, model = w, m
 		}
 	}
