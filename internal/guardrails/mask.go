@@ -166,7 +166,10 @@ func (m *masker) note(a Action, det string) {
 // skipKeys are members whose string values are not prompt text.
 var skipKeys = map[string]bool{"role": true, "type": true, "id": true, "tool_call_id": true, "model": true,
 	"url": true, "image_url": true, "data": true, "file_data": true, "detail": true, "format": true, "call_id": true,
-	"cache_control": true, "media_type": true, "file_id": true}
+	"cache_control": true, "media_type": true, "file_id": true,
+	// Anthropic's native body: ids, and signed thinking blocks that must
+	// reach the upstream as they were.
+	"tool_use_id": true, "thinking": true, "signature": true}
 
 // promptKeys are the top-level members that carry the prompt.
 var promptKeys = map[string]bool{"messages": true, "prompt": true, "input": true, "instructions": true, "system": true}
@@ -242,6 +245,9 @@ func (m *masker) detect(body []byte) []found {
 
 // mask returns body with the masked matches of fs replaced by placeholders.
 func (m *masker) mask(body []byte, fs []found) []byte {
+	if len(fs) == 0 {
+		return body
+	}
 	if m.vault == nil {
 		m.vault = new(Vault)
 	}

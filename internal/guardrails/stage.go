@@ -7,11 +7,14 @@
 //
 // The stage runs on chat, completions, responses and embeddings requests
 // (truncation and the policy's system messages on chat requests only). A
-// request it rewrites is sent upstream from the rewritten OpenAI view:
-// an Anthropic client's native body is dropped for it, so that what goes
-// upstream is always the rewritten prompt (a native Anthropic target then
-// gets the translation, and the Messages-only members that the OpenAI view
-// cannot carry — top_k, thinking — are not sent).
+// request it only masks keeps an Anthropic client's native body, masked
+// with the same placeholders and read again with the Anthropic dialect, so
+// that a native Anthropic target gets the client's Messages-only members
+// (top_k, thinking, …). A request it truncates, adds policy messages to or
+// re-routes is sent upstream from the rewritten OpenAI view: the native
+// body is dropped for it, so that what goes upstream is always the
+// rewritten prompt (a native Anthropic target then gets the translation,
+// without those members).
 package guardrails
 
 import (
@@ -24,9 +27,12 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
+	antdialect "github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect/anthropic"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/tokens"
 )
@@ -193,13 +199,15 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 		return nil, oe
 	}
 	rewritten := false
+	masked := false // by the masker (in the OpenAI view)
+	var m masker
 	model := req.Model // the model asked for, after any route rule
 	var summary []string
 
 	// Personal data and secrets.
 	var vault *Vault
 	if len(s.cfg.Rules) > 0 {
-		m := masker{d: s.det, rules: s.cfg.Rules}
+		m = masker{d: s.det, rules: s.cfg.Rules}
 		if len(m.rules) > 64 {
 			m.rules = slices.DeleteFunc(slices.Clone(m.rules), func(r Rule) bool { return !s.inScope(x.Route, r.Scope) })
 			m.on = ^uint64(0)
@@ -253,7 +261,7 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 					x.Route = rt
 					x.Info.Route = rt.Pattern
 				} else if m.found[ActionMask] != nil {
-					body, rewritten = m.mask(body, fs), true
+					body, rewritten, masked = m.mask(body, fs), true, true
 					vault = m.vault
 				}
 			}
@@ -261,24 +269,25 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	}
 
 	// Policy system messages.
+	policy, cut := false, false
 	nmsgs := req.Messages
 	if req.Op == openai.OpChat && (len(s.cfg.Prepend) > 0 || len(s.cfg.Append) > 0) {
 		body = s.policyMessages(body)
 		nmsgs += len(s.cfg.Prepend) + len(s.cfg.Append)
-		rewritten = true
+		rewritten, policy = true, true
 	}
 
 	// Truncation.
 	if t := s.cfg.Truncate; t != nil && req.Op == openai.OpChat {
 		window, counted := s.window(x.Route, model)
 		if window > 0 {
-			cut, oe := t.Apply(body, tokens.For(counted), window, req.MaxTokens, nmsgs)
+			c, oe := t.Apply(body, tokens.For(counted), window, req.MaxTokens, nmsgs)
 			if oe != nil {
 				return nil, oe
 			}
-			if cut.Messages > 0 {
-				body, rewritten = cut.Body, true
-				x.Info.Truncated = "messages=" + strconv.Itoa(cut.Messages) + " tokens=" + strconv.Itoa(cut.Tokens)
+			if c.Messages > 0 {
+				body, rewritten, cut = c.Body, true, true
+				x.Info.Truncated = "messages=" + strconv.Itoa(c.Messages) + " tokens=" + strconv.Itoa(c.Tokens)
 				x.Header().Set(HeaderTruncated, x.Info.Truncated)
 			}
 		}
@@ -287,16 +296,41 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	if !rewritten {
 		return nil, nil
 	}
-	nreq, oe := openai.ParseRequest(req.Op, body, jsonraw.MaxDepthLimit)
-	if oe != nil {
-		return nil, oe
+	if masked && !policy && !cut && x.Req.Format == provider.FormatAnthropic && x.Req.Native != nil {
+		// Masking alone: the client's own body is masked with the same
+		// placeholders and read again, so that a native Anthropic target
+		// gets its Messages-only members (top_k, thinking, …).
+		if oe := s.maskNative(x, &m); oe != nil {
+			return nil, oe
+		}
+	} else {
+		nreq, oe := openai.ParseRequest(req.Op, body, jsonraw.MaxDepthLimit)
+		if oe != nil {
+			return nil, oe
+		}
+		x.Req.OpenAI = nreq
+		x.Req.Native = nil // the rewritten prompt is what goes upstream: translated
 	}
-	x.Req.OpenAI = nreq
-	x.Req.Native = nil // the rewritten prompt is what goes upstream: translated
 	if vault.Len() > 0 && s.cfg.Restore {
 		x.PrependTap(NewRestorer(vault))
 	}
 	return nil, nil
+}
+
+// maskNative masks the native Anthropic body of x with m's vault (the
+// values found in it get the placeholders they got in the OpenAI view) and
+// reads it again with the Anthropic dialect, replacing x.Req.
+func (s *Stage) maskNative(x *gateway.Exchange, m *masker) *openai.Error {
+	n := *m
+	n.found = nil // counted in the OpenAI view already
+	native := n.mask(x.Req.Native, n.detect(x.Req.Native))
+	var nr dialect.Request
+	if oe := (antdialect.Dialect{}).Parse(&nr, x.Req.OpenAI.Op, native, x.Req.Header, jsonraw.MaxDepthLimit); oe != nil {
+		return oe
+	}
+	nr.Header = x.Req.Header
+	*x.Req = nr
+	return nil
 }
 
 // window is the context window of rt: its context_window, else the
