@@ -217,7 +217,8 @@ func TestGuardrailsMaskRestore(t *testing.T) {
 
 // TestGuardrailsAnthropicNative: a masked Anthropic request reaches a
 // native Anthropic target as the client's own body (its Messages-only
-// members kept), masked; the answer is restored, streamed or not.
+// members kept), masked; the answer is restored, streamed or not. With
+// policy messages, they come first in its system blocks.
 func TestGuardrailsAnthropicNative(t *testing.T) {
 	gw, cloud, _ := startGuardrails(t)
 	ctx := context.Background()
@@ -273,6 +274,18 @@ func TestGuardrailsAnthropicNative(t *testing.T) {
 		}
 		checkUpstream(t)
 		checkAnswer(t, text.String())
+	})
+	t.Run("policy", func(t *testing.T) {
+		pc := anthropic.NewClient(aoption.WithBaseURL(gw.URL+"/policy"), aoption.WithAPIKey("client-key"), aoption.WithMaxRetries(0),
+			aoption.WithRequestTimeout(30*time.Second))
+		if _, err := pc.Messages.New(ctx, params); err != nil {
+			t.Fatal(err)
+		}
+		upstream := upstreamBody(cloud)
+		if gjson.Get(upstream, "top_k").Int() != 7 || gjson.Get(upstream, "system.0.text").Str != "Company policy: be polite." ||
+			gjson.Get(upstream, "system.1.text").Str != "Answer in French." {
+			t.Errorf("upstream body: %s", upstream)
+		}
 	})
 }
 

@@ -7,11 +7,11 @@
 //
 // The stage runs on chat, completions, responses and embeddings requests
 // (truncation and the policy's system messages on chat requests only). A
-// request it only masks keeps an Anthropic client's native body, masked
-// with the same placeholders and read again with the Anthropic dialect, so
-// that a native Anthropic target gets the client's Messages-only members
-// (top_k, thinking, …). A request it truncates, adds policy messages to or
-// re-routes is sent upstream from the rewritten OpenAI view: the native
+// request it masks or adds policy messages to keeps an Anthropic client's
+// native body, rewritten the same way (see rewriteNative) and read again
+// with the Anthropic dialect, so that a native Anthropic target gets the
+// client's Messages-only members (top_k, thinking, …). A request it
+// truncates or re-routes is sent upstream from the rewritten OpenAI view: the native
 // body is dropped for it, so that what goes upstream is always the
 // rewritten prompt (a native Anthropic target then gets the translation,
 // without those members).
@@ -296,11 +296,11 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	if !rewritten {
 		return nil, nil
 	}
-	if masked && !policy && !cut && x.Req.Format == provider.FormatAnthropic && x.Req.Native != nil {
-		// Masking alone: the client's own body is masked with the same
-		// placeholders and read again, so that a native Anthropic target
-		// gets its Messages-only members (top_k, thinking, …).
-		if oe := s.maskNative(x, &m); oe != nil {
+	if (masked || policy) && !cut && model == req.Model && x.Req.Format == provider.FormatAnthropic && x.Req.Native != nil {
+		// Masked or policy messages added, not truncated: the client's own
+		// body gets the same rewrite and is read again, so that a native
+		// Anthropic target gets its Messages-only members (top_k, …).
+		if oe := s.rewriteNative(x, &m, masked, policy); oe != nil {
 			return nil, oe
 		}
 	} else {
@@ -317,13 +317,25 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	return nil, nil
 }
 
-// maskNative masks the native Anthropic body of x with m's vault (the
-// values found in it get the placeholders they got in the OpenAI view) and
-// reads it again with the Anthropic dialect, replacing x.Req.
-func (s *Stage) maskNative(x *gateway.Exchange, m *masker) *openai.Error {
-	n := *m
-	n.found = nil // counted in the OpenAI view already
-	native := n.mask(x.Req.Native, n.detect(x.Req.Native))
+// rewriteNative rewrites the native Anthropic body of x as the OpenAI
+// view was: masked with m's vault (the values found in it get the
+// placeholders they got in the OpenAI view), the policy's system messages
+// added to its system blocks (where Anthropic's translation puts system
+// messages: prepended before, appended after the client's); then reads it
+// again with the Anthropic dialect, replacing x.Req.
+func (s *Stage) rewriteNative(x *gateway.Exchange, m *masker, masked, policy bool) *openai.Error {
+	native := x.Req.Native
+	if masked {
+		n := *m
+		n.found = nil // counted in the OpenAI view already
+		native = n.mask(native, n.detect(native))
+	}
+	if policy {
+		var err error
+		if native, err = s.policySystem(native); err != nil {
+			return openai.BadRequest("The request could not be rewritten.", "", "invalid_request")
+		}
+	}
 	var nr dialect.Request
 	if oe := (antdialect.Dialect{}).Parse(&nr, x.Req.OpenAI.Op, native, x.Req.Header, jsonraw.MaxDepthLimit); oe != nil {
 		return oe
@@ -331,6 +343,36 @@ func (s *Stage) maskNative(x *gateway.Exchange, m *masker) *openai.Error {
 	nr.Header = x.Req.Header
 	*x.Req = nr
 	return nil
+}
+
+// policySystem adds the policy's system messages to an Anthropic body's
+// system, as text blocks before and after the client's.
+func (s *Stage) policySystem(native []byte) ([]byte, error) {
+	arr := make([]byte, 0, 256)
+	arr = append(arr, '[')
+	add := func(raw string) {
+		if len(arr) > 1 {
+			arr = append(arr, ',')
+		}
+		arr = append(arr, raw...)
+	}
+	text := func(t string) string {
+		return `{"type":"text","text":"` + string(appendEscaped(nil, t)) + `"}`
+	}
+	for _, p := range s.cfg.Prepend {
+		add(text(p))
+	}
+	switch sys := openai.GetInPlace(native, "system"); {
+	case sys.Type == gjson.String && sys.Str != "":
+		add(`{"type":"text","text":` + sys.Raw + `}`)
+	case sys.IsArray():
+		sys.ForEach(func(_, b gjson.Result) bool { add(b.Raw); return true })
+	}
+	for _, a := range s.cfg.Append {
+		add(text(a))
+	}
+	arr = append(arr, ']')
+	return sjson.SetRawBytes(native, "system", arr)
 }
 
 // window is the context window of rt: its context_window, else the
