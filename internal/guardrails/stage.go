@@ -18,6 +18,7 @@
 package guardrails
 
 import (
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -328,7 +329,9 @@ func (s *Stage) rewriteNative(x *gateway.Exchange, m *masker, masked, policy boo
 	if masked {
 		n := *m
 		n.found = nil // counted in the OpenAI view already
+		counts := maps.Clone(m.vault.Counts)
 		native = n.mask(native, n.detect(native))
+		m.vault.Counts = counts
 	}
 	if policy {
 		var err error
