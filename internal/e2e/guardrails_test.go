@@ -215,6 +215,80 @@ func TestGuardrailsMaskRestore(t *testing.T) {
 	})
 }
 
+// TestGuardrailsAnthropicNative: a masked Anthropic request reaches a
+// native Anthropic target as the client's own body (its Messages-only
+// members kept), masked; the answer is restored, streamed or not. With
+// policy messages, they come first in its system blocks.
+func TestGuardrailsAnthropicNative(t *testing.T) {
+	gw, cloud, _ := startGuardrails(t)
+	ctx := context.Background()
+	ac := anthropic.NewClient(aoption.WithBaseURL(gw.URL+"/mask"), aoption.WithAPIKey("client-key"), aoption.WithMaxRetries(0),
+		aoption.WithRequestTimeout(30*time.Second))
+	const email = "ana.garcia@example.com"
+	params := anthropic.MessageNewParams{Model: "claude-echo", MaxTokens: 4096, TopK: anthropic.Int(7),
+		System:   []anthropic.TextBlockParam{{Text: "Answer in French."}},
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Please write to " + email + " today."))}}
+	checkUpstream := func(t *testing.T) {
+		t.Helper()
+		upstream := upstreamBody(cloud)
+		if gjson.Get(upstream, "top_k").Int() != 7 || gjson.Get(upstream, "system.0.text").Str != "Answer in French." {
+			t.Errorf("upstream body lost the client's native members: %s", upstream)
+		}
+		if strings.Contains(upstream, email) || !strings.Contains(upstream, "[EMAIL_1]") {
+			t.Errorf("upstream body not masked: %s", upstream)
+		}
+	}
+	checkAnswer := func(t *testing.T, text string) {
+		t.Helper()
+		if !strings.Contains(text, email) || strings.Contains(text, "[EMAIL_") {
+			t.Errorf("answer not restored: %s", text)
+		}
+	}
+	t.Run("body", func(t *testing.T) {
+		msg, err := ac.Messages.New(ctx, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkUpstream(t)
+		var text strings.Builder
+		for _, b := range msg.Content {
+			text.WriteString(b.Text)
+		}
+		checkAnswer(t, text.String())
+	})
+	t.Run("stream", func(t *testing.T) {
+		st := ac.Messages.NewStreaming(ctx, params)
+		var text strings.Builder
+		deltas := 0
+		for st.Next() {
+			if ev := st.Current(); ev.Type == "content_block_delta" {
+				text.WriteString(ev.Delta.Text)
+				deltas++
+			}
+		}
+		if err := st.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if deltas < 50 {
+			t.Fatalf("only %d deltas: the echo was not split", deltas)
+		}
+		checkUpstream(t)
+		checkAnswer(t, text.String())
+	})
+	t.Run("policy", func(t *testing.T) {
+		pc := anthropic.NewClient(aoption.WithBaseURL(gw.URL+"/policy"), aoption.WithAPIKey("client-key"), aoption.WithMaxRetries(0),
+			aoption.WithRequestTimeout(30*time.Second))
+		if _, err := pc.Messages.New(ctx, params); err != nil {
+			t.Fatal(err)
+		}
+		upstream := upstreamBody(cloud)
+		if gjson.Get(upstream, "top_k").Int() != 7 || gjson.Get(upstream, "system.0.text").Str != "Company policy: be polite." ||
+			gjson.Get(upstream, "system.1.text").Str != "Answer in French." {
+			t.Errorf("upstream body: %s", upstream)
+		}
+	})
+}
+
 func TestGuardrailsRouteBlockPolicy(t *testing.T) {
 	gw, cloud, local := startGuardrails(t)
 	ctx := context.Background()

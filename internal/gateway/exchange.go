@@ -42,6 +42,7 @@ type Exchange struct {
 	req   dialect.Request
 	reply Reply
 	ev    dialect.Event
+	rel   dialect.Event // an event a Releaser released
 	// attempt is the winning attempt's holds (hedge.go).
 	attempt attemptTap
 
@@ -142,6 +143,15 @@ type Tap interface {
 	Event(ev *dialect.Event, f provider.Format)
 	Body(body []byte, f provider.Format) []byte
 	End(o Outcome, info *Info)
+}
+
+// Releaser is a Tap that holds back part of a stream it cannot rewrite in
+// place (text that may begin a placeholder, held until the block it is in
+// ends): before each event goes through the taps, Release may return an
+// event to write first, which goes through the taps after the releaser.
+// The gateway asks the first releaser among a stream's taps.
+type Releaser interface {
+	Release(ev *dialect.Event, f provider.Format) (sse.Event, bool)
 }
 
 // runStages runs the admission and the configured stages.

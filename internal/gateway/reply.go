@@ -106,7 +106,26 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	ev := &x.ev // in the exchange: taps see it by pointer without an allocation
 	ev.Event = reply.First
 	var err error
+	relAt := -1
+	for i, t := range x.taps {
+		if _, ok := t.(Releaser); ok {
+			relAt = i
+			break
+		}
+	}
 	for sw.err == nil {
+		if relAt >= 0 {
+			if rel, ok := x.taps[relAt].(Releaser).Release(ev, reply.Format); ok {
+				x.rel = dialect.Event{Event: rel}
+				for _, t := range x.taps[relAt+1:] {
+					t.Event(&x.rel, reply.Format)
+				}
+				if werr := out.Event(&x.rel, sw); werr != nil {
+					err = &provider.Error{Provider: info.Provider, Kind: provider.KindProtocol, Message: "untranslatable stream", StreamStarted: true}
+					break
+				}
+			}
+		}
 		ev.UsageOnly = false
 		for _, t := range x.taps {
 			t.Event(ev, reply.Format)

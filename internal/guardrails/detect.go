@@ -564,40 +564,117 @@ func findIPv6(s string, ms []Match) []Match {
 // --- secrets ---
 
 // secretShapes are the API-key shapes of major providers, private-key
-// blocks and JWTs, each with a literal that must occur for its expression
-// to run.
-var secretShapes = []struct {
-	anchor string // several separated by '|'
-	re     *regexp.Regexp
-}{
-	{"sk-", regexp.MustCompile(`\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}`)}, // OpenAI, Anthropic
-	{"AKIA", regexp.MustCompile(`\bAKIA[0-9A-Z]{16}\b`)},                                  // AWS access key id
-	{"ASIA", regexp.MustCompile(`\bASIA[0-9A-Z]{16}\b`)},                                  // AWS temporary key id
-	{"ghp_|gho_|ghu_|ghs_|ghr_", regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{36,}\b`)},    // GitHub tokens
-	{"github_pat_", regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{40,}`)},                 // GitHub fine-grained
-	{"glpat-", regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}`)},                          // GitLab
-	{"xox", regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`)},                        // Slack
-	{"AIza", regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}`)},                               // Google API key
-	{"_live_", regexp.MustCompile(`\b(?:sk|rk|pk)_live_[0-9A-Za-z]{16,}`)},                // Stripe
-	{"_test_", regexp.MustCompile(`\b(?:sk|rk)_test_[0-9A-Za-z]{16,}`)},                   // Stripe
-	{"hf_", regexp.MustCompile(`\bhf_[A-Za-z0-9]{30,}\b`)},                                // Hugging Face
-	{"-----BEGIN", regexp.MustCompile(`-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----`)},
-	{"eyJ", regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}`)}, // JWT
+// blocks and JWTs. An expression runs only on a text where secretCandidates
+// found the literal it starts with (or, for the Stripe shapes, holds).
+var secretShapes = [...]*regexp.Regexp{
+	shapeSK:     regexp.MustCompile(`\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}`), // OpenAI, Anthropic
+	shapeAKIA:   regexp.MustCompile(`\bAKIA[0-9A-Z]{16}\b`),                                   // AWS access key id
+	shapeASIA:   regexp.MustCompile(`\bASIA[0-9A-Z]{16}\b`),                                   // AWS temporary key id
+	shapeGH:     regexp.MustCompile(`\bgh[pousr]_[A-Za-z0-9]{36,}\b`),                         // GitHub tokens
+	shapeGHPat:  regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{40,}`),                         // GitHub fine-grained
+	shapeGLPat:  regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}`),                             // GitLab
+	shapeSlack:  regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`),                        // Slack
+	shapeGoogle: regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}`),                                // Google API key
+	shapeLive:   regexp.MustCompile(`\b(?:sk|rk|pk)_live_[0-9A-Za-z]{16,}`),                   // Stripe
+	shapeTest:   regexp.MustCompile(`\b(?:sk|rk)_test_[0-9A-Za-z]{16,}`),                      // Stripe
+	shapeHF:     regexp.MustCompile(`\bhf_[A-Za-z0-9]{30,}\b`),                                // Hugging Face
+	shapeKey:    regexp.MustCompile(`-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----`),
+	shapeJWT:    regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}`), // JWT
+}
+
+const (
+	shapeSK = iota
+	shapeAKIA
+	shapeASIA
+	shapeGH
+	shapeGHPat
+	shapeGLPat
+	shapeSlack
+	shapeGoogle
+	shapeLive
+	shapeTest
+	shapeHF
+	shapeKey
+	shapeJWT
+)
+
+// secretCandidates returns, as a bit set of shapes, those whose leading
+// literal occurs in s. Every shape's literal holds a '-', a '_', an 'A' or
+// a 'J' (all rare in prose), so four IndexByte passes look at every
+// candidate: a text without them costs no more than those passes. The
+// tests are independent: a position may start several shapes.
+func secretCandidates(s string) uint16 {
+	var set uint16
+	each(s, '-', func(j int) {
+		if j >= 2 && s[j-2:j] == "sk" {
+			set |= 1 << shapeSK
+		}
+		if j >= 5 && s[j-5:j] == "glpat" {
+			set |= 1 << shapeGLPat
+		}
+		if j >= 4 && s[j-4:j-1] == "xox" {
+			set |= 1 << shapeSlack
+		}
+		if strings.HasPrefix(s[j:], "-----BEGIN") {
+			set |= 1 << shapeKey
+		}
+	})
+	each(s, '_', func(j int) {
+		if j >= 3 && s[j-3:j-1] == "gh" {
+			set |= 1 << shapeGH
+		}
+		if j >= 6 && strings.HasPrefix(s[j-6:], "github_pat_") {
+			set |= 1 << shapeGHPat
+		}
+		if j >= 2 && s[j-2:j] == "hf" {
+			set |= 1 << shapeHF
+		}
+		if strings.HasPrefix(s[j:], "_live_") {
+			set |= 1 << shapeLive
+		}
+		if strings.HasPrefix(s[j:], "_test_") {
+			set |= 1 << shapeTest
+		}
+	})
+	each(s, 'A', func(j int) {
+		if strings.HasPrefix(s[j:], "AKIA") {
+			set |= 1 << shapeAKIA
+		}
+		if strings.HasPrefix(s[j:], "ASIA") {
+			set |= 1 << shapeASIA
+		}
+		if strings.HasPrefix(s[j:], "AIza") {
+			set |= 1 << shapeGoogle
+		}
+	})
+	each(s, 'J', func(j int) {
+		if j >= 2 && s[j-2:j] == "ey" {
+			set |= 1 << shapeJWT
+		}
+	})
+	return set
+}
+
+// each calls f with the index of every c in s.
+func each(s string, c byte, f func(int)) {
+	for off := 0; ; {
+		i := strings.IndexByte(s[off:], c)
+		if i < 0 {
+			return
+		}
+		f(off + i)
+		off += i + 1
+	}
 }
 
 func findSecrets(s string, ms []Match) []Match {
-	for _, sh := range secretShapes {
-		found := false
-		for a := range strings.SplitSeq(sh.anchor, "|") {
-			if strings.Contains(s, a) {
-				found = true
-				break
-			}
-		}
-		if !found {
+	set := secretCandidates(s)
+	for i := 0; set != 0; i++ {
+		if set&(1<<i) == 0 {
 			continue
 		}
-		for _, loc := range sh.re.FindAllStringIndex(s, -1) {
+		set &^= 1 << i
+		for _, loc := range secretShapes[i].FindAllStringIndex(s, -1) {
 			ms = append(ms, Match{loc[0], loc[1], DetectSecret})
 		}
 	}

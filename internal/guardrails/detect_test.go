@@ -80,3 +80,28 @@ func TestDetectorPrecisionRecall(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretCandidatesMissNothing runs every secret shape without the
+// prefilter on the corpus and on shapes glued to each other: the
+// prefiltered detector finds the same.
+func TestSecretCandidatesMissNothing(t *testing.T) {
+	var texts []string
+	for _, c := range loadCorpus(t) {
+		texts = append(texts, c.Positive...)
+		texts = append(texts, c.Negative...)
+	}
+	texts = append(texts, "sk-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----",
+		"ghp_live_abcdefghijklmnop0123", "x sk_live_abcdefghijklmnop0123 rk_test_abcdefghijklmnop0123",
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
+	for _, s := range texts {
+		var want []Match
+		for _, re := range secretShapes {
+			for _, loc := range re.FindAllStringIndex(s, -1) {
+				want = append(want, Match{loc[0], loc[1], DetectSecret})
+			}
+		}
+		if got := findSecrets(s, nil); !slices.Equal(got, want) {
+			t.Errorf("%q: found %v, want %v", s, got, want)
+		}
+	}
+}

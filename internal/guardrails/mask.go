@@ -2,6 +2,7 @@ package guardrails
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -129,11 +130,27 @@ func (v *Vault) pendingPrefix(s string) int {
 // masker rewrites strings of a JSON body, replacing detected values by
 // placeholders.
 type masker struct {
-	d     *Detectors
-	act   func(detector string) Action
+	d *Detectors
+	// rules are the stage's rules; those that apply to the request are
+	// on: rules[i] when bit i is set (every rule when all are).
+	rules []Rule
+	on    uint64
+	// vault is made by mask.
 	vault *Vault
 	// found counts detections per action and detector.
 	found map[Action]map[string]int
+}
+
+// act is the action the rules take on what detector finds: block over
+// route over mask.
+func (m *masker) act(detector string) Action {
+	best := ActionNone
+	for i, r := range m.rules {
+		if m.on&(1<<(i%64)) != 0 && r.Action > best && (slices.Contains(r.Detectors, detector) || slices.Contains(r.Detectors, "all")) {
+			best = r.Action
+		}
+	}
+	return best
 }
 
 func (m *masker) note(a Action, det string) {
@@ -149,7 +166,10 @@ func (m *masker) note(a Action, det string) {
 // skipKeys are members whose string values are not prompt text.
 var skipKeys = map[string]bool{"role": true, "type": true, "id": true, "tool_call_id": true, "model": true,
 	"url": true, "image_url": true, "data": true, "file_data": true, "detail": true, "format": true, "call_id": true,
-	"cache_control": true, "media_type": true, "file_id": true}
+	"cache_control": true, "media_type": true, "file_id": true,
+	// Anthropic's native body: ids, and signed thinking blocks that must
+	// reach the upstream as they were.
+	"tool_use_id": true, "thinking": true, "signature": true}
 
 // promptKeys are the top-level members that carry the prompt.
 var promptKeys = map[string]bool{"messages": true, "prompt": true, "input": true, "instructions": true, "system": true}
@@ -164,28 +184,29 @@ type edit struct {
 // and its offset in body.
 func scan(body []byte, f func(v gjson.Result, off int)) {
 	js := unsafe.String(unsafe.SliceData(body), len(body))
-	var walk func(v gjson.Result)
-	walk = func(v gjson.Result) {
-		switch {
-		case v.Type == gjson.String:
-			f(v, offsetIn(js, v.Raw))
-		case v.IsArray():
-			v.ForEach(func(_, it gjson.Result) bool { walk(it); return true })
-		case v.IsObject():
-			v.ForEach(func(k, it gjson.Result) bool {
-				if !skipKeys[k.Str] {
-					walk(it)
-				}
-				return true
-			})
-		}
-	}
 	gjson.Parse(js).ForEach(func(k, v gjson.Result) bool {
 		if promptKeys[k.Str] {
-			walk(v)
+			walk(js, v, f)
 		}
 		return true
 	})
+}
+
+// walk calls f with every prompt string in v (see scan).
+func walk(js string, v gjson.Result, f func(v gjson.Result, off int)) {
+	switch {
+	case v.Type == gjson.String:
+		f(v, offsetIn(js, v.Raw))
+	case v.IsArray():
+		v.ForEach(func(_, it gjson.Result) bool { walk(js, it, f); return true })
+	case v.IsObject():
+		v.ForEach(func(k, it gjson.Result) bool {
+			if !skipKeys[k.Str] {
+				walk(js, it, f)
+			}
+			return true
+		})
+	}
 }
 
 func offsetIn(s, sub string) int {
@@ -224,6 +245,12 @@ func (m *masker) detect(body []byte) []found {
 
 // mask returns body with the masked matches of fs replaced by placeholders.
 func (m *masker) mask(body []byte, fs []found) []byte {
+	if len(fs) == 0 {
+		return body
+	}
+	if m.vault == nil {
+		m.vault = new(Vault)
+	}
 	m.vault.avoid = body
 	defer func() { m.vault.avoid = nil }()
 	var edits []edit

@@ -10,6 +10,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/sse"
 )
 
 // Restorer is the reply tap that puts masked values back into the
@@ -21,11 +22,14 @@ import (
 //
 // Text deltas are OpenAI's: chat chunks' choices[].delta.content,
 // completions' choices[].text, and Responses' response.output_text.delta
-// events; in every other event (and in tool-call arguments) whole
-// placeholders are restored where they stand.
+// events; and Anthropic's (a native Anthropic target's stream):
+// content_block_delta events' text_delta, held per content block and
+// released, as a text delta of its own, before the block's
+// content_block_stop (see gateway.Releaser). In every other event (and in
+// tool-call arguments) whole placeholders are restored where they stand.
 type Restorer struct {
 	v       *Vault
-	pending []string // held text by choice index
+	pending []string // held text by choice (Anthropic: content block) index
 }
 
 // NewRestorer returns the tap restoring v's values.
@@ -33,6 +37,8 @@ func NewRestorer(v *Vault) *Restorer { return &Restorer{v: v} }
 
 var (
 	evOutputDelta = []byte("response.output_text.delta")
+	evBlockDelta  = []byte("content_block_delta")
+	evBlockStop   = []byte("content_block_stop")
 	bracket       = []byte{'['}
 )
 
@@ -49,6 +55,11 @@ func (r *Restorer) Event(ev *dialect.Event, f provider.Format) {
 		return // no placeholder can start here: the usual chunk costs one scan
 	}
 	data := ev.Data
+	if f == provider.FormatAnthropic && bytes.Equal(ev.Name, evBlockDelta) {
+		if d := gjson.GetBytes(data, "delta"); d.Get("type").Str == "text_delta" {
+			data = r.delta(data, int(gjson.GetBytes(data, "index").Int()), "delta.text", d.Get("text"), false)
+		}
+	}
 	if f == provider.FormatOpenAI {
 		if bytes.Equal(ev.Name, evOutputDelta) {
 			data = r.delta(data, 0, "delta", gjson.GetBytes(data, "delta"), false)
@@ -123,6 +134,23 @@ func (r *Restorer) delta(data []byte, idx int, path string, content gjson.Result
 	return out
 }
 
+// Release implements gateway.Releaser: before an Anthropic
+// content_block_stop, the text held for its block, as a text_delta.
+func (r *Restorer) Release(ev *dialect.Event, f provider.Format) (sse.Event, bool) {
+	if f != provider.FormatAnthropic || !bytes.Equal(ev.Name, evBlockStop) {
+		return sse.Event{}, false
+	}
+	idx := int(gjson.GetBytes(ev.Data, "index").Int())
+	if idx < 0 || idx >= len(r.pending) || r.pending[idx] == "" {
+		return sse.Event{}, false
+	}
+	data := append([]byte(`{"type":"content_block_delta","index":`), strconv.Itoa(idx)...)
+	data = append(data, `,"delta":{"type":"text_delta","text":"`...)
+	data = append(appendEscaped(data, r.pending[idx]), `"}}`...)
+	r.pending[idx] = ""
+	return sse.Event{Name: evBlockDelta, Data: data}, true
+}
+
 // Body implements gateway.Tap.
 func (r *Restorer) Body(b []byte, _ provider.Format) []byte {
 	if !bytes.Contains(b, bracket) {
@@ -134,4 +162,7 @@ func (r *Restorer) Body(b []byte, _ provider.Format) []byte {
 // End implements gateway.Tap.
 func (r *Restorer) End(gateway.Outcome, *gateway.Info) {}
 
-var _ gateway.Tap = (*Restorer)(nil)
+var (
+	_ gateway.Tap      = (*Restorer)(nil)
+	_ gateway.Releaser = (*Restorer)(nil)
+)

@@ -2,6 +2,8 @@ package guardrails
 
 import (
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -88,7 +90,7 @@ func TestRestoreBody(t *testing.T) {
 
 func TestMaskConsistentPlaceholders(t *testing.T) {
 	d := NewDetectors([]string{"all"}, nil, nil)
-	m := &masker{d: d, vault: new(Vault), act: func(string) Action { return ActionMask }}
+	m := &masker{d: d, rules: maskAll, on: 1}
 	body := []byte(`{"model":"m","messages":[{"role":"user","content":"I am ana@example.com, card 4111 1111 1111 1111."},` +
 		`{"role":"assistant","content":"Noted."},{"role":"user","content":[{"type":"text","text":"again: ana@example.com, and bo@example.org"}]}]}`)
 	out := m.mask(body, m.detect(body))
@@ -168,7 +170,7 @@ func TestCustomDetectorAndRegions(t *testing.T) {
 // leaves the client's own text alone.
 func TestPlaceholderAvoidsClientText(t *testing.T) {
 	d := NewDetectors([]string{"email"}, nil, nil)
-	m := &masker{d: d, vault: new(Vault), act: func(string) Action { return ActionMask }}
+	m := &masker{d: d, rules: maskAll, on: 1}
 	body := []byte(`{"messages":[{"role":"user","content":"template [EMAIL_1] for ana@example.com"}]}`)
 	out := m.mask(body, m.detect(body))
 	if !strings.Contains(string(out), "template [EMAIL_1] for [EMAIL_2]") {
@@ -191,5 +193,50 @@ func TestMayHold(t *testing.T) {
 		if got := mayHold([]byte(data)); got != want {
 			t.Errorf("mayHold(%s) = %v", data, got)
 		}
+	}
+}
+
+// A native Anthropic stream: text deltas are restored per content block
+// with placeholders split across events; what a block still holds at its
+// end (a '[' that began no placeholder) is released as a text delta of its
+// own before the block's content_block_stop.
+func TestRestoreAnthropicStream(t *testing.T) {
+	r := NewRestorer(testVault())
+	delta := func(i int, text string) sse.Event {
+		return sse.Event{Name: []byte("content_block_delta"),
+			Data: []byte(`{"type":"content_block_delta","index":` + strconv.Itoa(i) + `,"delta":{"type":"text_delta","text":"` + text + `"}}`)}
+	}
+	stop := func(i int) sse.Event {
+		return sse.Event{Name: []byte("content_block_stop"), Data: []byte(`{"type":"content_block_stop","index":` + strconv.Itoa(i) + `}`)}
+	}
+	events := []sse.Event{delta(0, "to [EMA"), delta(0, "IL_1] and [PH"), delta(0, "ONE_1"), delta(0, "] ["), stop(0),
+		{Name: []byte("content_block_delta"), Data: []byte(`{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"to\":\"[EMAIL_1]\"}"}}`)},
+		stop(1)}
+	var text, args strings.Builder
+	var names []string
+	write := func(ev sse.Event) {
+		names = append(names, string(ev.Name))
+		d := gjson.GetBytes(ev.Data, "delta")
+		text.WriteString(d.Get("text").Str)
+		args.WriteString(d.Get("partial_json").Str)
+	}
+	for _, e := range events {
+		ev := dialect.Event{Event: e}
+		if rel, ok := r.Release(&ev, provider.FormatAnthropic); ok {
+			write(rel)
+		}
+		r.Event(&ev, provider.FormatAnthropic)
+		write(ev.Event)
+	}
+	if got := text.String(); got != `to ana@example.com and +44 "20" 7946 0958 [` {
+		t.Fatalf("text %q", got)
+	}
+	if got := args.String(); got != `{"to":"ana@example.com"}` {
+		t.Fatalf("tool input %q", got)
+	}
+	want := []string{"content_block_delta", "content_block_delta", "content_block_delta", "content_block_delta",
+		"content_block_delta", "content_block_stop", "content_block_delta", "content_block_stop"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("events %v", names)
 	}
 }

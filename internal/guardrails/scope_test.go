@@ -3,6 +3,8 @@ package guardrails
 import (
 	"testing"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 )
 
@@ -32,5 +34,25 @@ func TestScopeFollowsFallbacks(t *testing.T) {
 	rt, _ := tbl.Lookup("cloud")
 	if !s.inScope(rt, "openai") || s.inScope(rt, "lan") || s.inScope(rt, ScopeLocal) {
 		t.Error("provider scopes")
+	}
+}
+
+// The policy's system messages go around an Anthropic body's system,
+// whatever its shape.
+func TestPolicySystem(t *testing.T) {
+	s := New(Config{Prepend: []string{`be "polite"`}, Append: []string{"end"}})
+	for _, c := range []struct{ body, want string }{
+		{`{"messages":[]}`, `[{"type":"text","text":"be \"polite\""},{"type":"text","text":"end"}]`},
+		{`{"system":"mine","messages":[]}`, `[{"type":"text","text":"be \"polite\""},{"type":"text","text":"mine"},{"type":"text","text":"end"}]`},
+		{`{"system":[{"type":"text","text":"a","cache_control":{"type":"ephemeral"}}],"messages":[]}`,
+			`[{"type":"text","text":"be \"polite\""},{"type":"text","text":"a","cache_control":{"type":"ephemeral"}},{"type":"text","text":"end"}]`},
+	} {
+		out, err := s.policySystem([]byte(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := gjson.GetBytes(out, "system").Raw; got != c.want {
+			t.Errorf("%s: system %s, want %s", c.body, got, c.want)
+		}
 	}
 }

@@ -7,14 +7,18 @@
 //
 // The stage runs on chat, completions, responses and embeddings requests
 // (truncation and the policy's system messages on chat requests only). A
-// request it rewrites is sent upstream from the rewritten OpenAI view:
-// an Anthropic client's native body is dropped for it, so that what goes
-// upstream is always the rewritten prompt (a native Anthropic target then
-// gets the translation, and the Messages-only members that the OpenAI view
-// cannot carry — top_k, thinking — are not sent).
+// request it masks or adds policy messages to keeps an Anthropic client's
+// native body, rewritten the same way (see rewriteNative) and read again
+// with the Anthropic dialect, so that a native Anthropic target gets the
+// client's Messages-only members (top_k, thinking, …). A request it
+// truncates or re-routes is sent upstream from the rewritten OpenAI view: the native
+// body is dropped for it, so that what goes upstream is always the
+// rewritten prompt (a native Anthropic target then gets the translation,
+// without those members).
 package guardrails
 
 import (
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -24,9 +28,12 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
+	antdialect "github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect/anthropic"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/tokens"
 )
@@ -115,6 +122,10 @@ type Config struct {
 type Stage struct {
 	cfg Config
 	det *Detectors
+	// windows are the shipped windows of the models the routing table's
+	// targets name (a target passing the requested name through is looked
+	// up per request).
+	windows map[string]int
 }
 
 // New returns the stage for cfg.
@@ -123,7 +134,25 @@ func New(cfg Config) *Stage {
 	for _, r := range cfg.Rules {
 		names = append(names, r.Detectors...)
 	}
-	return &Stage{cfg: cfg, det: NewDetectors(names, cfg.Custom, cfg.PhoneRegions)}
+	s := &Stage{cfg: cfg, det: NewDetectors(names, cfg.Custom, cfg.PhoneRegions), windows: map[string]int{}}
+	if cfg.Routes != nil {
+		cfg.Routes.Each(func(r *route.Route) {
+			for _, t := range r.Targets {
+				if t.Model != "" {
+					s.windows[t.Model] = Window(t.Model)
+				}
+			}
+		})
+	}
+	return s
+}
+
+// shipped is Window(model), from s.windows when there.
+func (s *Stage) shipped(model string) int {
+	if w, ok := s.windows[model]; ok {
+		return w
+	}
+	return Window(model)
 }
 
 // Name implements gateway.Stage.
@@ -171,28 +200,26 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 		return nil, oe
 	}
 	rewritten := false
+	masked := false // by the masker (in the OpenAI view)
+	var m masker
 	model := req.Model // the model asked for, after any route rule
 	var summary []string
 
 	// Personal data and secrets.
 	var vault *Vault
 	if len(s.cfg.Rules) > 0 {
-		var applicable []Rule
-		for _, r := range s.cfg.Rules {
-			if s.inScope(x.Route, r.Scope) {
-				applicable = append(applicable, r)
+		m = masker{d: s.det, rules: s.cfg.Rules}
+		if len(m.rules) > 64 {
+			m.rules = slices.DeleteFunc(slices.Clone(m.rules), func(r Rule) bool { return !s.inScope(x.Route, r.Scope) })
+			m.on = ^uint64(0)
+		} else {
+			for i, r := range m.rules {
+				if s.inScope(x.Route, r.Scope) {
+					m.on |= 1 << i
+				}
 			}
 		}
-		if len(applicable) > 0 {
-			m := &masker{d: s.det, vault: new(Vault), act: func(det string) Action {
-				best := ActionNone
-				for _, r := range applicable {
-					if r.Action > best && (slices.Contains(r.Detectors, det) || slices.Contains(r.Detectors, "all")) {
-						best = r.Action
-					}
-				}
-				return best
-			}}
+		if m.on != 0 && len(m.rules) > 0 {
 			fs := m.detect(body)
 			if len(fs) > 0 {
 				// One action wins: block over route over mask.
@@ -212,8 +239,8 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 				if routed := m.found[ActionRoute]; len(routed) > 0 {
 					// The first route rule that matched names the model.
 					to := ""
-					for _, r := range applicable {
-						if r.Action == ActionRoute && to == "" {
+					for i, r := range m.rules {
+						if m.on&(1<<(i%64)) != 0 && r.Action == ActionRoute && to == "" {
 							for det := range routed {
 								if slices.Contains(r.Detectors, det) || slices.Contains(r.Detectors, "all") {
 									to = r.Model
@@ -235,7 +262,7 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 					x.Route = rt
 					x.Info.Route = rt.Pattern
 				} else if m.found[ActionMask] != nil {
-					body, rewritten = m.mask(body, fs), true
+					body, rewritten, masked = m.mask(body, fs), true, true
 					vault = m.vault
 				}
 			}
@@ -243,24 +270,25 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	}
 
 	// Policy system messages.
+	policy, cut := false, false
 	nmsgs := req.Messages
 	if req.Op == openai.OpChat && (len(s.cfg.Prepend) > 0 || len(s.cfg.Append) > 0) {
 		body = s.policyMessages(body)
 		nmsgs += len(s.cfg.Prepend) + len(s.cfg.Append)
-		rewritten = true
+		rewritten, policy = true, true
 	}
 
 	// Truncation.
 	if t := s.cfg.Truncate; t != nil && req.Op == openai.OpChat {
 		window, counted := s.window(x.Route, model)
 		if window > 0 {
-			cut, oe := t.Apply(body, tokens.For(counted), window, req.MaxTokens, nmsgs)
+			c, oe := t.Apply(body, tokens.For(counted), window, req.MaxTokens, nmsgs)
 			if oe != nil {
 				return nil, oe
 			}
-			if cut.Messages > 0 {
-				body, rewritten = cut.Body, true
-				x.Info.Truncated = "messages=" + strconv.Itoa(cut.Messages) + " tokens=" + strconv.Itoa(cut.Tokens)
+			if c.Messages > 0 {
+				body, rewritten, cut = c.Body, true, true
+				x.Info.Truncated = "messages=" + strconv.Itoa(c.Messages) + " tokens=" + strconv.Itoa(c.Tokens)
 				x.Header().Set(HeaderTruncated, x.Info.Truncated)
 			}
 		}
@@ -269,16 +297,85 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	if !rewritten {
 		return nil, nil
 	}
-	nreq, oe := openai.ParseRequest(req.Op, body, jsonraw.MaxDepthLimit)
-	if oe != nil {
-		return nil, oe
+	if (masked || policy) && !cut && model == req.Model && x.Req.Format == provider.FormatAnthropic && x.Req.Native != nil {
+		// Masked or policy messages added, not truncated: the client's own
+		// body gets the same rewrite and is read again, so that a native
+		// Anthropic target gets its Messages-only members (top_k, …).
+		if oe := s.rewriteNative(x, &m, masked, policy); oe != nil {
+			return nil, oe
+		}
+	} else {
+		nreq, oe := openai.ParseRequest(req.Op, body, jsonraw.MaxDepthLimit)
+		if oe != nil {
+			return nil, oe
+		}
+		x.Req.OpenAI = nreq
+		x.Req.Native = nil // the rewritten prompt is what goes upstream: translated
 	}
-	x.Req.OpenAI = nreq
-	x.Req.Native = nil // the rewritten prompt is what goes upstream: translated
 	if vault.Len() > 0 && s.cfg.Restore {
 		x.PrependTap(NewRestorer(vault))
 	}
 	return nil, nil
+}
+
+// rewriteNative rewrites the native Anthropic body of x as the OpenAI
+// view was: masked with m's vault (the values found in it get the
+// placeholders they got in the OpenAI view), the policy's system messages
+// added to its system blocks (where Anthropic's translation puts system
+// messages: prepended before, appended after the client's); then reads it
+// again with the Anthropic dialect, replacing x.Req.
+func (s *Stage) rewriteNative(x *gateway.Exchange, m *masker, masked, policy bool) *openai.Error {
+	native := x.Req.Native
+	if masked {
+		n := *m
+		n.found = nil // counted in the OpenAI view already
+		counts := maps.Clone(m.vault.Counts)
+		native = n.mask(native, n.detect(native))
+		m.vault.Counts = counts
+	}
+	if policy {
+		var err error
+		if native, err = s.policySystem(native); err != nil {
+			return openai.BadRequest("The request could not be rewritten.", "", "invalid_request")
+		}
+	}
+	var nr dialect.Request
+	if oe := (antdialect.Dialect{}).Parse(&nr, x.Req.OpenAI.Op, native, x.Req.Header, jsonraw.MaxDepthLimit); oe != nil {
+		return oe
+	}
+	nr.Header = x.Req.Header
+	*x.Req = nr
+	return nil
+}
+
+// policySystem adds the policy's system messages to an Anthropic body's
+// system, as text blocks before and after the client's.
+func (s *Stage) policySystem(native []byte) ([]byte, error) {
+	arr := make([]byte, 0, 256)
+	arr = append(arr, '[')
+	add := func(raw string) {
+		if len(arr) > 1 {
+			arr = append(arr, ',')
+		}
+		arr = append(arr, raw...)
+	}
+	text := func(t string) string {
+		return `{"type":"text","text":"` + string(appendEscaped(nil, t)) + `"}`
+	}
+	for _, p := range s.cfg.Prepend {
+		add(text(p))
+	}
+	switch sys := openai.GetInPlace(native, "system"); {
+	case sys.Type == gjson.String && sys.Str != "":
+		add(`{"type":"text","text":` + sys.Raw + `}`)
+	case sys.IsArray():
+		sys.ForEach(func(_, b gjson.Result) bool { add(b.Raw); return true })
+	}
+	for _, a := range s.cfg.Append {
+		add(text(a))
+	}
+	arr = append(arr, ']')
+	return sjson.SetRawBytes(native, "system", arr)
 }
 
 // window is the context window of rt: its context_window, else the
@@ -293,7 +390,7 @@ func (s *Stage) window(rt *route.Route, requested string) (int, string) {
 	best := 0
 	for i := range rt.Targets {
 		m := rt.Targets[i].UpstreamModel(requested)
-		if w := Window(m); w > 0 && (best == 0 || w < best) {
+		if w := s.shipped(m); w > 0 && (best == 0 || w < best) {
 			best, model = w, m
 		}
 	}

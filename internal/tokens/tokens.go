@@ -298,7 +298,20 @@ func (c Counter) items(v gjson.Result) int {
 // framing and ImageTokens per image. When Bound fits a window, counting is
 // not needed.
 func Bound(body []byte, messages int) int {
-	images := bytes.Count(body, imageURL) + bytes.Count(body, inputImage)
+	// Both markers have their '_' at offset 6, and '_' is rare in text:
+	// one IndexByte pass finds them.
+	images := 0
+	for off := 0; ; {
+		i := bytes.IndexByte(body[off:], '_')
+		if i < 0 {
+			break
+		}
+		j := off + i
+		if j >= 6 && (bytes.HasPrefix(body[j-6:], imageURL) || bytes.HasPrefix(body[j-6:], inputImage)) {
+			images++
+		}
+		off = j + 1
+	}
 	return len(body) + messages*(TokensPerMessage+TokensPerName) + TokensPerReply + images*ImageTokens
 }
 
