@@ -23,7 +23,8 @@ import (
 //	On    every request traced, sampled at 100 %, to an exporter that
 //	      discards the spans.
 //	OTLP  every request traced, exported over OTLP/HTTP to a local
-//	      collector that drops them (encoding and export in the cost).
+//	      collector that drops them (encoding and export in the cost), by
+//	      the gateway's exporter; OTLPLib by OpenTelemetry's otlptracehttp.
 //
 //	go test -run '^$' -bench Telemetry -benchmem ./internal/gateway/
 
@@ -44,17 +45,26 @@ func onTracer(b *testing.B) *telemetry.Tracer {
 
 // otlpTracer exports every request's spans over OTLP/HTTP (protobuf) to a
 // local collector that reads and drops them: the encoding and the export
-// are in the cost, as in make bench's traced row. The batch processor
-// blocks instead of dropping spans when its queue is full, so that every
-// span is exported: at this rate the default one drops most of them and
-// would hide their cost.
-func otlpTracer(b *testing.B) *telemetry.Tracer {
+// are in the cost, as in make bench's traced row. lib picks
+// OpenTelemetry's otlptracehttp over the gateway's own exporter. The
+// batch processor blocks instead of dropping spans when its queue is
+// full, so that every span is exported: at this rate the default one
+// drops most of them and would hide their cost.
+func otlpTracer(b *testing.B, lib bool) *telemetry.Tracer {
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	b.Cleanup(sink.Close)
-	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(sink.URL+"/v1/traces"))
+	var (
+		exp sdktrace.SpanExporter
+		err error
+	)
+	if lib {
+		exp, err = otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(sink.URL+"/v1/traces"))
+	} else {
+		exp, err = telemetry.NewExporter(context.Background(), telemetry.Options{Endpoint: sink.URL, Protocol: telemetry.ProtocolHTTP})
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,7 +86,10 @@ func BenchmarkTelemetryOnChat(b *testing.B) {
 	gateway.BenchServe(b, gateway.StubGateway(b, onTracer(b)), false)
 }
 func BenchmarkTelemetryOTLPChat(b *testing.B) {
-	gateway.BenchServe(b, gateway.StubGateway(b, otlpTracer(b)), false)
+	gateway.BenchServe(b, gateway.StubGateway(b, otlpTracer(b, false)), false)
+}
+func BenchmarkTelemetryOTLPLibChat(b *testing.B) {
+	gateway.BenchServe(b, gateway.StubGateway(b, otlpTracer(b, true)), false)
 }
 
 func BenchmarkTelemetryOffStream(b *testing.B) {
@@ -89,7 +102,10 @@ func BenchmarkTelemetryOnStream(b *testing.B) {
 	gateway.BenchServe(b, gateway.StubGateway(b, onTracer(b)), true)
 }
 func BenchmarkTelemetryOTLPStream(b *testing.B) {
-	gateway.BenchServe(b, gateway.StubGateway(b, otlpTracer(b)), true)
+	gateway.BenchServe(b, gateway.StubGateway(b, otlpTracer(b, false)), true)
+}
+func BenchmarkTelemetryOTLPLibStream(b *testing.B) {
+	gateway.BenchServe(b, gateway.StubGateway(b, otlpTracer(b, true)), true)
 }
 
 // The same through the openaicompat provider to an in-process fakellm over
