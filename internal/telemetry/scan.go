@@ -11,9 +11,9 @@ import (
 
 // eachField calls fn with each key (as written, without its quotes) and
 // raw value of the JSON object obj's top level, in one pass and without
-// allocating. obj was checked (the client's body) or came from a provider
-// that answered; on malformed input it stops.
-func eachField(obj string, fn func(key, raw string)) {
+// allocating, until fn returns false. obj was checked (the client's body)
+// or came from a provider that answered; on malformed input it stops.
+func eachField(obj string, fn func(key, raw string) bool) {
 	i := jsonraw.SkipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return
@@ -33,7 +33,9 @@ func eachField(obj string, fn func(key, raw string)) {
 		i = jsonraw.SkipSpace(obj, i+1)
 		vs := i
 		i = jsonraw.SkipValue(obj, i)
-		fn(k, obj[vs:i])
+		if !fn(k, obj[vs:i]) {
+			return
+		}
 		i = jsonraw.SkipSpace(obj, i)
 		if i >= len(obj) || obj[i] != ',' {
 			return

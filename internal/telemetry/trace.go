@@ -194,7 +194,7 @@ type requestTrace struct {
 	inputMsg string
 
 	// buf holds the attributes End sets (the span copies them).
-	buf [32]attribute.KeyValue
+	buf [24]attribute.KeyValue
 }
 
 // attemptOf is what an attempt's span was started for.
@@ -232,14 +232,19 @@ func (rt *requestTrace) readParams() {
 		return
 	}
 	rt.params = true
-	eachField(jsonraw.String(rt.x.Req.OpenAI.Body), func(k, v string) {
-		switch k {
-		case "temperature":
-			rt.temp, rt.hasTemp = number(v)
-		case "top_p":
-			rt.topP, rt.hasTopP = number(v)
-		}
-	})
+	// Most requests set neither: then a search of the bytes is all.
+	body := rt.x.Req.OpenAI.Body
+	if bytes.Contains(body, temperatureKey) || bytes.Contains(body, topPKey) {
+		eachField(jsonraw.String(body), func(k, v string) bool {
+			switch k {
+			case "temperature":
+				rt.temp, rt.hasTemp = number(v)
+			case "top_p":
+				rt.topP, rt.hasTopP = number(v)
+			}
+			return true
+		})
+	}
 	if rt.t.Capture {
 		rt.inputMsg = inputMessages(rt.x.Req)
 	}
@@ -327,12 +332,14 @@ func upstreamErrorType(pe *provider.Error) string {
 }
 
 var (
-	finishKey    = []byte(`"finish_reason":"`)
-	msgStart     = []byte("message_start")
-	msgDelta     = []byte("message_delta")
-	blockDelta   = []byte("content_block_delta")
-	respComplete = []byte("response.completed")
-	respIncomp   = []byte("response.incomplete")
+	temperatureKey = []byte(`"temperature"`)
+	topPKey        = []byte(`"top_p"`)
+	finishKey      = []byte(`"finish_reason":"`)
+	msgStart       = []byte("message_start")
+	msgDelta       = []byte("message_delta")
+	blockDelta     = []byte("content_block_delta")
+	respComplete   = []byte("response.completed")
+	respIncomp     = []byte("response.incomplete")
 )
 
 // Event implements gateway.Tap: it reads the response id, model and finish
@@ -401,13 +408,16 @@ func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
 			reason, choices = "", "choices"
 		}
 	}
-	eachField(jsonraw.String(b), func(k, v string) {
+	// It stops once the three are read (usage and the rest follow).
+	seen := 0
+	eachField(jsonraw.String(b), func(k, v string) bool {
 		switch k {
 		case "id":
 			rt.respID = rawString(v)
 		case "model":
 			rt.respModel = rt.model(v)
 		case "":
+			return true
 		case reason:
 			if s := rawString(v); s != "" {
 				rt.finishReasons = append(rt.finishReasons, s)
@@ -419,7 +429,11 @@ func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
 				}
 				return true
 			})
+		default:
+			return true
 		}
+		seen++
+		return seen < 3
 	})
 	if !rt.t.Capture {
 		return b
