@@ -122,3 +122,15 @@ func BenchmarkTelemetryOffStreamFake(b *testing.B) {
 func BenchmarkTelemetryOnStreamFake(b *testing.B) {
 	gateway.BenchServe(b, gateway.FakeGateway(b, onTracer(b)), true)
 }
+
+// The full pipeline (key check, limits, budget, usage) over fakellm: what
+// make bench's "ai_gateway full, traced" row serves, in one process.
+func BenchmarkTelemetryOffChatFull(b *testing.B) {
+	gateway.BenchServe(b, gateway.FullFakeGateway(b, nil), false)
+}
+func BenchmarkTelemetryOTLPChatFull(b *testing.B) {
+	gateway.BenchServe(b, gateway.FullFakeGateway(b, otlpTracer(b, false)), false)
+}
+func BenchmarkTelemetryOTLPLibChatFull(b *testing.B) {
+	gateway.BenchServe(b, gateway.FullFakeGateway(b, otlpTracer(b, true)), false)
+}

@@ -211,8 +211,40 @@ func clampUint32(v int) uint64 {
 	return uint64(min(max(v, 0), math.MaxUint32))
 }
 
-// keyValue encodes a common.v1.KeyValue as field num.
+// keyValue encodes a common.v1.KeyValue as field num. A scalar value,
+// whose size is known up front, is written in one go; the others nest
+// through open and close.
 func (w *wire) keyValue(num protowire.Number, kv attribute.KeyValue) {
+	var inner int // the AnyValue's size: one byte of tag and the value
+	v := kv.Value
+	switch v.Type() {
+	case attribute.STRING:
+		n := len(v.AsString())
+		inner = 1 + protowire.SizeVarint(uint64(n)) + n
+	case attribute.INT64:
+		inner = 1 + protowire.SizeVarint(uint64(v.AsInt64()))
+	case attribute.FLOAT64:
+		inner = 1 + 8
+	case attribute.BOOL:
+		inner = 1 + 1
+	default:
+		w.nestedKeyValue(num, kv)
+		return
+	}
+	key := string(kv.Key)
+	size := 1 + protowire.SizeVarint(uint64(inner)) + inner
+	if key != "" {
+		size += 1 + protowire.SizeVarint(uint64(len(key))) + len(key)
+	}
+	w.tag(num, protowire.BytesType)
+	w.b = protowire.AppendVarint(w.b, uint64(size))
+	w.str(1, key)
+	w.tag(2, protowire.BytesType)
+	w.b = protowire.AppendVarint(w.b, uint64(inner))
+	w.anyValue(v)
+}
+
+func (w *wire) nestedKeyValue(num protowire.Number, kv attribute.KeyValue) {
 	m := w.open(num)
 	w.str(1, string(kv.Key))
 	v := w.open(2)
