@@ -192,10 +192,13 @@ type requestTrace struct {
 	hasTemp  bool
 	hasTopP  bool
 	inputMsg string
-
-	// buf holds the attributes End sets (the span copies them).
-	buf [24]attribute.KeyValue
 }
+
+// attrBuf holds the attributes End sets (the spans copy them), pooled
+// across requests.
+type attrBuf [24]attribute.KeyValue
+
+var attrBufs = sync.Pool{New: func() any { return new(attrBuf) }}
 
 // attemptOf is what an attempt's span was started for.
 type attemptOf struct {
@@ -458,8 +461,13 @@ func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
 // what the reply said and the request span with how it ended.
 func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
 	u := info.Usage
+	buf := attrBufs.Get().(*attrBuf)
+	defer func() {
+		clear(buf[:]) // keep no request's strings alive
+		attrBufs.Put(buf)
+	}()
 	if s := rt.answer; s != nil {
-		attrs := rt.attemptAttrs(rt.buf[:0], rt.answerAt)
+		attrs := rt.attemptAttrs(buf[:0], rt.answerAt)
 		if rt.respID != "" {
 			attrs = append(attrs, AttrResponseID.String(rt.respID))
 		}
@@ -484,7 +492,7 @@ func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
 		s.End()
 	}
 	span := rt.span
-	attrs := append(rt.buf[:0],
+	attrs := append(buf[:0],
 		AttrOperationName.String(rt.op),
 		AttrRequestModel.String(info.Model),
 		AttrRequestStream.Bool(info.Stream),
