@@ -371,16 +371,23 @@ func (rt *requestTrace) Event(ev *dialect.Event, f provider.Format) {
 		}
 		return
 	}
-	if rt.respID == "" {
-		r := gjson.GetManyBytes(data, "id", "model")
-		rt.respID, rt.respModel = r[0].String(), r[1].String()
-	}
-	if bytes.Contains(data, finishKey) {
-		gjson.GetBytes(data, "choices.#.finish_reason").ForEach(func(_, v gjson.Result) bool {
-			if s := v.String(); s != "" {
-				rt.finishReasons = append(rt.finishReasons, s)
+	if first, finish := rt.respID == "", bytes.Contains(data, finishKey); first || finish {
+		// One pass over the chunk's top level: id and model from the
+		// first, the finish reasons from the one that carries them.
+		seen := 0
+		eachField(jsonraw.String(data), func(k, v string) bool {
+			switch {
+			case first && k == "id":
+				rt.respID = rawString(v)
+			case first && k == "model":
+				rt.respModel = rt.model(v)
+			case finish && k == "choices":
+				rt.addFinishReasons(v)
+			default:
+				return true
 			}
-			return true
+			seen++
+			return seen < 3
 		})
 	}
 	if rt.t.Capture {
@@ -426,12 +433,7 @@ func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
 				rt.finishReasons = append(rt.finishReasons, s)
 			}
 		case choices:
-			jsonraw.Elems(v, func(c string) bool {
-				if s := rawString(jsonraw.Field(c, "finish_reason")); s != "" {
-					rt.finishReasons = append(rt.finishReasons, s)
-				}
-				return true
-			})
+			rt.addFinishReasons(v)
 		default:
 			return true
 		}
@@ -641,6 +643,17 @@ func jsonString(s string) string {
 		}
 	}
 	return string(append(b, '"'))
+}
+
+// addFinishReasons adds the finish_reason of each choice of the raw JSON
+// array choices.
+func (rt *requestTrace) addFinishReasons(choices string) {
+	jsonraw.Elems(choices, func(c string) bool {
+		if s := rawString(jsonraw.Field(c, "finish_reason")); s != "" {
+			rt.finishReasons = append(rt.finishReasons, s)
+		}
+		return true
+	})
 }
 
 // model is the response model of a raw JSON string: without a copy when
