@@ -2,8 +2,12 @@ package gateway_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
@@ -18,6 +22,9 @@ import (
 //	      the ai_gateway app runs without tracing configured.
 //	On    every request traced, sampled at 100 %, to an exporter that
 //	      discards the spans.
+//	OTLP  every request traced, exported over OTLP/HTTP to a local
+//	      collector that drops them (encoding and export in the cost), by
+//	      the gateway's exporter; OTLPLib by OpenTelemetry's otlptracehttp.
 //
 //	go test -run '^$' -bench Telemetry -benchmem ./internal/gateway/
 
@@ -36,6 +43,39 @@ func onTracer(b *testing.B) *telemetry.Tracer {
 	return &telemetry.Tracer{Own: tp, Upstreams: map[string]telemetry.Upstream{"fake": telemetry.UpstreamOf("openai", "http://127.0.0.1:8080/v1")}}
 }
 
+// otlpTracer exports every request's spans over OTLP/HTTP (protobuf) to a
+// local collector that reads and drops them: the encoding and the export
+// are in the cost, as in make bench's traced row. lib picks
+// OpenTelemetry's otlptracehttp over the gateway's own exporter. The
+// batch processor blocks instead of dropping spans when its queue is
+// full, so that every span is exported: at this rate the default one
+// drops most of them and would hide their cost.
+func otlpTracer(b *testing.B, lib bool) *telemetry.Tracer {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	b.Cleanup(sink.Close)
+	var (
+		exp sdktrace.SpanExporter
+		err error
+	)
+	if lib {
+		exp, err = otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(sink.URL+"/v1/traces"))
+	} else {
+		exp, err = telemetry.NewExporter(context.Background(), telemetry.Options{Endpoint: sink.URL, Protocol: telemetry.ProtocolHTTP})
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	tp, err := telemetry.NewProviderWith(telemetry.Options{Sample: 1}, sdktrace.NewBatchSpanProcessor(exp, sdktrace.WithBlocking()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return &telemetry.Tracer{Own: tp, Upstreams: map[string]telemetry.Upstream{"fake": telemetry.UpstreamOf("openai", "http://127.0.0.1:8080/v1")}}
+}
+
 func BenchmarkTelemetryOffChat(b *testing.B) {
 	gateway.BenchServe(b, gateway.StubGateway(b, nil), false)
 }
@@ -44,6 +84,12 @@ func BenchmarkTelemetryIdleChat(b *testing.B) {
 }
 func BenchmarkTelemetryOnChat(b *testing.B) {
 	gateway.BenchServe(b, gateway.StubGateway(b, onTracer(b)), false)
+}
+func BenchmarkTelemetryOTLPChat(b *testing.B) {
+	gateway.BenchServe(b, gateway.StubGateway(b, otlpTracer(b, false)), false)
+}
+func BenchmarkTelemetryOTLPLibChat(b *testing.B) {
+	gateway.BenchServe(b, gateway.StubGateway(b, otlpTracer(b, true)), false)
 }
 
 func BenchmarkTelemetryOffStream(b *testing.B) {
@@ -54,6 +100,12 @@ func BenchmarkTelemetryIdleStream(b *testing.B) {
 }
 func BenchmarkTelemetryOnStream(b *testing.B) {
 	gateway.BenchServe(b, gateway.StubGateway(b, onTracer(b)), true)
+}
+func BenchmarkTelemetryOTLPStream(b *testing.B) {
+	gateway.BenchServe(b, gateway.StubGateway(b, otlpTracer(b, false)), true)
+}
+func BenchmarkTelemetryOTLPLibStream(b *testing.B) {
+	gateway.BenchServe(b, gateway.StubGateway(b, otlpTracer(b, true)), true)
 }
 
 // The same through the openaicompat provider to an in-process fakellm over
@@ -69,4 +121,16 @@ func BenchmarkTelemetryOffStreamFake(b *testing.B) {
 }
 func BenchmarkTelemetryOnStreamFake(b *testing.B) {
 	gateway.BenchServe(b, gateway.FakeGateway(b, onTracer(b)), true)
+}
+
+// The full pipeline (key check, limits, budget, usage) over fakellm: what
+// make bench's "ai_gateway full, traced" row serves, in one process.
+func BenchmarkTelemetryOffChatFull(b *testing.B) {
+	gateway.BenchServe(b, gateway.FullFakeGateway(b, nil), false)
+}
+func BenchmarkTelemetryOTLPChatFull(b *testing.B) {
+	gateway.BenchServe(b, gateway.FullFakeGateway(b, otlpTracer(b, false)), false)
+}
+func BenchmarkTelemetryOTLPLibChatFull(b *testing.B) {
+	gateway.BenchServe(b, gateway.FullFakeGateway(b, otlpTracer(b, true)), false)
 }

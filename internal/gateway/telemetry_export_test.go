@@ -21,3 +21,12 @@ func FakeGateway(b *testing.B, tel Telemetry) *Gateway {
 	g.cfg.Telemetry = tel
 	return g
 }
+
+// FullFakeGateway is FakeGateway with the full pipeline in process (make
+// bench's "ai_gateway full" rows: a key with limits and a budget, model
+// limits, the usage ledger).
+func FullFakeGateway(b *testing.B, tel Telemetry) *Gateway {
+	g := newFakeGateway(b)
+	g.cfg.Telemetry = tel
+	return withGuard(b, g)
+}

@@ -90,15 +90,22 @@ var (
 	BucketsTPOT       = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5}
 )
 
+// The gen_ai.operation.name values the gateway serves.
+var (
+	opChat           = semconv.GenAIOperationNameChat.Value.AsString()
+	opTextCompletion = semconv.GenAIOperationNameTextCompletion.Value.AsString()
+	opEmbeddings     = semconv.GenAIOperationNameEmbeddings.Value.AsString()
+)
+
 // OperationName is gen_ai.operation.name of an operation.
 func OperationName(op openai.Op) string {
 	switch op {
 	case openai.OpCompletions:
-		return semconv.GenAIOperationNameTextCompletion.Value.AsString()
+		return opTextCompletion
 	case openai.OpEmbeddings:
-		return semconv.GenAIOperationNameEmbeddings.Value.AsString()
+		return opEmbeddings
 	}
-	return semconv.GenAIOperationNameChat.Value.AsString() // chat completions, responses, messages
+	return opChat // chat completions, responses, messages
 }
 
 // ProviderName is gen_ai.provider.name of a provider type (registry

@@ -64,6 +64,17 @@ func EnvCapture() bool {
 // NewProvider returns a tracer provider exporting to o's OTLP endpoint in
 // batches. Shut it down to flush and stop its goroutine.
 func NewProvider(ctx context.Context, o Options) (*sdktrace.TracerProvider, error) {
+	exp, err := NewExporter(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return newProvider(o, sdktrace.WithBatcher(exp))
+}
+
+// NewExporter returns the span exporter to o's OTLP endpoint: for HTTP
+// the gateway's own (httpExporter), unless a TLS certificate variable
+// needs otlptracehttp; for gRPC otlptracegrpc.
+func NewExporter(ctx context.Context, o Options) (sdktrace.SpanExporter, error) {
 	proto := strings.ToLower(o.Protocol)
 	if proto == "" {
 		proto = strings.ToLower(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
@@ -80,13 +91,22 @@ func NewProvider(ctx context.Context, o Options) (*sdktrace.TracerProvider, erro
 	)
 	switch proto {
 	case ProtocolHTTP:
+		ep := o.Endpoint
+		// A base URL (no path) gets the signal's path, as
+		// OTEL_EXPORTER_OTLP_ENDPOINT does.
+		if u, err := url.Parse(ep); ep != "" && err == nil && (u.Path == "" || u.Path == "/") {
+			ep = strings.TrimSuffix(ep, "/") + "/v1/traces"
+		}
+		var he *httpExporter
+		if he, err = newHTTPExporter(ep); he != nil {
+			exp = he
+			break
+		}
+		if err != nil {
+			break
+		}
 		var opts []otlptracehttp.Option
-		if ep := o.Endpoint; ep != "" {
-			// A base URL (no path) gets the signal's path, as
-			// OTEL_EXPORTER_OTLP_ENDPOINT does.
-			if u, err := url.Parse(ep); err == nil && (u.Path == "" || u.Path == "/") {
-				ep = strings.TrimSuffix(ep, "/") + "/v1/traces"
-			}
+		if ep != "" {
 			opts = append(opts, otlptracehttp.WithEndpointURL(ep))
 		}
 		exp, err = otlptracehttp.New(ctx, opts...)
@@ -105,7 +125,7 @@ func NewProvider(ctx context.Context, o Options) (*sdktrace.TracerProvider, erro
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: OTLP exporter: %w", err)
 	}
-	return newProvider(o, sdktrace.WithBatcher(exp))
+	return exp, nil
 }
 
 // NewProviderWith returns a tracer provider sending its spans to sp (tests,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
@@ -91,6 +92,14 @@ type scoped struct {
 
 var _ gateway.Telemetry = (*Tracer)(nil)
 
+// The span kinds as start options, made once (each WithSpanKind
+// allocates).
+var (
+	kindInternal = trace.WithSpanKind(trace.SpanKindInternal)
+	kindServer   = trace.WithSpanKind(trace.SpanKindServer)
+	kindClient   = trace.WithSpanKind(trace.SpanKindClient)
+)
+
 // tracer returns the tracer of tp, cached for the provider seen last.
 func (t *Tracer) tracer(tp trace.TracerProvider) trace.Tracer {
 	if s := t.last.Load(); s != nil && s.tp == tp {
@@ -105,35 +114,28 @@ func (t *Tracer) tracer(tp trace.TracerProvider) trace.Tracer {
 func (t *Tracer) Start(x *gateway.Exchange, keyAt, keyDone time.Time) gateway.Trace {
 	ctx := x.Context()
 	var tr trace.Tracer
-	kind := trace.SpanKindInternal
+	kind := kindInternal
 	if parent := trace.SpanFromContext(ctx); parent.SpanContext().IsValid() {
 		tr = t.tracer(parent.TracerProvider())
 	} else if t.Own != nil {
 		t.ownOnce.Do(func() { t.own = t.Own.Tracer(ScopeName) })
 		tr = t.own
 		ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(x.Request().Header))
-		kind = trace.SpanKindServer
+		kind = kindServer
 	} else {
 		return nil
 	}
-	info := x.Info
-	rt := &requestTrace{t: t, tr: tr, x: x, op: OperationName(info.Op), start: time.Now()}
-	attrs := make([]attribute.KeyValue, 0, 8)
-	attrs = append(attrs,
-		AttrOperationName.String(rt.op),
-		AttrRequestModel.String(info.Model),
-		AttrRequestStream.Bool(info.Stream),
-		AttrRoute.String(info.Route))
-	if info.Key != "" {
-		attrs = append(attrs, AttrKey.String(info.Key))
-	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(kind), trace.WithAttributes(attrs...)}
-	if !keyAt.IsZero() {
-		// The request span begins with the request, before the key check.
-		opts = append(opts, trace.WithTimestamp(keyAt))
-	}
+	rt := &requestTrace{t: t, tr: tr, x: x, op: OperationName(x.Info.Op)}
+	// The spans' attributes are all set when they end, in one call: the
+	// span then holds one slice of exactly their number (the samplers
+	// here decide on the trace id and the parent alone).
 	var span trace.Span
-	rt.ctx, span = tr.Start(ctx, "ai_gateway "+rt.op, opts...)
+	if keyAt.IsZero() {
+		rt.ctx, span = tr.Start(ctx, requestSpanName(rt.op), kind)
+	} else {
+		// The request span begins with the request, before the key check.
+		rt.ctx, span = tr.Start(ctx, requestSpanName(rt.op), kind, trace.WithTimestamp(keyAt))
+	}
 	rt.span = span
 	if x.Key != nil && !keyAt.IsZero() {
 		_, ks := tr.Start(rt.ctx, "key check", trace.WithTimestamp(keyAt))
@@ -142,25 +144,66 @@ func (t *Tracer) Start(x *gateway.Exchange, keyAt, keyDone time.Time) gateway.Tr
 	return rt
 }
 
+// requestSpanName is the request span's name for an operation name,
+// without a concatenation per request for the operations the gateway
+// serves.
+func requestSpanName(op string) string {
+	switch op {
+	case opChat:
+		return spanChat
+	case opTextCompletion:
+		return spanTextCompletion
+	case opEmbeddings:
+		return spanEmbeddings
+	}
+	return "ai_gateway " + op
+}
+
+var (
+	spanChat           = "ai_gateway " + opChat
+	spanTextCompletion = "ai_gateway " + opTextCompletion
+	spanEmbeddings     = "ai_gateway " + opEmbeddings
+)
+
 // requestTrace is one request's spans; it is the request's tap.
 type requestTrace struct {
-	t     *Tracer
-	tr    trace.Tracer
-	x     *gateway.Exchange
-	op    string
-	start time.Time
-	ctx   context.Context // carries the request span
-	span  trace.Span
+	t    *Tracer
+	tr   trace.Tracer
+	x    *gateway.Exchange
+	op   string
+	ctx  context.Context // carries the request span
+	span trace.Span
 
 	attempts int
-	// The attempt that answered, open until the reply ends, and what the
-	// reply said.
+	// The attempt that answered, open until the reply ends, what it was
+	// started with, and what the reply said.
 	answer        trace.Span
+	answerAt      attemptOf
 	respID        string
 	respModel     string
 	finishReasons []string
 	out           []byte // completion text, when captured
-	reqAttrs      []attribute.KeyValue
+
+	// The request's gen_ai.request.* parameters beyond the model, read
+	// once from the client's body by the first attempt.
+	params   bool
+	temp     float64
+	topP     float64
+	hasTemp  bool
+	hasTopP  bool
+	inputMsg string
+}
+
+// attrBuf holds the attributes End sets (the spans copy them), pooled
+// across requests.
+type attrBuf [24]attribute.KeyValue
+
+var attrBufs = sync.Pool{New: func() any { return new(attrBuf) }}
+
+// attemptOf is what an attempt's span was started for.
+type attemptOf struct {
+	prov, model string
+	n           int
 }
 
 // Phase implements gateway.Trace.
@@ -185,57 +228,78 @@ func errorType(oerr *openai.Error) string {
 	return strconv.Itoa(oerr.Status)
 }
 
-// requestAttrs are the request's gen_ai.request.* attributes beyond the
-// model, read once from the client's body.
-func (rt *requestTrace) requestAttrs() []attribute.KeyValue {
-	if rt.reqAttrs != nil {
-		return rt.reqAttrs
+// readParams reads the request's gen_ai.request.* parameters beyond the
+// model from the client's body, once, in one pass over its top level.
+func (rt *requestTrace) readParams() {
+	if rt.params {
+		return
 	}
-	req := rt.x.Req.OpenAI
-	attrs := []attribute.KeyValue{AttrRequestStream.Bool(req.Stream)}
-	if req.MaxTokens > 0 {
-		attrs = append(attrs, AttrRequestMaxTokens.Int64(req.MaxTokens))
-	}
-	r := gjson.GetManyBytes(req.Body, "temperature", "top_p")
-	if r[0].Type == gjson.Number {
-		attrs = append(attrs, AttrRequestTemperature.Float64(r[0].Float()))
-	}
-	if r[1].Type == gjson.Number {
-		attrs = append(attrs, AttrRequestTopP.Float64(r[1].Float()))
+	rt.params = true
+	// Most requests set neither: then a search of the bytes is all.
+	body := rt.x.Req.OpenAI.Body
+	if bytes.Contains(body, temperatureKey) || bytes.Contains(body, topPKey) {
+		eachField(jsonraw.String(body), func(k, v string) bool {
+			switch k {
+			case "temperature":
+				rt.temp, rt.hasTemp = number(v)
+			case "top_p":
+				rt.topP, rt.hasTopP = number(v)
+			}
+			return true
+		})
 	}
 	if rt.t.Capture {
-		if in := inputMessages(rt.x.Req); in != "" {
-			attrs = append(attrs, AttrInputMessages.String(in))
-		}
+		rt.inputMsg = inputMessages(rt.x.Req)
 	}
-	rt.reqAttrs = attrs
-	return attrs
+}
+
+// attemptAttrs appends an attempt span's request-side attributes to dst.
+// It only reads rt's fields the first attempt set, so a losing hedged
+// attempt may end (and call it) on another goroutine.
+func (rt *requestTrace) attemptAttrs(dst []attribute.KeyValue, a attemptOf) []attribute.KeyValue {
+	up := rt.t.Upstreams[a.prov]
+	name := up.Name
+	if name == "" {
+		name = a.prov
+	}
+	req := rt.x.Req.OpenAI
+	dst = append(dst,
+		AttrOperationName.String(rt.op),
+		AttrProviderName.String(name),
+		AttrRequestModel.String(a.model),
+		AttrProvider.String(a.prov),
+		AttrAttempt.Int(a.n),
+		AttrRequestStream.Bool(req.Stream))
+	if req.MaxTokens > 0 {
+		dst = append(dst, AttrRequestMaxTokens.Int64(req.MaxTokens))
+	}
+	if rt.hasTemp {
+		dst = append(dst, AttrRequestTemperature.Float64(rt.temp))
+	}
+	if rt.hasTopP {
+		dst = append(dst, AttrRequestTopP.Float64(rt.topP))
+	}
+	if rt.inputMsg != "" {
+		dst = append(dst, AttrInputMessages.String(rt.inputMsg))
+	}
+	if up.Address != "" {
+		dst = append(dst, AttrServerAddress.String(up.Address), AttrServerPort.Int(up.Port))
+	}
+	return dst
 }
 
 // Attempt implements gateway.Trace.
 func (rt *requestTrace) Attempt(ctx context.Context, prov, model string) (context.Context, func(error)) {
 	rt.attempts++
-	up := rt.t.Upstreams[prov]
-	name := up.Name
-	if name == "" {
-		name = prov
-	}
-	attrs := append([]attribute.KeyValue{
-		AttrOperationName.String(rt.op),
-		AttrProviderName.String(name),
-		AttrRequestModel.String(model),
-		AttrProvider.String(prov),
-		AttrAttempt.Int(rt.attempts),
-	}, rt.requestAttrs()...)
-	if up.Address != "" {
-		attrs = append(attrs, AttrServerAddress.String(up.Address), AttrServerPort.Int(up.Port))
-	}
+	rt.readParams()
+	a := attemptOf{prov: prov, model: model, n: rt.attempts}
 	// The span's parent is the request span; ctx (the request's, maybe
-	// the drain's) keeps its cancellation.
-	_, span := rt.tr.Start(rt.ctx, rt.op+" "+model, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	// the drain's) keeps its cancellation. Its attributes are set when it
+	// ends.
+	_, span := rt.tr.Start(rt.ctx, rt.op+" "+model, kindClient)
 	return trace.ContextWithSpan(ctx, span), func(err error) {
 		if err == nil {
-			rt.answer = span
+			rt.answer, rt.answerAt = span, a
 			return
 		}
 		et := "_OTHER"
@@ -248,7 +312,8 @@ func (rt *requestTrace) Attempt(ctx context.Context, prov, model string) (contex
 		case errors.Is(err, context.DeadlineExceeded):
 			et = "timeout"
 		}
-		span.SetAttributes(AttrErrorType.String(et))
+		attrs := rt.attemptAttrs(make([]attribute.KeyValue, 0, 14), a)
+		span.SetAttributes(append(attrs, AttrErrorType.String(et))...)
 		span.SetStatus(codes.Error, et)
 		span.End()
 	}
@@ -270,12 +335,14 @@ func upstreamErrorType(pe *provider.Error) string {
 }
 
 var (
-	finishKey    = []byte(`"finish_reason":"`)
-	msgStart     = []byte("message_start")
-	msgDelta     = []byte("message_delta")
-	blockDelta   = []byte("content_block_delta")
-	respComplete = []byte("response.completed")
-	respIncomp   = []byte("response.incomplete")
+	temperatureKey = []byte(`"temperature"`)
+	topPKey        = []byte(`"top_p"`)
+	finishKey      = []byte(`"finish_reason":"`)
+	msgStart       = []byte("message_start")
+	msgDelta       = []byte("message_delta")
+	blockDelta     = []byte("content_block_delta")
+	respComplete   = []byte("response.completed")
+	respIncomp     = []byte("response.incomplete")
 )
 
 // Event implements gateway.Tap: it reads the response id, model and finish
@@ -304,16 +371,23 @@ func (rt *requestTrace) Event(ev *dialect.Event, f provider.Format) {
 		}
 		return
 	}
-	if rt.respID == "" {
-		r := gjson.GetManyBytes(data, "id", "model")
-		rt.respID, rt.respModel = r[0].String(), r[1].String()
-	}
-	if bytes.Contains(data, finishKey) {
-		gjson.GetBytes(data, "choices.#.finish_reason").ForEach(func(_, v gjson.Result) bool {
-			if s := v.String(); s != "" {
-				rt.finishReasons = append(rt.finishReasons, s)
+	if first, finish := rt.respID == "", bytes.Contains(data, finishKey); first || finish {
+		// One pass over the chunk's top level: id and model from the
+		// first, the finish reasons from the one that carries them.
+		seen := 0
+		eachField(jsonraw.String(data), func(k, v string) bool {
+			switch {
+			case first && k == "id":
+				rt.respID = rawString(v)
+			case first && k == "model":
+				rt.respModel = rt.model(v)
+			case finish && k == "choices":
+				rt.addFinishReasons(v)
+			default:
+				return true
 			}
-			return true
+			seen++
+			return seen < 3
 		})
 	}
 	if rt.t.Capture {
@@ -333,41 +407,55 @@ func (rt *requestTrace) appendOut(s string) {
 
 // Body implements gateway.Tap.
 func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
-	if f == provider.FormatAnthropic {
-		r := gjson.GetManyBytes(b, "id", "model", "stop_reason")
-		rt.respID, rt.respModel = r[0].String(), r[1].String()
-		if s := r[2].String(); s != "" {
-			rt.finishReasons = append(rt.finishReasons, s)
+	// One pass over the answer's top level: id, model and the finish
+	// reasons (Anthropic's stop_reason, the Responses status, each chat
+	// choice's finish_reason).
+	reason, choices := "stop_reason", "" // Anthropic
+	if f != provider.FormatAnthropic {
+		if rt.x.Info.Op == openai.OpResponses {
+			reason = "status"
+		} else {
+			reason, choices = "", "choices"
 		}
-		if rt.t.Capture {
-			gjson.GetBytes(b, "content.#.text").ForEach(func(_, v gjson.Result) bool { rt.appendOut(v.String()); return true })
-		}
-		return b
 	}
-	r := gjson.GetManyBytes(b, "id", "model", "status")
-	rt.respID, rt.respModel = r[0].String(), r[1].String()
-	if rt.x.Info.Op == openai.OpResponses {
-		if s := r[2].String(); s != "" {
-			rt.finishReasons = append(rt.finishReasons, s)
+	// It stops once the three are read (usage and the rest follow).
+	seen := 0
+	eachField(jsonraw.String(b), func(k, v string) bool {
+		switch k {
+		case "id":
+			rt.respID = rawString(v)
+		case "model":
+			rt.respModel = rt.model(v)
+		case "":
+			return true
+		case reason:
+			if s := rawString(v); s != "" {
+				rt.finishReasons = append(rt.finishReasons, s)
+			}
+		case choices:
+			rt.addFinishReasons(v)
+		default:
+			return true
 		}
-		if rt.t.Capture {
-			rt.appendOut(gjson.GetBytes(b, "output.#.content.#.text|@flatten|0").String())
-		}
-		return b
-	}
-	gjson.GetBytes(b, "choices.#.finish_reason").ForEach(func(_, v gjson.Result) bool {
-		if s := v.String(); s != "" {
-			rt.finishReasons = append(rt.finishReasons, s)
-		}
-		return true
+		seen++
+		return seen < 3
 	})
-	if rt.t.Capture {
-		c := gjson.GetBytes(b, "choices.0.message.content")
-		if c.Type != gjson.String {
-			c = gjson.GetBytes(b, "choices.0.text")
-		}
-		rt.appendOut(c.String())
+	if !rt.t.Capture {
+		return b
 	}
+	if f == provider.FormatAnthropic {
+		gjson.GetBytes(b, "content.#.text").ForEach(func(_, v gjson.Result) bool { rt.appendOut(v.String()); return true })
+		return b
+	}
+	if rt.x.Info.Op == openai.OpResponses {
+		rt.appendOut(gjson.GetBytes(b, "output.#.content.#.text|@flatten|0").String())
+		return b
+	}
+	c := gjson.GetBytes(b, "choices.0.message.content")
+	if c.Type != gjson.String {
+		c = gjson.GetBytes(b, "choices.0.text")
+	}
+	rt.appendOut(c.String())
 	return b
 }
 
@@ -375,8 +463,13 @@ func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
 // what the reply said and the request span with how it ended.
 func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
 	u := info.Usage
+	buf := attrBufs.Get().(*attrBuf)
+	defer func() {
+		clear(buf[:]) // keep no request's strings alive
+		attrBufs.Put(buf)
+	}()
 	if s := rt.answer; s != nil {
-		attrs := make([]attribute.KeyValue, 0, 8)
+		attrs := rt.attemptAttrs(buf[:0], rt.answerAt)
 		if rt.respID != "" {
 			attrs = append(attrs, AttrResponseID.String(rt.respID))
 		}
@@ -401,7 +494,14 @@ func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
 		s.End()
 	}
 	span := rt.span
-	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs := append(buf[:0],
+		AttrOperationName.String(rt.op),
+		AttrRequestModel.String(info.Model),
+		AttrRequestStream.Bool(info.Stream),
+		AttrRoute.String(info.Route))
+	if info.Key != "" {
+		attrs = append(attrs, AttrKey.String(info.Key))
+	}
 	attrs = append(attrs, AttrOutcome.String(o.String()), AttrStatus.Int(info.Status), AttrAttempts.Int(info.Attempts))
 	if info.Provider != "" {
 		attrs = append(attrs, AttrProvider.String(info.Provider))
@@ -543,4 +643,24 @@ func jsonString(s string) string {
 		}
 	}
 	return string(append(b, '"'))
+}
+
+// addFinishReasons adds the finish_reason of each choice of the raw JSON
+// array choices.
+func (rt *requestTrace) addFinishReasons(choices string) {
+	jsonraw.Elems(choices, func(c string) bool {
+		if s := rawString(jsonraw.Field(c, "finish_reason")); s != "" {
+			rt.finishReasons = append(rt.finishReasons, s)
+		}
+		return true
+	})
+}
+
+// model is the response model of a raw JSON string: without a copy when
+// it is the model the answering attempt asked for, as it most often is.
+func (rt *requestTrace) model(raw string) string {
+	if m := rt.answerAt.model; len(raw) == len(m)+2 && raw[1:len(raw)-1] == m {
+		return m
+	}
+	return rawString(raw)
 }

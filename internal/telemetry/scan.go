@@ -1,0 +1,80 @@
+package telemetry
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
+)
+
+// eachField calls fn with each key (as written, without its quotes) and
+// raw value of the JSON object obj's top level, in one pass and without
+// allocating, until fn returns false. obj was checked (the client's body)
+// or came from a provider that answered; on malformed input it stops.
+func eachField(obj string, fn func(key, raw string) bool) {
+	i := jsonraw.SkipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return
+	}
+	for i++; ; i++ {
+		i = jsonraw.SkipSpace(obj, i)
+		if i >= len(obj) || obj[i] != '"' {
+			return
+		}
+		ks := i
+		i = jsonraw.SkipString(obj, i)
+		k := obj[ks+1 : i-1]
+		i = jsonraw.SkipSpace(obj, i)
+		if i >= len(obj) || obj[i] != ':' {
+			return
+		}
+		i = jsonraw.SkipSpace(obj, i+1)
+		vs := i
+		i = jsonraw.SkipValue(obj, i)
+		if !fn(k, obj[vs:i]) {
+			return
+		}
+		i = jsonraw.SkipSpace(obj, i)
+		if i >= len(obj) || obj[i] != ',' {
+			return
+		}
+	}
+}
+
+// number is the value of a raw JSON number; false when raw is not one.
+func number(raw string) (float64, bool) {
+	if raw == "" || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(raw, 64)
+	return f, err == nil
+}
+
+// wellKnown are finish reasons and statuses, kept without a copy.
+var wellKnown = map[string]string{}
+
+func init() {
+	for _, s := range []string{"stop", "length", "tool_calls", "content_filter", "function_call",
+		"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal",
+		"completed", "incomplete", "failed", "in_progress", "cancelled"} {
+		wellKnown[s] = s
+	}
+}
+
+// rawString is the text of a raw JSON string value, copied out of the
+// body it views; "" when raw is not a string.
+func rawString(raw string) string {
+	if !jsonraw.IsString(raw) {
+		return ""
+	}
+	s := raw[1 : len(raw)-1]
+	if strings.IndexByte(s, '\\') >= 0 {
+		return gjson.Parse(raw).String() // unescaped into a new string
+	}
+	if w, ok := wellKnown[s]; ok {
+		return w
+	}
+	return strings.Clone(s)
+}
