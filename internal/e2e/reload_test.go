@@ -43,6 +43,9 @@ func TestReloadKeepsStateAndMetrics(t *testing.T) {
 	if s, _, b := do(t, req); s != 200 {
 		t.Fatalf("reload: %d %s", s, b)
 	}
+	// The old server closes its idle connections: a client reusing one
+	// would see EOF on its next request.
+	http.DefaultClient.CloseIdleConnections()
 
 	if s, _, _ := post(t, chat, body, "Authorization", "Bearer team-a-secret"); s != 429 {
 		t.Fatalf("reload refilled the RPM bucket: %d", s)

@@ -406,6 +406,9 @@ func TestTelemetryAndUsageSurviveReload(t *testing.T) {
 	if s, _, b := do(t, req); s != 200 {
 		t.Fatalf("reload: %d %s", s, b)
 	}
+	// The old server closes its idle connections: a client reusing one
+	// would see EOF on its next request.
+	http.DefaultClient.CloseIdleConnections()
 	send("5af7651916cd43dd8448eb211c803191")
 	rc.trace(t, "5af7651916cd43dd8448eb211c803191", 3)
 	eventually(t, 10*time.Second, func() bool {
