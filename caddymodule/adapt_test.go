@@ -70,6 +70,17 @@ func TestCaddyfileErrors(t *testing.T) {
 		"NaN price":            "ai_gateway {\nprice m NaN 1\n}",
 		"infinite budget":      "ai_gateway {\nkey k {\nsecret s\nbudget Inf\n}\n}",
 	}
+	appRejects(t, bad)
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ai_gateway {\nfoo\n}")); err == nil {
+		t.Fatal("handler accepted unknown subdirective")
+	}
+}
+
+// appRejects checks that the app's Caddyfile parser refuses every input of
+// bad (by case name).
+func appRejects(t *testing.T, bad map[string]string) {
+	t.Helper()
 	for name, in := range bad {
 		t.Run(name, func(t *testing.T) {
 			var a App
@@ -77,10 +88,6 @@ func TestCaddyfileErrors(t *testing.T) {
 				t.Fatalf("accepted %q", in)
 			}
 		})
-	}
-	var h Handler
-	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ai_gateway {\nfoo\n}")); err == nil {
-		t.Fatal("handler accepted unknown subdirective")
 	}
 }
 

@@ -18,14 +18,7 @@ func TestCacheCaddyfileErrors(t *testing.T) {
 		"semantic threshold":   "ai_gateway {\ncache {\nsemantic {\nembed e\nthreshold 1.5\n}\n}\n}",
 		"argument":             "ai_gateway {\ncache on\n}",
 	}
-	for name, in := range bad {
-		t.Run(name, func(t *testing.T) {
-			var a App
-			if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil {
-				t.Fatalf("accepted %q", in)
-			}
-		})
-	}
+	appRejects(t, bad)
 	var h Handler
 	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ai_gateway {\ncache on\n}")); err == nil {
 		t.Fatal("handler accepted cache on")

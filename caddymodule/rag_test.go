@@ -19,14 +19,7 @@ func TestRAGCaddyfileErrors(t *testing.T) {
 		"store twice":          "ai_gateway {\ncollection d {\nstore embedded /a\nstore embedded /b\n}\n}",
 		"unknown chroma field": "ai_gateway {\ncollection docs {\nstore chroma http://x:8000 {\ncolour blue\n}\nembed m\n}\n}",
 	}
-	for name, in := range app {
-		t.Run(name, func(t *testing.T) {
-			var a App
-			if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil {
-				t.Fatalf("accepted %q", in)
-			}
-		})
-	}
+	appRejects(t, app)
 	handler := map[string]string{
 		"no collection":      "ai_gateway {\nrag\n}",
 		"rag twice":          "ai_gateway {\nrag a\nrag b\n}",

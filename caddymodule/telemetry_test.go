@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"testing"
-
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
 func TestTelemetryCaddyfileErrors(t *testing.T) {
@@ -19,14 +17,7 @@ func TestTelemetryCaddyfileErrors(t *testing.T) {
 		"unknown metrics":     "ai_gateway {\nmetrics {\nkey_labels\n}\n}",
 		"metrics args":        "ai_gateway {\nmetrics on\n}",
 	}
-	for name, in := range bad {
-		t.Run(name, func(t *testing.T) {
-			var a App
-			if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil {
-				t.Fatalf("accepted %q", in)
-			}
-		})
-	}
+	appRejects(t, bad)
 }
 
 func TestTelemetryConfigValidate(t *testing.T) {

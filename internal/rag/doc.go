@@ -6,10 +6,12 @@
 // fusion (collection.go), and the pipeline stage that injects what it
 // retrieved into the prompt (stage.go, rewrite.go).
 //
-// Token counts are estimated: one token per 4 bytes of text, rounded up
-// (the rule of thumb the gateway's reservations use, see
-// openai.EstimateInputTokens). EstimateTokens is the one place that
-// estimate is made here, so an exact tokenizer can replace it.
+// Token counts are estimated: one token per 4 bytes of text, rounded up.
+// A collection serves every model of the routing table, so its chunks
+// cannot be sized by one model's tokenizer (internal/tokens); the injected
+// context is then counted in the key's TPM and spend from the upstream's
+// reported usage. EstimateTokens is the one place that estimate is made
+// here.
 package rag
 
 // bytesPerToken is the estimate's ratio.
