@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -105,19 +106,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	cost := h.app.costUSD(&info)
 	h.metrics.observe(&info, time.Since(start).Seconds(), cost)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.ai_gateway.key", info.Key)
-		repl.Set("http.ai_gateway.model", info.Model)
-		repl.Set("http.ai_gateway.provider", info.Provider)
-		repl.Set("http.ai_gateway.upstream_model", info.UpstreamModel)
-		repl.Set("http.ai_gateway.attempts", info.Attempts)
-		repl.Set("http.ai_gateway.hedges", info.Hedges)
-		repl.Set("http.ai_gateway.tokens.input", info.Usage.InputTokens)
-		repl.Set("http.ai_gateway.tokens.output", info.Usage.OutputTokens)
-		repl.Set("http.ai_gateway.ttft_ms", strconv.FormatInt(info.TTFT.Milliseconds(), 10))
-		repl.Set("http.ai_gateway.status", info.Status)
-		repl.Set("http.ai_gateway.cost_usd", strconv.FormatFloat(cost, 'f', -1, 64))
-		repl.Set("http.ai_gateway.cache", info.Cache)
-		setRAGPlaceholders(repl, &info)
+		// Resolved when a log or a later handler asks, not set one by one
+		// on every request.
+		repl.Map(func(key string) (any, bool) {
+			name, ok := strings.CutPrefix(key, "http.ai_gateway.")
+			if !ok {
+				return nil, false
+			}
+			return placeholder(name, &info, cost)
+		})
 	}
 	return nil
 }
@@ -127,3 +124,35 @@ var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// placeholder is the value of {http.ai_gateway.<name>} for a request that
+// ended as info says.
+func placeholder(name string, info *gateway.Info, cost float64) (any, bool) {
+	switch name {
+	case "key":
+		return info.Key, true
+	case "model":
+		return info.Model, true
+	case "provider":
+		return info.Provider, true
+	case "upstream_model":
+		return info.UpstreamModel, true
+	case "attempts":
+		return info.Attempts, true
+	case "hedges":
+		return info.Hedges, true
+	case "tokens.input":
+		return info.Usage.InputTokens, true
+	case "tokens.output":
+		return info.Usage.OutputTokens, true
+	case "ttft_ms":
+		return strconv.FormatInt(info.TTFT.Milliseconds(), 10), true
+	case "status":
+		return info.Status, true
+	case "cost_usd":
+		return strconv.FormatFloat(cost, 'f', -1, 64), true
+	case "cache":
+		return info.Cache, true
+	}
+	return ragPlaceholder(name, info)
+}

@@ -359,9 +359,15 @@ func (rc *RAGConfig) validate() error {
 	return nil
 }
 
-// setRAGPlaceholders publishes {http.ai_gateway.rag.*}.
-func setRAGPlaceholders(repl *caddy.Replacer, info *gateway.Info) {
-	repl.Set("http.ai_gateway.rag", info.RAG)
-	repl.Set("http.ai_gateway.rag.sources", strings.Join(info.RAGSources, ","))
-	repl.Set("http.ai_gateway.rag.ms", strconv.FormatInt(info.RAGTime.Milliseconds(), 10))
+// ragPlaceholder is the value of {http.ai_gateway.rag.*}.
+func ragPlaceholder(name string, info *gateway.Info) (any, bool) {
+	switch name {
+	case "rag":
+		return info.RAG, true
+	case "rag.sources":
+		return strings.Join(info.RAGSources, ","), true
+	case "rag.ms":
+		return strconv.FormatInt(info.RAGTime.Milliseconds(), 10), true
+	}
+	return nil, false
 }
