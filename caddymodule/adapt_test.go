@@ -69,11 +69,37 @@ func TestCaddyfileErrors(t *testing.T) {
 		"option twice":         "ai_gateway {\nmax_fails 1\nmax_fails 2\n}",
 		"NaN price":            "ai_gateway {\nprice m NaN 1\n}",
 		"infinite budget":      "ai_gateway {\nkey k {\nsecret s\nbudget Inf\n}\n}",
+		// A repeated single-value subdirective is refused rather than
+		// settled silently by keeping the last.
+		"provider base_url twice": "ai_gateway {\nprovider a {\nbase_url http://x\nbase_url http://y\n}\n}",
+		"model retries twice":     "ai_gateway {\nmodel m {\ntarget a\nretries 1\nretries 2\n}\n}",
+		"model policy twice":      "ai_gateway {\nmodel m {\ntarget a\npolicy cost\npolicy weighted\n}\n}",
+		"key rpm twice":           "ai_gateway {\nkey k {\nsecret s\nrpm 1\nrpm 100\n}\n}",
+		"key secret twice":        "ai_gateway {\nkey k {\nsecret s\nsecret t\n}\n}",
+		"redis timeout twice":     "ai_gateway {\nredis redis://x {\ntimeout 1s\ntimeout 2s\n}\n}",
+		"metrics key_label twice": "ai_gateway {\nmetrics {\nkey_label\nkey_label\n}\n}",
 	}
 	appRejects(t, bad)
+	for _, in := range []string{
+		"ai_gateway {\nmax_body_size 1MB\nmax_body_size 2MB\n}",
+		"ai_gateway {\ntruncate {\nstrategy middle\nstrategy error\n}\n}",
+		"ai_gateway {\nprivacy {\nmask email\nrestore on\nrestore off\n}\n}",
+		"ai_gateway {\ncache off\ncache off\n}",
+		"ai_gateway {\nfoo\n}",
+	} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil {
+			t.Errorf("handler accepted %q", in)
+		}
+	}
+	// Lists and maps may repeat.
+	var a App
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ai_gateway {\nprovider a {\nbase_url http://x\nheader A 1\nheader B 2\n}\nmodel m {\ntarget a\ntarget a other\nfallback x\nfallback y\n}\nkey k {\nsecret s\nmodels m\nmodels x\nmetadata team a\nmetadata env b\n}\n}")); err != nil {
+		t.Fatalf("repeatable subdirectives refused: %v", err)
+	}
 	var h Handler
-	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ai_gateway {\nfoo\n}")); err == nil {
-		t.Fatal("handler accepted unknown subdirective")
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("ai_gateway {\nmodels a\nmodels b\nprivacy {\nmask email\nmask card\n}\npolicy {\nprepend x\nprepend y\n}\n}")); err != nil {
+		t.Fatalf("repeatable handler subdirectives refused: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -260,8 +261,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 func (pc *ProviderConfig) unmarshal(d *caddyfile.Dispenser) error {
+	seen := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		dir := d.Val()
+		if err := seen.check(d, "provider", dir, "header"); err != nil {
+			return err
+		}
 		var err error
 		switch dir {
 		case "type":
@@ -308,8 +313,12 @@ func (pc *ProviderConfig) unmarshal(d *caddyfile.Dispenser) error {
 }
 
 func (mc *ModelConfig) unmarshal(d *caddyfile.Dispenser) error {
+	seen := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		dir := d.Val()
+		if err := seen.check(d, "model", dir, "target", "fallback"); err != nil {
+			return err
+		}
 		var err error
 		switch dir {
 		case "target":
@@ -357,8 +366,12 @@ func (mc *ModelConfig) unmarshal(d *caddyfile.Dispenser) error {
 }
 
 func (kc *KeyConfig) unmarshal(d *caddyfile.Dispenser) error {
+	seen := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		dir := d.Val()
+		if err := seen.check(d, "key", dir, "models", "metadata"); err != nil {
+			return err
+		}
 		var err error
 		switch dir {
 		case "secret":
@@ -427,8 +440,12 @@ func (rc *RedisConfig) unmarshal(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		dir := d.Val()
+		if err := seen.check(d, "redis", dir); err != nil {
+			return err
+		}
 		var err error
 		switch dir {
 		case "timeout":
@@ -481,7 +498,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := once{}
 	for d.NextBlock(0) {
+		// The blocks (truncate, privacy, policy, rag) refuse
+		// their own repetition.
+		if err := seen.check(d, "ai_gateway", d.Val(), "models", "truncate", "privacy", "pii", "policy", "rag"); err != nil {
+			return err
+		}
 		var err error
 		switch d.Val() {
 		case "max_body_size":
@@ -513,6 +536,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// once refuses a second occurrence of a single-value subdirective in
+// one block, which the Caddyfile would otherwise settle silently by
+// keeping the last; the subdirectives named as repeatable (lists, maps)
+// may occur any number of times.
+type once map[string]bool
+
+func (o once) check(d *caddyfile.Dispenser, block, dir string, repeatable ...string) error {
+	if slices.Contains(repeatable, dir) {
+		return nil
+	}
+	if o[dir] {
+		return d.Errf("%s: %s declared twice", block, dir)
+	}
+	o[dir] = true
 	return nil
 }
 

@@ -44,7 +44,11 @@ func (h *Handler) unmarshalGuardrails(d *caddyfile.Dispenser) error {
 			return d.Err("truncate declared twice")
 		}
 		h.Truncate = new(TruncateConfig)
+		seen := once{}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			if err := seen.check(d, "truncate", d.Val()); err != nil {
+				return err
+			}
 			var err error
 			switch d.Val() {
 			case "strategy":
@@ -95,6 +99,9 @@ func (h *Handler) unmarshalGuardrails(d *caddyfile.Dispenser) error {
 				custom = append(custom, args[0])
 				p.Custom = append(p.Custom, CustomDetector{Name: args[0], Pattern: args[1]})
 			case "restore":
+				if p.Restore != nil {
+					return d.Errf("%s: restore declared twice", dir)
+				}
 				var v string
 				if err := parseString(d, &v); err != nil {
 					return err

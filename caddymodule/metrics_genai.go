@@ -235,7 +235,11 @@ func (mc *MetricsConfig) unmarshal(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := once{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := seen.check(d, "metrics", d.Val()); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "key_label":
 			if d.NextArg() {
