@@ -161,6 +161,14 @@ func firstToken(b []byte) bool {
 // mark, when set, is called when the window opens (false) and closes (true);
 // runLoad waits for both calls before returning.
 func runLoad(ctx context.Context, client *http.Client, r request, conc int, warmup, dur time.Duration, mark func(end bool)) *result {
+	return runSpread(ctx, client, r, conc, 0, warmup, dur, mark)
+}
+
+// runSpread is runLoad with the workers' first requests spread evenly
+// over spread, so that long requests (paced streams) arrive one after
+// another as real traffic does, instead of in bursts of conc at once
+// whose queueing would dominate the time to first token.
+func runSpread(ctx context.Context, client *http.Client, r request, conc int, spread, warmup, dur time.Duration, mark func(end bool)) *result {
 	stream := r.stream
 	res := &result{Stream: stream, Window: dur}
 	begin := time.Now()
@@ -184,6 +192,12 @@ func runLoad(ctx context.Context, client *http.Client, r request, conc int, warm
 		wg.Go(func() {
 			w := &worker{client: client, request: r, buf: make([]byte, 32<<10)}
 			s := make([]sample, 0, 1<<14)
+			if spread > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(spread * time.Duration(i) / time.Duration(conc)):
+				}
+			}
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				if !t0.Before(to) {

@@ -19,6 +19,9 @@ const (
 	pacedModel = "bench-paced" // 64 content chunks, 20 ms apart
 )
 
+// pacedLength is about how long one paced stream lasts.
+const pacedLength = 64 * 20 * time.Millisecond
+
 // memResult is the memory one proxy process holds per open stream.
 type memResult struct {
 	Target        string
