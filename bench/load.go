@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,12 @@ type result struct {
 	Errors       int
 	FirstErr     error
 	Redis        *redisDelta // Redis commands in the window; nil without Redis
+
+	// Over the rounds (medianRounds): every round's req/s, and the
+	// median of the round's req/s over reverse_proxy's in the same
+	// round (0 when not computed).
+	RoundRPS []float64
+	Ratio    float64
 }
 
 // RPS is the completed requests per second in the window.
@@ -250,4 +257,39 @@ func check(ctx context.Context, client *http.Client, r request) error {
 	w := &worker{client: client, request: r, buf: make([]byte, 32<<10)}
 	_, err := w.do(ctx)
 	return err
+}
+
+// medianRounds turns rounds of the same rows (rounds[i][j] is row j of
+// round i) into one row each: the round whose req/s is the row's median,
+// with every round's req/s and the median ratio to reverse_proxy of the
+// same kind measured in the same round, which cancels a drift that hits
+// a whole round.
+func medianRounds(rounds [][]*result) []*result {
+	if len(rounds) == 0 {
+		return nil
+	}
+	out := make([]*result, len(rounds[0]))
+	for j := range rounds[0] {
+		rows := make([]*result, 0, len(rounds))
+		var rps, ratios []float64
+		for _, rs := range rounds {
+			r := rs[j]
+			rows = append(rows, r)
+			rps = append(rps, r.RPS())
+			for _, b := range rs {
+				if b.Target == reverseProxy && b.Kind == r.Kind && b.RPS() > 0 {
+					ratios = append(ratios, r.RPS()/b.RPS())
+				}
+			}
+		}
+		slices.SortFunc(rows, func(a, b *result) int { return cmp.Compare(a.RPS(), b.RPS()) })
+		m := rows[len(rows)/2]
+		m.RoundRPS = rps
+		if len(ratios) > 0 {
+			slices.Sort(ratios)
+			m.Ratio = ratios[len(ratios)/2]
+		}
+		out[j] = m
+	}
+	return out
 }

@@ -35,6 +35,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +58,7 @@ type config struct {
 	streams    int
 	pacedDur   time.Duration
 	pacedConc  int
+	rounds     int
 	redis      bool
 	pin        bool
 	peers      string
@@ -76,11 +78,12 @@ func main() {
 	flag.IntVar(&cfg.streams, "streams", 2000, "slow streams held open at once for the memory-per-stream measurement (0: skip)")
 	flag.DurationVar(&cfg.pacedDur, "paced-d", 5*time.Second, "measured duration of the paced-stream TTFT measurement per target (0: skip)")
 	flag.IntVar(&cfg.pacedConc, "paced-c", 32, "concurrent paced streams")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds of the req/s table: every row is measured once per round, in turn, and the median round is shown")
 	flag.BoolVar(&cfg.redis, "redis", true, "also run the full pipeline with Redis (needs redis-server on PATH)")
 	flag.BoolVar(&cfg.pin, "pin", true, "pin the gateway under test and the rest to separate CPUs (Linux, 2+ CPUs)")
 	flag.StringVar(&cfg.peers, "peers", "bench/peers", "directory of the peer gateways installed by make bench-peers (empty: skip peers)")
 	flag.Parse()
-	if flag.NArg() > 0 || cfg.conc < 1 || cfg.dur <= 0 || cfg.warmup < 0 || cfg.chunks < 1 || cfg.streams < 0 || cfg.pacedDur < 0 || cfg.pacedConc < 1 {
+	if flag.NArg() > 0 || cfg.conc < 1 || cfg.dur <= 0 || cfg.warmup < 0 || cfg.chunks < 1 || cfg.streams < 0 || cfg.pacedDur < 0 || cfg.pacedConc < 1 || cfg.rounds < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -312,25 +315,34 @@ func run(ctx context.Context, cfg config) error {
 		rep.notes = append(rep.notes, "paced-stream TTFT skipped (-paced-d 0)")
 	}
 
-	for _, t := range targets {
-		for _, k := range kinds {
-			fmt.Fprintf(os.Stderr, "bench: %-28s %-11s c=%d warm-up %v, measure %v…\n", t.name, k.name, cfg.conc, cfg.warmup, cfg.dur)
-			var mark func(bool)
-			var delta *redisDelta
-			if t.redis != nil {
-				mark, delta = windowCounter(ctx, t.redis)
+	// Every row once per round, in turn, so that a drift of the machine
+	// (another process, the CPU's clock) spreads over all rows instead of
+	// landing on one.
+	var rounds [][]*result
+	for round := range cfg.rounds {
+		var rs []*result
+		for _, t := range targets {
+			for _, k := range kinds {
+				fmt.Fprintf(os.Stderr, "bench: round %d/%d %-28s %-11s c=%d warm-up %v, measure %v…\n", round+1, cfg.rounds, t.name, k.name, cfg.conc, cfg.warmup, cfg.dur)
+				var mark func(bool)
+				var delta *redisDelta
+				if t.redis != nil {
+					mark, delta = windowCounter(ctx, t.redis)
+				}
+				r := runLoad(ctx, client, t.request(t.model, k.stream), cfg.conc, cfg.warmup, cfg.dur, mark)
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				r.Target, r.Kind, r.Redis = t.name, k.name, delta
+				if r.Errors > 0 {
+					fmt.Fprintf(os.Stderr, "bench: %s %s: %d errors, first: %v\n", t.name, k.name, r.Errors, r.FirstErr)
+				}
+				rs = append(rs, r)
 			}
-			r := runLoad(ctx, client, t.request(t.model, k.stream), cfg.conc, cfg.warmup, cfg.dur, mark)
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			r.Target, r.Kind, r.Redis = t.name, k.name, delta
-			if r.Errors > 0 {
-				fmt.Fprintf(os.Stderr, "bench: %s %s: %d errors, first: %v\n", t.name, k.name, r.Errors, r.FirstErr)
-			}
-			rep.results = append(rep.results, r)
 		}
+		rounds = append(rounds, rs)
 	}
+	rep.results = medianRounds(rounds)
 
 	out := render(cfg, &rep)
 	if cfg.out != "" {
@@ -415,8 +427,8 @@ func render(cfg config, rep *report) string {
 	fmt.Fprintf(&b, "## Gateway load benchmark\n\n")
 	fmt.Fprintf(&b, "%s/%s, %d CPUs, %s (binary: %s), %s\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), caddyInfo, time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(&b, "flags: `-c %d -d %v -warmup %v -chunks %d -ttft %v -chunk-delay %v -streams %d -paced-d %v -paced-c %d`; request body %d B.\n\n",
-		cfg.conc, cfg.dur, cfg.warmup, cfg.chunks, cfg.ttft, cfg.chunkDelay, cfg.streams, cfg.pacedDur, cfg.pacedConc, len(chatBody("fake-model", false)))
+	fmt.Fprintf(&b, "flags: `-c %d -d %v -warmup %v -chunks %d -ttft %v -chunk-delay %v -streams %d -paced-d %v -paced-c %d -rounds %d`; request body %d B.\n\n",
+		cfg.conc, cfg.dur, cfg.warmup, cfg.chunks, cfg.ttft, cfg.chunkDelay, cfg.streams, cfg.pacedDur, cfg.pacedConc, cfg.rounds, len(chatBody("fake-model", false)))
 	if rep.pin.enabled() {
 		fmt.Fprintf(&b, "pinning: gateway under test on CPU %s, everything else on CPU %s (sched_setaffinity; as the kernel reports it: %s).\n\n",
 			cpuList(rep.pin.gateway), cpuList(rep.pin.others), strings.Join(rep.pinned, "; "))
@@ -447,8 +459,15 @@ func render(cfg config, rep *report) string {
 			add50 = signedMs(p50 - percentile(d.Latency, .50))
 			add99 = signedMs(p99 - percentile(d.Latency, .99))
 		}
-		if rp := base(reverseProxy, r.Kind); rp != nil && rp.RPS() > 0 {
+		if r.Ratio > 0 {
+			ratio = fmt.Sprintf("%.2f×", r.Ratio)
+		} else if rp := base(reverseProxy, r.Kind); rp != nil && rp.RPS() > 0 {
 			ratio = fmt.Sprintf("%.2f×", r.RPS()/rp.RPS())
+		}
+		rps := fmt.Sprintf("%.0f", r.RPS())
+		if len(r.RoundRPS) > 1 {
+			lo, hi := slices.Min(r.RoundRPS), slices.Max(r.RoundRPS)
+			rps += fmt.Sprintf(" (%.0f–%.0f)", lo, hi)
 		}
 		if r.Redis != nil {
 			if r.Redis.err != nil {
@@ -462,8 +481,11 @@ func render(cfg config, rep *report) string {
 		if len(r.Latency) > 0 {
 			p50s, p99s = ms(p50), ms(p99)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d |\n",
-			r.Target, r.Kind, r.RPS(), ratio, p50s, p99s, add50, add99, ttft, rcalls, r.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n",
+			r.Target, r.Kind, rps, ratio, p50s, p99s, add50, add99, ttft, rcalls, r.Errors)
+	}
+	if cfg.rounds > 1 {
+		fmt.Fprintf(&b, "\n%d rounds: each round measures every row in turn; a row shows its median round (req/s, latencies, Redis counts), the range of its req/s over the rounds in brackets, and the median over the rounds of its req/s divided by reverse_proxy's in the same round.\n", cfg.rounds)
 	}
 	b.WriteString("\n\"added\" is a difference of percentiles (target minus fakellm direct), not a percentile of differences; p99 is noisy and can come out negative. TTFT is the time to the first content token. ")
 	b.WriteString("The full pipeline is a gateway key with rpm, tpm, concurrency and a budget plus model rpm/tpm, limits far above the load so that nothing is refused. ")
