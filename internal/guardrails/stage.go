@@ -116,6 +116,9 @@ type Config struct {
 	Local map[string]bool
 	// Routes resolves ActionRoute's model.
 	Routes *route.Table
+	// Calibration scales the estimate of non-OpenAI models by what their
+	// upstreams reported (nil: the shipped estimate).
+	Calibration *tokens.Calibration
 }
 
 // Stage is the guardrails stage (see the package comment).
@@ -282,7 +285,7 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	if t := s.cfg.Truncate; t != nil && req.Op == openai.OpChat {
 		window, counted := s.window(x.Route, model)
 		if window > 0 {
-			c, oe := t.Apply(body, tokens.For(counted), window, req.MaxTokens, nmsgs)
+			c, oe := t.Apply(body, tokens.For(counted).Calibrated(s.cfg.Calibration.Lookup(counted, x.Route.Pattern)), window, req.MaxTokens, nmsgs)
 			if oe != nil {
 				return nil, oe
 			}

@@ -1,6 +1,7 @@
 package guardrails
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 
@@ -96,7 +97,9 @@ func (t Truncation) Apply(body []byte, c tokens.Counter, window int, maxTokens i
 	budget := window - reserve
 	bound := tokens.Bound(body, nmsgs)
 	if !c.Exact() {
-		bound *= 2 // the estimate's rounding and family factor
+		// The estimate is at most a token per byte of text, times its
+		// scale (family factor and calibration), rounded up per text.
+		bound *= max(2, int(math.Ceil(c.Scale())))
 	}
 	if budget > 0 && bound <= budget {
 		return Cut{Body: body}, nil // fits whatever the exact count
