@@ -134,7 +134,7 @@ func TestTruncationResponses(t *testing.T) {
 			if oe != nil {
 				t.Fatalf("n=%d window=%d: %v", n, window, oe)
 			}
-			if n := c.Budgeted(1<<30).Prompt(cut.Body); n+256 > window {
+			if n := c.Budgeted(1 << 30).Prompt(cut.Body); n+256 > window {
 				t.Fatalf("kept prompt %d tokens", n)
 			}
 			out := gjson.ParseBytes(cut.Body)
