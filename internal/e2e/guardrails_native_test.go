@@ -14,6 +14,8 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/responses"
 	"github.com/tidwall/gjson"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/fakellm"
 )
 
 func anthropicClient(gw *Gateway, prefix string) anthropic.Client {
@@ -164,4 +166,47 @@ func TestGuardrailsTruncateResponsesCompletions(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestGuardrailsResponsesStreamTail: a Responses stream whose answer ends
+// with text the restorer holds back (a "[" that could open a placeholder)
+// still delivers it, as a last delta before response.output_text.done;
+// the placeholders in it come back restored, in the deltas and in the
+// done events.
+func TestGuardrailsResponsesStreamTail(t *testing.T) {
+	gw, cloud, _ := startGuardrails(t)
+	const answer = "Write to [EMAIL_1] today, then ["
+	const want = "Write to ana.garcia@example.com today, then ["
+	ctx := context.Background()
+	c := gw.client(option.WithBaseURL(gw.URL + "/mask/v1/"))
+	for _, chunks := range []int{1, 4, 9, len(answer)} {
+		cloud.Script("tail-model", fakellmBehaviorText(answer, chunks))
+		st := c.Responses.NewStreaming(ctx, responses.ResponseNewParams{Model: "gpt-tail",
+			Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("My address is ana.garcia@example.com.")}})
+		var deltas strings.Builder
+		var done, completed string
+		for st.Next() {
+			switch ev := st.Current(); ev.Type {
+			case "response.output_text.delta":
+				deltas.WriteString(ev.Delta)
+			case "response.output_text.done":
+				done = ev.Text
+			case "response.completed":
+				completed = ev.Response.OutputText()
+			}
+		}
+		if err := st.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if up := upstreamBody(cloud); strings.Contains(up, "ana.garcia@example.com") || !strings.Contains(up, "[EMAIL_1]") {
+			t.Fatalf("upstream not masked: %s", up)
+		}
+		if deltas.String() != want || done != want || completed != want {
+			t.Fatalf("%d chunks: deltas %q, done %q, completed %q", chunks, deltas.String(), done, completed)
+		}
+	}
+}
+
+func fakellmBehaviorText(text string, chunks int) fakellm.Behavior {
+	return fakellm.Behavior{Text: text, Chunks: chunks}
 }

@@ -56,6 +56,9 @@ const guardrailsCaddyfile = `{
 		model local-claude {
 			target lanclaude claude-local
 		}
+		model gpt-tail {
+			target cloud tail-model
+		}
 		model claude-small {
 			target claude echo-model
 			context_window 400

@@ -209,6 +209,8 @@ func (x *exchange) textAnswer(limit int) answer {
 	var a answer
 	if x.b.Echo {
 		a.pieces = splitEven(string(x.body), x.b.Chunks)
+	} else if x.b.Text != "" {
+		a.pieces = splitEven(x.b.Text, x.b.Chunks)
 	} else {
 		a.pieces = x.s.answerPieces(x.b.Chunks)
 	}
