@@ -10,8 +10,9 @@ const maxCalibrateBytes = 256 << 10
 // calibrate teaches the token estimate of the upstream model that
 // answered what it reported: the uncalibrated estimate of the prompt it
 // was sent (after every stage's rewrite) against its usage's prompt
-// tokens. Only completed answers with usage teach, not cache hits; models
-// counted exactly (OpenAI's) have no ratio and cost nothing here.
+// tokens. Only completed answers with usage teach, not cache hits, and
+// past the warmup one in 16 (Ratio.Want); models counted exactly
+// (OpenAI's) have no ratio and cost nothing here.
 func (x *Exchange) calibrate(o Outcome) {
 	cal := x.g.cfg.Calibration
 	info := x.Info
@@ -19,7 +20,7 @@ func (x *Exchange) calibrate(o Outcome) {
 		return
 	}
 	r := cal.Lookup(info.UpstreamModel, info.Route)
-	if r == nil || x.Req == nil || x.Req.OpenAI == nil || len(x.Req.OpenAI.Body) > maxCalibrateBytes {
+	if !r.Want() || x.Req == nil || x.Req.OpenAI == nil || len(x.Req.OpenAI.Body) > maxCalibrateBytes {
 		return
 	}
 	c := tokens.For(info.UpstreamModel)

@@ -27,6 +27,10 @@ const (
 	// ratioWarmup samples were seen (before, it is 1/n: a plain mean).
 	ratioAlpha  = 0.1
 	ratioWarmup = 10
+	// sampleEvery: past the warmup, one answered request in sampleEvery
+	// teaches (Want), so that estimating the prompt again costs a
+	// sixteenth of an estimate per request.
+	sampleEvery = 16
 	// minSample: prompts estimated below it are mostly framing, whose
 	// share differs between upstreams; they teach nothing.
 	minSample = 16
@@ -37,6 +41,17 @@ const (
 type Ratio struct {
 	bits    atomic.Uint64 // float64 bits; 0: no sample yet
 	samples atomic.Int64
+	seen    atomic.Int64 // answers offered (Want)
+}
+
+// Want reports whether the next answer should teach the ratio: every one
+// during the warmup, then one in sampleEvery.
+func (r *Ratio) Want() bool {
+	if r == nil {
+		return false
+	}
+	n := r.seen.Add(1)
+	return n <= ratioWarmup || n%sampleEvery == 0
 }
 
 // Value is the ratio (1 before any sample; 1 for a nil Ratio).

@@ -121,3 +121,39 @@ func BenchmarkRatioObserve(b *testing.B) {
 		}
 	})
 }
+
+func TestRatioWantSamples(t *testing.T) {
+	var r Ratio
+	n := 0
+	for range ratioWarmup + 10*sampleEvery {
+		if r.Want() {
+			n++
+		}
+	}
+	if n != ratioWarmup+10 {
+		t.Fatalf("%d of %d answers taught", n, ratioWarmup+10*sampleEvery)
+	}
+	if (*Ratio)(nil).Want() {
+		t.Fatal("a nil ratio wants samples")
+	}
+}
+
+// BenchmarkCalibrateSample is what one answer that teaches a ratio costs:
+// the uncalibrated estimate of the prompt sent, and the update.
+func BenchmarkCalibrateSample(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"1KB", 1 << 10}, {"4KB", 4 << 10}, {"100KB", 100 << 10}} {
+		body := benchBody(size.n)
+		c := For("claude-sonnet-4-5")
+		var r Ratio
+		b.Run(size.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Observe(int64(c.Prompt(body)), 1000)
+			}
+		})
+	}
+}
