@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,6 +110,26 @@ func TestTokenEstimateCalibration(t *testing.T) {
 	if truncated == "" || kept >= len(msgs)-1 {
 		t.Fatalf("calibrated: truncated %q, %d messages upstream", truncated, kept)
 	}
+	// A reload keeps what was learned, and the metric still shows it.
+	r, n = ratio()
+	cfg, err := os.ReadFile(gw.cmd.Args[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := mustReq(t, http.MethodPost, gw.AdminURL+"/load", string(cfg))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	req.Header.Set("Cache-Control", "must-revalidate")
+	if s, _, b := do(t, req); s != 200 {
+		t.Fatalf("reload: %d %s", s, b)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	if r2, n2 := ratio(); r2 != r || n2 != n {
+		t.Fatalf("after a reload: ratio %v (%d samples), was %v (%d)", r2, n2, r, n)
+	}
+	if m := adminGet(t, gw, "/metrics"); !strings.Contains(m, `caddy_ai_gateway_token_estimate_ratio{model="claude-3-5-haiku-latest"}`) {
+		t.Errorf("metric gone after a reload:\n%s", grepLines(m, "token_estimate"))
+	}
+
 	res0, _ := strconv.Atoi(rem0)
 	res1, _ := strconv.Atoi(rem1)
 	res0, res1 = 1000000-res0-50, 1000000-res1-50 // the prompts' shares
