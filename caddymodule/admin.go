@@ -285,8 +285,10 @@ func (a *App) adminStatus(w http.ResponseWriter) error {
 		Settlements *ratelimit.QueueStats `json:"settlements,omitempty"`
 		// Targets: per target, its TTFT, in flight, breaker and quotas.
 		Targets map[string]TargetStatus `json:"targets,omitempty"`
+		// TokenEstimates: per estimated model, its learned ratio.
+		TokenEstimates map[string]TokenEstimate `json:"token_estimates,omitempty"`
 	}
-	st := status{CoolingDown: map[string]time.Time{}, Redis: "not configured", Targets: a.targetStatus()}
+	st := status{CoolingDown: map[string]time.Time{}, Redis: "not configured", Targets: a.targetStatus(), TokenEstimates: a.tokenEstimates()}
 	for k, until := range a.health.CoolingDown(time.Now()) {
 		st.CoolingDown[strings.ReplaceAll(k, "\x00", "/")] = until
 	}

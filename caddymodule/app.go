@@ -131,6 +131,8 @@ type App struct {
 	logger    *zap.Logger
 	created   int64
 
+	calibrationState // the token estimate's learned ratios (calibration.go)
+
 	ctx        caddy.Context
 	drain      *gateway.Drain // shared across reloads (drainPool)
 	drainRef   bool
@@ -333,6 +335,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.health, a.healthRef = v.(healthValue).Health, true
 	a.health.Configure(a.MaxFails, time.Duration(a.Cooldown))
+	if err := a.provisionCalibration(ctx); err != nil {
+		return err
+	}
 	if err := a.provisionGuard(ctx, repl); err != nil {
 		return err
 	}
@@ -527,6 +532,7 @@ func (a *App) Cleanup() error {
 	a.cleanupRouting()
 	a.cleanupObservability()
 	a.cleanupRAG()
+	a.cleanupCalibration()
 	if !a.healthRef {
 		return nil // Provision failed before taking a reference
 	}
@@ -558,6 +564,7 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 		Drain:         a.drain,
 		Telemetry:     a.tracer,
 		Stages:        a.cacheStages(h, logger),
+		Calibration:   a.calibration,
 	}
 	if h.MaxBodySize > 0 {
 		cfg.MaxBodyBytes = h.MaxBodySize

@@ -99,7 +99,7 @@ func (a *App) guardrails(h *Handler) (gateway.Stage, error) {
 	if h.Truncate == nil && h.Privacy == nil && h.Policy == nil {
 		return nil, nil
 	}
-	cfg := guardrails.Config{Restore: true, Routes: a.routes, Local: map[string]bool{}, Windows: map[string]int{}}
+	cfg := guardrails.Config{Restore: true, Routes: a.routes, Local: map[string]bool{}, Windows: map[string]int{}, Calibration: a.calibration}
 	for name, pc := range a.Providers {
 		if pc == nil {
 			continue

@@ -30,6 +30,7 @@ func main() {
 	chunks := flag.Int("chunks", fakellm.DefaultChunks, "number of content chunks (words) per answer")
 	name := flag.String("name", fakellm.DefaultName, `name shown in answers ("Hello from <name> ...")`)
 	rpm := flag.Int("rpm", 0, "requests per minute quota: 429 beyond it, OpenAI rate-limit headers on every answer (0: none)")
+	promptScale := flag.Float64("prompt-token-scale", 0, "multiply the prompt tokens reported in usage (imitates another tokenizer; 0: 1)")
 	flag.Parse()
 
 	opts := fakellm.Options{
@@ -37,6 +38,8 @@ func main() {
 		ChunkDelay: *chunkDelay,
 		Chunks:     *chunks,
 		Name:       *name,
+
+		PromptTokenScale: *promptScale,
 	}
 	if *rpm > 0 {
 		opts.RateLimit = &fakellm.RateLimit{Requests: *rpm}

@@ -47,6 +47,22 @@ const guardrailsCaddyfile = `{
 			target cloud gpt-4o-mini
 			context_window 400
 		}
+		provider lanclaude {
+			type anthropic
+			base_url {{.Local}}
+			api_key local-anthropic-key
+			trust local
+		}
+		model local-claude {
+			target lanclaude claude-local
+		}
+		model gpt-tail {
+			target cloud tail-model
+		}
+		model claude-small {
+			target claude echo-model
+			context_window 400
+		}
 	}
 }
 :{{.Port}} {
@@ -62,6 +78,13 @@ const guardrailsCaddyfile = `{
 			privacy {
 				route local-llama card
 				mask email
+			}
+		}
+	}
+	handle /routeclaude/* {
+		ai_gateway {
+			privacy {
+				route local-claude card
 			}
 		}
 	}

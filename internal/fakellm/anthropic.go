@@ -98,7 +98,7 @@ func (s *Server) anthropicMessages(x *exchange) {
 	m := anthropicMessage{
 		x:     x,
 		id:    s.newID("msg_"),
-		input: x.req.promptTokens() + contentWords(extra.System),
+		input: x.s.scalePrompt(x.req.promptTokens() + contentWords(extra.System)),
 	}
 	if systemCached(extra.System) {
 		m.cacheRead = AnthropicCacheReadTokens

@@ -37,6 +37,9 @@ type Behavior struct {
 	// Echo makes the answer's content the exact raw request body (split
 	// into Chunks pieces in stream mode).
 	Echo bool
+	// Text, when set (and Echo is not), is the answer's content, split
+	// into Chunks pieces in stream mode.
+	Text string
 	// ToolCall answers with a call to the first tool of the request's
 	// "tools" (finish_reason "tool_calls"), arguments built from the tool's
 	// parameter names. Applies to chat completions and responses.

@@ -27,7 +27,7 @@ func (x *exchange) chat() {
 		id:      x.s.newID("chatcmpl-"),
 		created: time.Now().Unix(),
 		n:       x.req.choices(),
-		prompt:  x.req.promptTokens(),
+		prompt:  x.s.scalePrompt(x.req.promptTokens()),
 	}
 	if x.b.ToolCall {
 		tc := firstToolCall(x.req.Tools)

@@ -159,7 +159,7 @@ func cohereFinish(a *answer) string {
 // finish_reason and usage); for a tool call tool-plan-delta, tool-call-start,
 // tool-call-delta per arguments piece, tool-call-end, message-end.
 func (x *exchange) cohereChat() {
-	c := cohereChat{x: x, id: x.s.newUUID(), prompt: x.req.promptTokens()}
+	c := cohereChat{x: x, id: x.s.newUUID(), prompt: x.s.scalePrompt(x.req.promptTokens())}
 	if x.b.ToolCall {
 		tc := firstToolCall(x.req.Tools)
 		c.tool = &tc

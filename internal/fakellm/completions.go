@@ -18,7 +18,7 @@ func (x *exchange) completions() {
 		id:      x.s.newID("cmpl-"),
 		created: time.Now().Unix(),
 		n:       x.req.choices(),
-		prompt:  x.req.promptTokens(),
+		prompt:  x.s.scalePrompt(x.req.promptTokens()),
 		ans:     x.textAnswer(x.req.MaxTokens),
 	}
 	if x.req.Stream {

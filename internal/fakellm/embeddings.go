@@ -88,7 +88,7 @@ func (x *exchange) embeddings() {
 		}
 		b = append(b, '}')
 	}
-	prompt := x.req.promptTokens()
+	prompt := x.s.scalePrompt(x.req.promptTokens())
 	b = append(b, `],"model":`...)
 	b = appendJSONString(b, x.model)
 	b = append(b, `,"usage":{"prompt_tokens":`...)

@@ -424,7 +424,7 @@ func (x *exchange) geminiGenerate(q *geminiRequest, stream bool) {
 		x:      x,
 		id:     x.s.newID(""),
 		n:      min(max(cfg.CandidateCount, 1), 128),
-		prompt: q.promptTokens(),
+		prompt: x.s.scalePrompt(q.promptTokens()),
 	}
 	if x.b.ToolCall {
 		tc := q.firstFunction()

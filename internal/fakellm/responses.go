@@ -25,7 +25,7 @@ func (x *exchange) responses() {
 		x:       x,
 		id:      x.s.newID("resp_"),
 		created: time.Now().Unix(),
-		prompt:  x.req.promptTokens(),
+		prompt:  x.s.scalePrompt(x.req.promptTokens()),
 	}
 	if x.b.ToolCall {
 		tc := firstToolCall(x.req.Tools)

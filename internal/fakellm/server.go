@@ -76,6 +76,10 @@ type Options struct {
 	// RateLimit, if set, holds clients to a requests-per-window quota
 	// with OpenAI's rate-limit headers and 429s (see [RateLimit]).
 	RateLimit *RateLimit
+	// PromptTokenScale, when > 0, multiplies the prompt tokens reported in
+	// usage (rounded), so that an upstream whose tokenizer counts more
+	// (or less) than one token a word can be imitated. Default: 1.
+	PromptTokenScale float64
 }
 
 // Server is the fake upstream. It implements [http.Handler] and is safe for

@@ -2,6 +2,7 @@ package fakellm
 
 import (
 	"encoding/json"
+	"math"
 	"strconv"
 	"unicode"
 	"unicode/utf8"
@@ -25,6 +26,14 @@ func CountPromptTokens(body []byte) int {
 		return 0
 	}
 	return q.promptTokens()
+}
+
+// scalePrompt is n scaled by Options.PromptTokenScale.
+func (s *Server) scalePrompt(n int) int {
+	if f := s.opts.PromptTokenScale; f > 0 {
+		return int(math.Round(float64(n) * f))
+	}
+	return n
 }
 
 // promptTokens implements CountPromptTokens on a parsed request.
@@ -200,6 +209,8 @@ func (x *exchange) textAnswer(limit int) answer {
 	var a answer
 	if x.b.Echo {
 		a.pieces = splitEven(string(x.body), x.b.Chunks)
+	} else if x.b.Text != "" {
+		a.pieces = splitEven(x.b.Text, x.b.Chunks)
 	} else {
 		a.pieces = x.s.answerPieces(x.b.Chunks)
 	}

@@ -90,6 +90,7 @@ func (x *Exchange) end(o Outcome) {
 	}
 	x.ended = true
 	x.Info.Outcome = o
+	x.calibrate(o)
 	for _, t := range x.taps {
 		t.End(o, x.Info)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/tokens"
 )
 
 // Response headers set on every proxied answer.
@@ -85,6 +86,9 @@ type Config struct {
 	Drain *Drain
 	// Telemetry traces requests; nil when tracing is off.
 	Telemetry Telemetry
+	// Calibration learns how the token estimate compares with the
+	// upstreams' reported usage (calibrate.go); nil: no calibration.
+	Calibration *tokens.Calibration
 }
 
 // Gateway serves OpenAI-compatible requests. It is safe for concurrent use.
@@ -180,6 +184,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Guard != nil {
 		cfg.Guard.defaults()
+		cfg.Guard.cal = cfg.Calibration
 	}
 	return &Gateway{cfg: cfg, log: cfg.Logger}, nil
 }

@@ -71,6 +71,7 @@ type Guard struct {
 	clock   func() time.Time // nil: time.Now
 	names   limiterKeyCache
 	windows [2]atomic.Pointer[budgetWindow] // the last day and month windows
+	cal     *tokens.Calibration             // Config.Calibration
 }
 
 // budgetWindow is a budget window: its id, start and end.
@@ -201,7 +202,8 @@ func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *ope
 	if k == nil && ml.RPM == 0 && ml.TPM == 0 {
 		return a, nil
 	}
-	a.estIn = tokens.Input(req, rt.Targets[0].UpstreamModel(req.Model), ml.TPM > 0 || k != nil && (k.Policy.TPM > 0 || k.Policy.Budget > 0))
+	upstream := rt.Targets[0].UpstreamModel(req.Model)
+	a.estIn = tokens.Input(req, upstream, ml.TPM > 0 || k != nil && (k.Policy.TPM > 0 || k.Policy.Budget > 0), gd.cal.Lookup(upstream, rt.Pattern))
 	out := req.MaxTokens
 	if out <= 0 {
 		out = gd.OutputEstimate

@@ -22,10 +22,13 @@ import (
 //
 // Text deltas are OpenAI's: chat chunks' choices[].delta.content,
 // completions' choices[].text, and Responses' response.output_text.delta
-// events; and Anthropic's (a native Anthropic target's stream):
+// events, held per output item and released, as a delta event of its own,
+// before the first event that ends the text (response.output_text.done,
+// response.content_part.done or response.output_item.done: see
+// gateway.Releaser); and Anthropic's (a native Anthropic target's stream):
 // content_block_delta events' text_delta, held per content block and
 // released, as a text delta of its own, before the block's
-// content_block_stop (see gateway.Releaser). In every other event (and in
+// content_block_stop. In every other event (and in
 // tool-call arguments) whole placeholders are restored where they stand.
 type Restorer struct {
 	v       *Vault
@@ -39,6 +42,9 @@ var (
 	evOutputDelta = []byte("response.output_text.delta")
 	evBlockDelta  = []byte("content_block_delta")
 	evBlockStop   = []byte("content_block_stop")
+	evTextDone    = []byte("response.output_text.done")
+	evPartDone    = []byte("response.content_part.done")
+	evItemDone    = []byte("response.output_item.done")
 	bracket       = []byte{'['}
 )
 
@@ -62,7 +68,7 @@ func (r *Restorer) Event(ev *dialect.Event, f provider.Format) {
 	}
 	if f == provider.FormatOpenAI {
 		if bytes.Equal(ev.Name, evOutputDelta) {
-			data = r.delta(data, 0, "delta", gjson.GetBytes(data, "delta"), false)
+			data = r.delta(data, int(gjson.GetBytes(data, "output_index").Int()), "delta", gjson.GetBytes(data, "delta"), false)
 		} else {
 			gjson.GetBytes(data, "choices").ForEach(func(k, ch gjson.Result) bool {
 				idx := int(ch.Get("index").Int())
@@ -135,8 +141,13 @@ func (r *Restorer) delta(data []byte, idx int, path string, content gjson.Result
 }
 
 // Release implements gateway.Releaser: before an Anthropic
-// content_block_stop, the text held for its block, as a text_delta.
+// content_block_stop, the text held for its block, as a text_delta;
+// before the first Responses event ending an output item's text, the text
+// held for the item, as a response.output_text.delta.
 func (r *Restorer) Release(ev *dialect.Event, f provider.Format) (sse.Event, bool) {
+	if f == provider.FormatOpenAI {
+		return r.releaseResponses(ev)
+	}
 	if f != provider.FormatAnthropic || !bytes.Equal(ev.Name, evBlockStop) {
 		return sse.Event{}, false
 	}
@@ -149,6 +160,42 @@ func (r *Restorer) Release(ev *dialect.Event, f provider.Format) (sse.Event, boo
 	data = append(appendEscaped(data, r.pending[idx]), `"}}`...)
 	r.pending[idx] = ""
 	return sse.Event{Name: evBlockDelta, Data: data}, true
+}
+
+// releaseResponses is Release for a Responses stream.
+func (r *Restorer) releaseResponses(ev *dialect.Event) (sse.Event, bool) {
+	if len(r.pending) == 0 || !bytes.Equal(ev.Name, evTextDone) && !bytes.Equal(ev.Name, evPartDone) && !bytes.Equal(ev.Name, evItemDone) {
+		return sse.Event{}, false
+	}
+	done := gjson.GetManyBytes(ev.Data, "output_index", "content_index", "item_id", "item.id", "sequence_number")
+	idx := int(done[0].Int())
+	if idx < 0 || idx >= len(r.pending) || r.pending[idx] == "" {
+		return sse.Event{}, false
+	}
+	item := done[2]
+	if !item.Exists() {
+		item = done[3]
+	}
+	data := append([]byte(`{"type":"response.output_text.delta","item_id":`), orNull(item.Raw)...)
+	data = append(data, `,"output_index":`...)
+	data = strconv.AppendInt(data, int64(idx), 10)
+	data = append(data, `,"content_index":`...)
+	data = strconv.AppendInt(data, done[1].Int(), 10)
+	data = append(data, `,"delta":"`...)
+	data = append(appendEscaped(data, r.pending[idx]), `","logprobs":[]`...)
+	if done[4].Exists() {
+		data = append(append(data, `,"sequence_number":`...), done[4].Raw...)
+	}
+	data = append(data, '}')
+	r.pending[idx] = ""
+	return sse.Event{Name: evOutputDelta, Data: data}, true
+}
+
+func orNull(raw string) string {
+	if raw == "" {
+		return "null"
+	}
+	return raw
 }
 
 // Body implements gateway.Tap.

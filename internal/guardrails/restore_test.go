@@ -240,3 +240,82 @@ func TestRestoreAnthropicStream(t *testing.T) {
 		t.Fatalf("events %v", names)
 	}
 }
+
+// responsesStream runs parts through a restorer as a Responses stream's
+// output_text.delta events of output item 1, then the events that end
+// the text, asking Release first as the gateway does; it returns the
+// text the deltas carry, the done event's text and the event names.
+func responsesStream(v *Vault, parts []string) (string, string, []string) {
+	r := NewRestorer(v)
+	var deltas strings.Builder
+	var done string
+	var names []string
+	full := strings.Join(parts, "")
+	write := func(ev sse.Event) {
+		names = append(names, string(ev.Name))
+		switch string(ev.Name) {
+		case "response.output_text.delta":
+			deltas.WriteString(gjson.GetBytes(ev.Data, "delta").Str)
+		case "response.output_text.done":
+			done = gjson.GetBytes(ev.Data, "text").Str
+		}
+	}
+	events := []sse.Event{{Name: []byte("response.output_item.added"), Data: []byte(`{"type":"response.output_item.added","output_index":1,"item":{"id":"msg_1","type":"message"}}`)}}
+	for i, p := range parts {
+		events = append(events, sse.Event{Name: []byte("response.output_text.delta"),
+			Data: []byte(`{"type":"response.output_text.delta","item_id":"msg_1","output_index":1,"content_index":0,"delta":"` +
+				string(appendEscaped(nil, p)) + `","sequence_number":` + strconv.Itoa(i+2) + `}`)})
+	}
+	n := strconv.Itoa(len(parts) + 2)
+	events = append(events,
+		sse.Event{Name: []byte("response.output_text.done"), Data: []byte(`{"type":"response.output_text.done","item_id":"msg_1","output_index":1,"content_index":0,"text":"` +
+			string(appendEscaped(nil, full)) + `","sequence_number":` + n + `}`)},
+		sse.Event{Name: []byte("response.content_part.done"), Data: []byte(`{"type":"response.content_part.done","item_id":"msg_1","output_index":1,"content_index":0}`)},
+		sse.Event{Name: []byte("response.output_item.done"), Data: []byte(`{"type":"response.output_item.done","output_index":1,"item":{"id":"msg_1"}}`)})
+	for _, e := range events {
+		ev := dialect.Event{Event: e}
+		if rel, ok := r.Release(&ev, provider.FormatOpenAI); ok {
+			if !gjson.ValidBytes(rel.Data) || gjson.GetBytes(rel.Data, "item_id").Str != "msg_1" || gjson.GetBytes(rel.Data, "output_index").Int() != 1 ||
+				gjson.GetBytes(rel.Data, "sequence_number").Str != n && gjson.GetBytes(rel.Data, "sequence_number").Raw != n {
+				panic("released event: " + string(rel.Data))
+			}
+			write(rel)
+		}
+		r.Event(&ev, provider.FormatOpenAI)
+		write(ev.Event)
+	}
+	return deltas.String(), done, names
+}
+
+// TestRestoreResponsesTail: a Responses stream ending with text held back
+// (a possible placeholder at the last delta's end) releases it as a delta
+// before response.output_text.done, at every split of the answer.
+func TestRestoreResponsesTail(t *testing.T) {
+	v := testVault()
+	for _, c := range []struct{ answer, want string }{
+		{"Mail [EMAIL_1] or [PHONE_1], not [EMAIL_9] [", `Mail ana@example.com or +44 "20" 7946 0958, not [EMAIL_9] [`},
+		{"card [CARD_1]", "card 4111 1111 1111 1111"},
+		{"ends [EMAIL_", "ends [EMAIL_"},
+	} {
+		for i := 0; i <= len(c.answer); i++ {
+			for j := i; j <= len(c.answer); j += 3 {
+				got, done, _ := responsesStream(v, []string{c.answer[:i], c.answer[i:j], c.answer[j:]})
+				if got != c.want || done != c.want {
+					t.Fatalf("split at %d, %d: deltas %q, done %q", i, j, got, done)
+				}
+			}
+		}
+		bytewise := make([]string, len(c.answer))
+		for i := range c.answer {
+			bytewise[i] = c.answer[i : i+1]
+		}
+		if got, _, _ := responsesStream(v, bytewise); got != c.want {
+			t.Fatalf("byte by byte: %q", got)
+		}
+	}
+	_, _, names := responsesStream(v, []string{"to [EMA"})
+	if want := []string{"response.output_item.added", "response.output_text.delta", "response.output_text.delta", "response.output_text.done",
+		"response.content_part.done", "response.output_item.done"}; !slices.Equal(names, want) {
+		t.Fatalf("events %v", names)
+	}
+}

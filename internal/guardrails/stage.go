@@ -6,15 +6,15 @@
 // into the answer.
 //
 // The stage runs on chat, completions, responses and embeddings requests
-// (truncation and the policy's system messages on chat requests only). A
-// request it masks or adds policy messages to keeps an Anthropic client's
-// native body, rewritten the same way (see rewriteNative) and read again
-// with the Anthropic dialect, so that a native Anthropic target gets the
-// client's Messages-only members (top_k, thinking, …). A request it
-// truncates or re-routes is sent upstream from the rewritten OpenAI view: the native
-// body is dropped for it, so that what goes upstream is always the
-// rewritten prompt (a native Anthropic target then gets the translation,
-// without those members).
+// (the policy's system messages on chat requests only; truncation on chat
+// messages and Responses input items, while a completions prompt is only
+// checked to fit). A request from an Anthropic client keeps its native
+// body through every rewrite — masked, given policy messages, truncated
+// (the same messages dropped in the native JSON) or routed (its model
+// changed) — and is read again with the Anthropic dialect, so that a
+// native Anthropic target gets the client's Messages-only members (top_k,
+// thinking, cache_control, …). Other requests are rewritten in the OpenAI
+// view and re-parsed.
 package guardrails
 
 import (
@@ -116,6 +116,9 @@ type Config struct {
 	Local map[string]bool
 	// Routes resolves ActionRoute's model.
 	Routes *route.Table
+	// Calibration scales the estimate of non-OpenAI models by what their
+	// upstreams reported (nil: the shipped estimate).
+	Calibration *tokens.Calibration
 }
 
 // Stage is the guardrails stage (see the package comment).
@@ -270,7 +273,7 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	}
 
 	// Policy system messages.
-	policy, cut := false, false
+	policy := false
 	nmsgs := req.Messages
 	if req.Op == openai.OpChat && (len(s.cfg.Prepend) > 0 || len(s.cfg.Append) > 0) {
 		body = s.policyMessages(body)
@@ -278,18 +281,56 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 		rewritten, policy = true, true
 	}
 
-	// Truncation.
-	if t := s.cfg.Truncate; t != nil && req.Op == openai.OpChat {
-		window, counted := s.window(x.Route, model)
-		if window > 0 {
-			c, oe := t.Apply(body, tokens.For(counted), window, req.MaxTokens, nmsgs)
-			if oe != nil {
+	// A native Anthropic body gets the same rewrites, so that a native
+	// target gets its Messages-only members (top_k, thinking, …).
+	var native []byte
+	if x.Req.Format == provider.FormatAnthropic && x.Req.Native != nil {
+		native = x.Req.Native
+		if rewritten {
+			var oe *openai.Error
+			if native, oe = s.rewriteNative(native, &m, masked, policy); oe != nil {
 				return nil, oe
 			}
-			if c.Messages > 0 {
-				body, rewritten, cut = c.Body, true, true
-				x.Info.Truncated = "messages=" + strconv.Itoa(c.Messages) + " tokens=" + strconv.Itoa(c.Tokens)
-				x.Header().Set(HeaderTruncated, x.Info.Truncated)
+			if model != req.Model {
+				b, err := sjson.SetBytes(native, "model", model)
+				if err != nil {
+					return nil, openai.BadRequest("The request could not be rewritten.", "", "invalid_request")
+				}
+				native = b
+			}
+		}
+	}
+
+	// Truncation.
+	if t := s.cfg.Truncate; t != nil {
+		target, sh := &body, ShapeChat
+		if native != nil {
+			target, sh = &native, ShapeAnthropic
+		}
+		if req.Op == openai.OpResponses {
+			sh = ShapeResponses
+		}
+		if req.Op == openai.OpChat || req.Op == openai.OpResponses || req.Op == openai.OpCompletions {
+			window, counted := s.window(x.Route, model)
+			if window > 0 {
+				c := tokens.For(counted).Calibrated(s.cfg.Calibration.Lookup(counted, x.Route.Pattern))
+				var (
+					cut Cut
+					oe  *openai.Error
+				)
+				if req.Op == openai.OpCompletions {
+					oe = t.Fits(*target, c, window, req.MaxTokens)
+				} else {
+					cut, oe = t.ApplyShape(sh, *target, c, window, req.MaxTokens, nmsgs)
+				}
+				if oe != nil {
+					return nil, oe
+				}
+				if cut.Messages > 0 {
+					*target, rewritten = cut.Body, true
+					x.Info.Truncated = "messages=" + strconv.Itoa(cut.Messages) + " tokens=" + strconv.Itoa(cut.Tokens)
+					x.Header().Set(HeaderTruncated, x.Info.Truncated)
+				}
 			}
 		}
 	}
@@ -297,13 +338,14 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	if !rewritten {
 		return nil, nil
 	}
-	if (masked || policy) && !cut && model == req.Model && x.Req.Format == provider.FormatAnthropic && x.Req.Native != nil {
-		// Masked or policy messages added, not truncated: the client's own
-		// body gets the same rewrite and is read again, so that a native
-		// Anthropic target gets its Messages-only members (top_k, …).
-		if oe := s.rewriteNative(x, &m, masked, policy); oe != nil {
+	if native != nil {
+		// The client's own body, rewritten, is read again.
+		var nr dialect.Request
+		if oe := (antdialect.Dialect{}).Parse(&nr, req.Op, native, x.Req.Header, jsonraw.MaxDepthLimit); oe != nil {
 			return nil, oe
 		}
+		nr.Header = x.Req.Header
+		*x.Req = nr
 	} else {
 		nreq, oe := openai.ParseRequest(req.Op, body, jsonraw.MaxDepthLimit)
 		if oe != nil {
@@ -318,14 +360,12 @@ func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	return nil, nil
 }
 
-// rewriteNative rewrites the native Anthropic body of x as the OpenAI
-// view was: masked with m's vault (the values found in it get the
-// placeholders they got in the OpenAI view), the policy's system messages
-// added to its system blocks (where Anthropic's translation puts system
-// messages: prepended before, appended after the client's); then reads it
-// again with the Anthropic dialect, replacing x.Req.
-func (s *Stage) rewriteNative(x *gateway.Exchange, m *masker, masked, policy bool) *openai.Error {
-	native := x.Req.Native
+// rewriteNative rewrites a native Anthropic body as the OpenAI view was:
+// masked with m's vault (the values found in it get the placeholders
+// they got in the OpenAI view), the policy's system messages added to its
+// system blocks (where Anthropic's translation puts system messages:
+// prepended before, appended after the client's).
+func (s *Stage) rewriteNative(native []byte, m *masker, masked, policy bool) ([]byte, *openai.Error) {
 	if masked {
 		n := *m
 		n.found = nil // counted in the OpenAI view already
@@ -336,16 +376,10 @@ func (s *Stage) rewriteNative(x *gateway.Exchange, m *masker, masked, policy boo
 	if policy {
 		var err error
 		if native, err = s.policySystem(native); err != nil {
-			return openai.BadRequest("The request could not be rewritten.", "", "invalid_request")
+			return nil, openai.BadRequest("The request could not be rewritten.", "", "invalid_request")
 		}
 	}
-	var nr dialect.Request
-	if oe := (antdialect.Dialect{}).Parse(&nr, x.Req.OpenAI.Op, native, x.Req.Header, jsonraw.MaxDepthLimit); oe != nil {
-		return oe
-	}
-	nr.Header = x.Req.Header
-	*x.Req = nr
-	return nil
+	return native, nil
 }
 
 // policySystem adds the policy's system messages to an Anthropic body's

@@ -1,8 +1,10 @@
 package guardrails
 
 import (
+	"math"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -67,12 +69,132 @@ type Cut struct {
 	Messages, Tokens int
 }
 
-// message is one message of the history.
+// Shape is where a request's history lies and how its items read.
+type Shape uint8
+
+const (
+	// ShapeChat is OpenAI's Chat Completions: "messages", system and
+	// developer messages pinned, tool (function) results after the
+	// assistant message that called them.
+	ShapeChat Shape = iota
+	// ShapeAnthropic is Anthropic's Messages API (a native body):
+	// "messages" of users and assistants (the system prompt is a
+	// member of its own, always kept), an assistant's tool_use blocks
+	// answered by the tool_result blocks of the next user message.
+	ShapeAnthropic
+	// ShapeResponses is OpenAI's Responses API: "input" items, system and
+	// developer messages pinned ("instructions" always kept), reasoning
+	// and *_call items kept with the *_call_output items after them.
+	ShapeResponses
+)
+
+// member is the member holding the history.
+func (sh Shape) member() string {
+	if sh == ShapeResponses {
+		return "input"
+	}
+	return "messages"
+}
+
+// fixed reports whether a top-level member is part of every prompt.
+func (sh Shape) fixed(k string) bool {
+	switch k {
+	case "tools", "response_format", "functions":
+		return true
+	case "system":
+		return sh == ShapeAnthropic
+	case "instructions", "text":
+		return sh == ShapeResponses
+	}
+	return false
+}
+
+// Kinds of history items.
+const (
+	kindOther  uint8 = iota // an assistant turn
+	kindUser                // a user turn: the kept history may start here
+	kindPinned              // a system or developer message: always kept
+	kindCall                // opens a group: tool calls (Responses: reasoning too)
+	kindResult              // a tool result: stays in its call's group
+)
+
+// kind classifies one history item.
+func (sh Shape) kind(m gjson.Result) uint8 {
+	role := m.Get("role").Str
+	switch sh {
+	case ShapeAnthropic:
+		blocks := m.Get("content")
+		has := func(typ string) bool {
+			found := false
+			if blocks.IsArray() {
+				blocks.ForEach(func(_, b gjson.Result) bool {
+					found = b.Get("type").Str == typ
+					return !found
+				})
+			}
+			return found
+		}
+		switch {
+		case role == "assistant" && (has("tool_use") || has("server_tool_use")):
+			return kindCall
+		case role == "user" && has("tool_result"):
+			return kindResult
+		case role == "user":
+			return kindUser
+		}
+		return kindOther
+	case ShapeResponses:
+		typ := m.Get("type").Str
+		switch {
+		case typ == "" || typ == "message":
+			switch role {
+			case "system", "developer":
+				return kindPinned
+			case "user":
+				return kindUser
+			}
+			return kindOther
+		case typ == "reasoning" || strings.HasSuffix(typ, "_call"):
+			return kindCall
+		case strings.HasSuffix(typ, "_call_output"):
+			return kindResult
+		}
+		return kindOther
+	}
+	switch role {
+	case "system", "developer":
+		return kindPinned
+	case "tool", "function":
+		return kindResult
+	case "user":
+		return kindUser
+	case "assistant":
+		if tc := m.Get("tool_calls"); tc.IsArray() && len(tc.Array()) > 0 || m.Get("function_call").Exists() {
+			return kindCall
+		}
+	}
+	return kindOther
+}
+
+// joins reports whether an item of kind k joins the group before it, one
+// opened by a call.
+func (sh Shape) joins(k uint8) bool {
+	return k == kindResult || sh == ShapeResponses && k == kindCall
+}
+
+// count counts one history item with its framing.
+func (sh Shape) count(c tokens.Counter, m gjson.Result) int {
+	if sh == ShapeResponses && !m.Get("content").Exists() {
+		return tokens.TokensPerMessage + c.Text(m.Raw) // a call, an output, reasoning
+	}
+	return c.Message(m)
+}
+
+// message is one item of the history.
 type message struct {
 	raw    string
-	role   string
-	calls  bool // an assistant message with tool_calls or function_call
-	tokens int  // -1: not counted yet
+	kind   uint8
+	tokens int // -1: not counted yet
 }
 
 // group is a run of messages kept or dropped together: a message, or an
@@ -86,17 +208,19 @@ type group struct {
 // Apply fits body (a chat request with nmsgs messages and the given
 // max_tokens) into window tokens.
 func (t Truncation) Apply(body []byte, c tokens.Counter, window int, maxTokens int64, nmsgs int) (Cut, *openai.Error) {
-	reserve := int(maxTokens)
-	if reserve <= 0 {
-		reserve = t.ReserveOutput
-		if reserve <= 0 {
-			reserve = DefaultReserveOutput
-		}
-	}
+	return t.ApplyShape(ShapeChat, body, c, window, maxTokens, nmsgs)
+}
+
+// ApplyShape fits body, a request of shape sh whose history has at most
+// nmsgs items, into window tokens.
+func (t Truncation) ApplyShape(sh Shape, body []byte, c tokens.Counter, window int, maxTokens int64, nmsgs int) (Cut, *openai.Error) {
+	reserve := t.reserve(maxTokens)
 	budget := window - reserve
 	bound := tokens.Bound(body, nmsgs)
 	if !c.Exact() {
-		bound *= 2 // the estimate's rounding and family factor
+		// The estimate is at most a token per byte of text, times its
+		// scale (family factor and calibration), rounded up per text.
+		bound *= max(2, int(math.Ceil(c.Scale())))
 	}
 	if budget > 0 && bound <= budget {
 		return Cut{Body: body}, nil // fits whatever the exact count
@@ -104,23 +228,28 @@ func (t Truncation) Apply(body []byte, c tokens.Counter, window int, maxTokens i
 	root := openai.ParseInPlace(body)
 	msgs := make([]message, 0, nmsgs)
 	fixed := tokens.TokensPerReply // everything but the messages
+	member := sh.member()
 	root.ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "messages":
+		switch {
+		case k.Str == member && v.IsArray():
 			v.ForEach(func(_, m gjson.Result) bool {
-				role := m.Get("role").Str
-				msgs = append(msgs, message{raw: m.Raw, role: role, tokens: -1,
-					calls: role == "assistant" && (m.Get("tool_calls").IsArray() && len(m.Get("tool_calls").Array()) > 0 || m.Get("function_call").Exists())})
+				msgs = append(msgs, message{raw: m.Raw, kind: sh.kind(m), tokens: -1})
 				return true
 			})
-		case "tools", "functions", "response_format":
-			fixed += c.Text(v.Raw)
+		case k.Str == member:
+			fixed += c.Text(v.Str) // a Responses input string: nothing to drop
+		case sh.fixed(k.Str):
+			if v.Type == gjson.String {
+				fixed += c.Text(v.Str)
+			} else {
+				fixed += c.Text(v.Raw)
+			}
 		}
 		return true
 	})
 	count := func(i int) int {
 		if msgs[i].tokens < 0 {
-			msgs[i].tokens = c.Message(gjson.Parse(msgs[i].raw))
+			msgs[i].tokens = sh.count(c, gjson.Parse(msgs[i].raw))
 		}
 		return msgs[i].tokens
 	}
@@ -128,14 +257,13 @@ func (t Truncation) Apply(body []byte, c tokens.Counter, window int, maxTokens i
 	used := fixed
 	var groups []group
 	for i := 0; i < len(msgs); i++ {
-		switch msgs[i].role {
-		case "system", "developer":
+		if msgs[i].kind == kindPinned {
 			used += count(i)
 			continue
 		}
-		g := group{first: i, last: i, tokens: -1, user: msgs[i].role == "user"}
-		if msgs[i].calls {
-			for g.last+1 < len(msgs) && (msgs[g.last+1].role == "tool" || msgs[g.last+1].role == "function") {
+		g := group{first: i, last: i, tokens: -1, user: msgs[i].kind == kindUser}
+		if msgs[i].kind == kindCall {
+			for g.last+1 < len(msgs) && sh.joins(msgs[g.last+1].kind) {
 				g.last++
 			}
 		}
@@ -146,7 +274,7 @@ func (t Truncation) Apply(body []byte, c tokens.Counter, window int, maxTokens i
 		if g.tokens < 0 {
 			g.tokens = 0
 			for i := g.first; i <= g.last; i++ {
-				if r := msgs[i].role; r != "system" && r != "developer" {
+				if msgs[i].kind != kindPinned {
 					g.tokens += count(i)
 				}
 			}
@@ -154,14 +282,14 @@ func (t Truncation) Apply(body []byte, c tokens.Counter, window int, maxTokens i
 		return g.tokens
 	}
 	tooLong := func(need int) *openai.Error {
-		return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "context_length_exceeded", Param: "messages",
+		return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "context_length_exceeded", Param: member,
 			Message: "This model's maximum context length is " + strconv.Itoa(window) + " tokens. However, your messages resulted in " +
 				strconv.Itoa(need) + " tokens (with " + strconv.Itoa(reserve) + " reserved for the answer) and cannot be truncated to fit."}
 	}
 	// Does everything fit?
 	total := used
-	all := true
-	for i := range groups {
+	all := total+reserve <= window
+	for i := 0; all && i < len(groups); i++ {
 		total += gcount(&groups[i])
 		if total+reserve > window {
 			all = false
@@ -199,7 +327,7 @@ func (t Truncation) Apply(body []byte, c tokens.Counter, window int, maxTokens i
 		if head >= 0 {
 			// The head took the room the latest turn needs: cut as
 			// drop_oldest does.
-			return Truncation{Strategy: DropOldest, ReserveOutput: t.ReserveOutput}.Apply(body, c, window, maxTokens, nmsgs)
+			return Truncation{Strategy: DropOldest, ReserveOutput: t.ReserveOutput}.ApplyShape(sh, body, c, window, maxTokens, nmsgs)
 		}
 		return Cut{}, tooLong(used + gcount(&groups[len(groups)-1]) + reserve)
 	}
@@ -218,7 +346,7 @@ func (t Truncation) Apply(body []byte, c tokens.Counter, window int, maxTokens i
 	gi := 0
 	for i := 0; i < len(msgs); i++ {
 		kept := true
-		if r := msgs[i].role; r != "system" && r != "developer" {
+		if msgs[i].kind != kindPinned {
 			for gi < len(groups) && groups[gi].last < i {
 				gi++
 			}
@@ -229,7 +357,7 @@ func (t Truncation) Apply(body []byte, c tokens.Counter, window int, maxTokens i
 			if msgs[i].tokens >= 0 {
 				cut.Tokens += msgs[i].tokens
 			} else {
-				cut.Tokens += cd.Message(gjson.Parse(msgs[i].raw))
+				cut.Tokens += sh.count(cd, gjson.Parse(msgs[i].raw))
 			}
 			continue
 		}
@@ -239,10 +367,44 @@ func (t Truncation) Apply(body []byte, c tokens.Counter, window int, maxTokens i
 		arr = append(arr, msgs[i].raw...)
 	}
 	arr = append(arr, ']')
-	out, err := sjson.SetRawBytes(body, "messages", arr)
+	out, err := sjson.SetRawBytes(body, member, arr)
 	if err != nil {
-		return Cut{}, openai.BadRequest("The messages could not be truncated.", "messages", "invalid_request")
+		return Cut{}, openai.BadRequest("The messages could not be truncated.", member, "invalid_request")
 	}
 	cut.Body = out
 	return cut, nil
+}
+
+// Fits checks that a request with no history to cut (a completions
+// prompt) fits into window tokens with its answer's reserve: a prompt that
+// does not is refused with 400 context_length_exceeded, whatever the
+// strategy (cutting a single prompt would change what it asks).
+func (t Truncation) Fits(body []byte, c tokens.Counter, window int, maxTokens int64) *openai.Error {
+	reserve := t.reserve(maxTokens)
+	bound := tokens.Bound(body, 0)
+	if !c.Exact() {
+		bound *= max(2, int(math.Ceil(c.Scale())))
+	}
+	if bound+reserve <= window {
+		return nil
+	}
+	need := c.Prompt(body)
+	if need+reserve <= window {
+		return nil
+	}
+	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "context_length_exceeded", Param: "prompt",
+		Message: "This model's maximum context length is " + strconv.Itoa(window) + " tokens. However, your prompt resulted in " +
+			strconv.Itoa(need+reserve) + " tokens (with " + strconv.Itoa(reserve) + " reserved for the answer)."}
+}
+
+// reserve is the answer's share of the window: max_tokens, else
+// ReserveOutput, else DefaultReserveOutput.
+func (t Truncation) reserve(maxTokens int64) int {
+	if maxTokens > 0 {
+		return int(maxTokens)
+	}
+	if t.ReserveOutput > 0 {
+		return t.ReserveOutput
+	}
+	return DefaultReserveOutput
 }

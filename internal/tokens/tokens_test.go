@@ -74,13 +74,13 @@ func TestInput(t *testing.T) {
 	if oe != nil {
 		t.Fatal(oe)
 	}
-	if n := Input(req, "gpt-4o", true); n != 124 {
+	if n := Input(req, "gpt-4o", true, nil); n != 124 {
 		t.Errorf("gpt-4o: %d", n)
 	}
-	if n, est := Input(req, "gpt-4o", false), openai.EstimateInputTokens(req); n != est {
+	if n, est := Input(req, "gpt-4o", false, nil), openai.EstimateInputTokens(req); n != est {
 		t.Errorf("not needed: %d, want the byte estimate %d", n, est)
 	}
-	if n := Input(req, "claude-sonnet-4-5", true); n < 124 || n > 200 {
+	if n := Input(req, "claude-sonnet-4-5", true, nil); n < 124 || n > 200 {
 		t.Errorf("claude estimate %d", n)
 	}
 }
