@@ -131,14 +131,8 @@ func (r *Redis) Settle(ctx context.Context, key, window string, reserved, actual
 
 // settleOne runs the settlement script for the one operation o.
 func (r *Redis) settleOne(ctx context.Context, o Op) error {
-	key, args, ok, err := r.settleArgs(&o)
-	if err != nil || !ok {
-		return err
-	}
-	if err := settleScript.Run(ctx, r.client, []string{key}, args...).Err(); err != nil {
-		return fmt.Errorf("ratelimit: redis: %w", err)
-	}
-	return nil
+	_, err := r.settleBatch(ctx, []Settlement{{Ops: []Op{o}}})
+	return err
 }
 
 // Spent implements [Limiter].

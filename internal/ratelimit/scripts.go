@@ -202,20 +202,23 @@ end
 return out
 `)
 
-// settleScript applies one settlement: KEYS has one key per operation or
-// write, ARGV per key its kind and values:
+// settleScript applies settlements: KEYS has one key per unit (an undo
+// operation, or several of one kind on one key added together; see
+// settleUnit), ARGV per unit its kind and values:
 //
 //	r  Refund: m, incQ, incR (the units as µs + fraction in 1/m µs)
 //	c  a negative Refund (a charge): the same
-//	x  Release: id
+//	x  Release: n, then n ids (one ZREM)
 //	s  Settle: reserved, actual, expires (unix ms)
 //	h  a hash's integer fields incremented: expires (unix ms), n, then n
 //	   field, increment pairs
 //
-// Refunds mirror gcra.refund in ratelimit.go. A budget window or hash
-// that a settlement creates gets its expiry; a window already over is
-// gone, and what a settlement would write to it is dropped by that
-// expiry at once.
+// Refunds mirror gcra.refund in ratelimit.go; TIME is read once per call,
+// when a rate is refunded. A budget window or hash that a settlement
+// creates gets its expiry; a window already over is gone, and what a
+// settlement would write to it is dropped by that expiry at once. Each
+// unit runs under pcall: the reply lists the (1-based) units that failed,
+// and the others are applied.
 var settleScript = redis.NewScript(luaPrelude + `
 local nowUs
 local function clock()
@@ -262,6 +265,12 @@ local function settle(key, reserved, actual, exp)
   if not v[1] and not v[2] then redis.call('PEXPIREAT', key, exp) end
 end
 
+local function release(key, at, n)
+  local ids = {}
+  for j = 1, n do ids[j] = ARGV[at + j - 1] end
+  redis.call('ZREM', key, unpack(ids))
+end
+
 local function hashAdd(key, exp, at, n)
   local fields = {}
   for j = 1, n do fields[j] = ARGV[at + 2 * j - 2] end
@@ -276,25 +285,29 @@ local function hashAdd(key, exp, at, n)
   if created then redis.call('PEXPIREAT', key, exp) end
 end
 
+local failed = {}
 local i = 1
 for k = 1, #KEYS do
   local key, kind = KEYS[k], ARGV[i]
+  local ok = true
   if kind == 'r' or kind == 'c' then
-    refund(key, kind, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+    ok = pcall(refund, key, kind, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
     i = i + 4
   elseif kind == 'x' then
-    redis.call('ZREM', key, ARGV[i + 1])
-    i = i + 2
+    local n = tonumber(ARGV[i + 1])
+    if n > 0 then ok = pcall(release, key, i + 2, n) end
+    i = i + 2 + n
   elseif kind == 's' then
-    settle(key, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    ok = pcall(settle, key, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
     i = i + 4
   elseif kind == 'h' then
     local n = tonumber(ARGV[i + 2])
-    if n > 0 then hashAdd(key, ARGV[i + 1], i + 3, n) end
+    if n > 0 then ok = pcall(hashAdd, key, ARGV[i + 1], i + 3, n) end
     i = i + 3 + 2 * n
   else
     return redis.error_reply('unknown settlement kind ' .. tostring(kind))
   end
+  if not ok then failed[#failed + 1] = k end
 end
-return 0
+return failed
 `)
