@@ -93,6 +93,13 @@ type HashAdder interface {
 	HashAdd() (h HashAdd, ok bool)
 }
 
+// HashAdders is a [Write] that has the form of several [HashAdd]s (a usage
+// rollup: one per bucket), applied like a HashAdder's.
+type HashAdders interface {
+	// HashAdds returns the write's HashAdds; ok is false when it has none.
+	HashAdds() (hs []HashAdd, ok bool)
+}
+
 // settleUnit is one entry of settleScript: an undo operation or a hash
 // write, or several of the same kind on the same key from the settlements
 // of one batch added together (owners lists them), so that N requests of
@@ -158,7 +165,13 @@ func (su *settleUnits) unit(id unitID, si int, fits func(u *settleUnit) bool) *s
 	return &su.units[len(su.units)-1]
 }
 
-func addFits(a, b int64) bool { return a <= maxInt64-b }
+// addFits reports whether a+b does not overflow.
+func addFits(a, b int64) bool {
+	if b > 0 {
+		return a <= maxInt64-b
+	}
+	return a >= -maxInt64-1-b
+}
 
 // addOp adds the undo operation o of settlement si.
 func (r *Redis) addOp(su *settleUnits, si int, o *Op) error {
@@ -197,7 +210,7 @@ func (su *settleUnits) addHash(si int, h *HashAdd) {
 		u := su.unit(unitID{kind: 'h', key: h.Key, exp: h.Expires.UnixMilli()}, si, func(u *settleUnit) bool {
 			j, ok := u.field(f)
 			if ok {
-				return addFits(u.vals[j], v) && addFits(-u.vals[j], -v) // no overflow either way
+				return addFits(u.vals[j], v)
 			}
 			return len(u.names) < maxUnitItems
 		})
@@ -273,6 +286,14 @@ func (r *Redis) settleBatch(ctx context.Context, batch []Settlement) (lost int, 
 			if ha, ok := w.(HashAdder); ok {
 				if h, ok := ha.HashAdd(); ok {
 					su.addHash(si, &h)
+					continue
+				}
+			}
+			if ha, ok := w.(HashAdders); ok {
+				if hs, ok := ha.HashAdds(); ok {
+					for i := range hs {
+						su.addHash(si, &hs[i])
+					}
 					continue
 				}
 			}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 )
 
 // Step is the width of a rollup bucket.
@@ -247,8 +249,9 @@ func sortRows(rows []Row) {
 //	<prefix>h:<unix start>   (hours; d: for days)
 //	  <dims>\x1f<r|i|o|c|u>  requests, input, output, cached tokens, micro-USD
 //
-// incremented with HINCRBY and expiring (PEXPIREAT) after the step's
-// retention. A hash is one key, so Redis Cluster works too.
+// incremented with HINCRBY (by Add; a [RollupEntry] in a settlement is
+// applied by the settlement's script) and expiring (PEXPIREAT) after the
+// step's retention. A hash is one key, so Redis Cluster works too.
 type RedisRollups struct {
 	client redis.UniversalClient
 	prefix string
@@ -365,6 +368,39 @@ func (e *RollupEntry) Pipe(ctx context.Context, p redis.Pipeliner) ([]redis.Cmde
 		return nil, false
 	}
 	return rr.pipe(ctx, p, e.At, e.Dims, e.Counts), true
+}
+
+// HashAdds are the entry as ratelimit.HashAdds (the hour's bucket and the
+// day's) when its rollups are RedisRollups, so that the settlement's own
+// script applies them: one HMGET and one HSET per bucket, its expiry set
+// when the entry creates its fields, and a batch's entries of one bucket
+// added together.
+func (e *RollupEntry) HashAdds() ([]ratelimit.HashAdd, bool) {
+	rr, ok := e.Rollups.(*RedisRollups)
+	if !ok {
+		return nil, false
+	}
+	dims := e.Dims.encode()
+	vals := e.Counts.values()
+	var names [len(countFields)]string
+	var values [len(countFields)]int64
+	n := 0
+	for i, f := range countFields {
+		if *vals[i] != 0 {
+			names[n], values[n] = dims+dimSep+f, *vals[i]
+			n++
+		}
+	}
+	out := make([]ratelimit.HashAdd, 0, 2)
+	if n == 0 {
+		return out, true
+	}
+	for _, s := range [...]Step{StepHour, StepDay} {
+		start := s.Start(e.At)
+		out = append(out, ratelimit.HashAdd{Key: rr.key(s, start), Fields: names[:n:n], Values: values[:n:n],
+			Expires: start.Add(s.retention())})
+	}
+	return out, true
 }
 
 // Do adds the entry to its rollups.
