@@ -33,6 +33,7 @@ type Redis struct {
 	client redis.UniversalClient
 	prefix string
 	names  keyNames
+	rates  rateArgs
 }
 
 var _ Limiter = (*Redis)(nil)
