@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -255,6 +256,7 @@ func sortRows(rows []Row) {
 type RedisRollups struct {
 	client redis.UniversalClient
 	prefix string
+	last   [2]atomic.Pointer[bucketName] // the hour's and the day's bucket key
 }
 
 var _ Rollups = (*RedisRollups)(nil)
@@ -380,27 +382,75 @@ func (e *RollupEntry) HashAdds() ([]ratelimit.HashAdd, bool) {
 	if !ok {
 		return nil, false
 	}
-	dims := e.Dims.encode()
 	vals := e.Counts.values()
-	var names [len(countFields)]string
-	var values [len(countFields)]int64
 	n := 0
-	for i, f := range countFields {
-		if *vals[i] != 0 {
-			names[n], values[n] = dims+dimSep+f, *vals[i]
+	for _, v := range vals {
+		if *v != 0 {
 			n++
 		}
 	}
-	out := make([]ratelimit.HashAdd, 0, 2)
 	if n == 0 {
-		return out, true
+		return nil, true
 	}
-	for _, s := range [...]Step{StepHour, StepDay} {
+	// One allocation for the field names: "<dims>\x1f<f>" for each field,
+	// one after the other in one string.
+	d := &e.Dims
+	dl := len(d.Key) + len(d.Route) + len(d.Provider) + len(d.UpstreamModel) + len(d.Cache) + len(d.Status) + 5*len(dimSep)
+	var b strings.Builder
+	b.Grow(n * (dl + len(dimSep) + 1))
+	type hashes struct {
+		adds   [2]ratelimit.HashAdd
+		names  [len(countFields)]string
+		values [len(countFields)]int64
+	}
+	h := new(hashes)
+	j := 0
+	for i, f := range countFields {
+		if *vals[i] == 0 {
+			continue
+		}
+		for k, p := range d.fields() {
+			if k > 0 {
+				b.WriteString(dimSep)
+			}
+			b.WriteString(*p)
+		}
+		b.WriteString(dimSep)
+		b.WriteString(f)
+		h.values[j] = *vals[i]
+		j++
+	}
+	all := b.String()
+	w := dl + len(dimSep) + 1
+	for k := range n {
+		h.names[k] = all[k*w : (k+1)*w]
+	}
+	for i, s := range [...]Step{StepHour, StepDay} {
 		start := s.Start(e.At)
-		out = append(out, ratelimit.HashAdd{Key: rr.key(s, start), Fields: names[:n:n], Values: values[:n:n],
-			Expires: start.Add(s.retention())})
+		h.adds[i] = ratelimit.HashAdd{Key: rr.bucketKey(s, start), Fields: h.names[:n:n], Values: h.values[:n:n],
+			Expires: start.Add(s.retention())}
 	}
-	return out, true
+	return h.adds[:], true
+}
+
+// bucketKey is key, remembered for the bucket last asked of each step.
+func (r *RedisRollups) bucketKey(s Step, start time.Time) string {
+	i := 0
+	if s == StepDay {
+		i = 1
+	}
+	unix := start.Unix()
+	if last := r.last[i].Load(); last != nil && last.start == unix {
+		return last.key
+	}
+	k := r.key(s, start)
+	r.last[i].Store(&bucketName{unix, k})
+	return k
+}
+
+type bucketName struct {
+	start int64
+	key   string
 }
 
 // Do adds the entry to its rollups.
