@@ -309,6 +309,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		if x.onReply != nil {
 			reply = x.onReply(reply)
 		}
+		releaseBody(x, reply)
 	}
 	x.end(g.serveReply(x, reply))
 }
