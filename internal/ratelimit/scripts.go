@@ -214,8 +214,8 @@ return out
 // when a rate is refunded. A budget window or hash that a settlement
 // creates gets its expiry; a window already over is gone, and what a
 // settlement would write to it is dropped by that expiry at once. Each
-// unit runs under pcall: the reply lists the (1-based) units that failed,
-// and the others are applied.
+// unit runs under pcall: the reply lists the units that failed (1-based
+// index, error), and the others are applied.
 var settleScript = redis.NewScript(luaPrelude + `
 local nowUs
 local function clock()
@@ -286,25 +286,28 @@ local failed = {}
 local i = 1
 for k = 1, #KEYS do
   local key, kind = KEYS[k], ARGV[i]
-  local ok = true
+  local ok, err = true, nil
   if kind == 'r' or kind == 'c' then
-    ok = pcall(refund, key, kind, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+    ok, err = pcall(refund, key, kind, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
     i = i + 4
   elseif kind == 'x' then
     local n = tonumber(ARGV[i + 1])
-    if n > 0 then ok = pcall(release, key, i + 2, n) end
+    if n > 0 then ok, err = pcall(release, key, i + 2, n) end
     i = i + 2 + n
   elseif kind == 's' then
-    ok = pcall(settle, key, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    ok, err = pcall(settle, key, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
     i = i + 4
   elseif kind == 'h' then
     local n = tonumber(ARGV[i + 2])
-    if n > 0 then ok = pcall(hashAdd, key, ARGV[i + 1], i + 3, n) end
+    if n > 0 then ok, err = pcall(hashAdd, key, ARGV[i + 1], i + 3, n) end
     i = i + 3 + 2 * n
   else
     return redis.error_reply('unknown settlement kind ' .. tostring(kind))
   end
-  if not ok then failed[#failed + 1] = k end
+  if not ok then
+    if type(err) == 'table' then err = err.err end
+    failed[#failed + 1], failed[#failed + 2] = k, tostring(err)
+  end
 end
 return failed
 `)

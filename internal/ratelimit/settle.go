@@ -358,19 +358,20 @@ func (r *Redis) settleBatch(ctx context.Context, batch []Settlement) (lost int, 
 		}
 	}
 	for ci, c := range cmds {
-		bad, err := c.Int64Slice()
+		bad, err := c.Slice()
 		if err != nil {
 			for _, ui := range members[ci] {
 				note(su.units[ui].owners, err)
 			}
 			continue
 		}
-		for _, k := range bad { // 1-based within the call
-			if k < 1 || int(k) > len(members[ci]) {
+		for j := 0; j+1 < len(bad); j += 2 { // 1-based index within the call, error
+			k, ok := bad[j].(int64)
+			if !ok || k < 1 || int(k) > len(members[ci]) {
 				continue
 			}
 			u := &su.units[members[ci][k-1]]
-			note(u.owners, fmt.Errorf("settling %s failed", u.key))
+			note(u.owners, fmt.Errorf("settling %s: %v", u.key, bad[j+1]))
 		}
 	}
 	for _, c := range plain {
