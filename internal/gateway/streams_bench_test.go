@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,13 +23,23 @@ import (
 // the real openaicompat provider and HTTP client, each with a 100 KiB
 // prompt, and reports the Go heap and stacks they hold per stream
 // ("heap-B/stream", "stack-B/stream"; see openStreams). With
-// AIGW_STREAMS_HEAP=<file> a heap profile is written while they are open.
+// AIGW_STREAMS_HEAP=<file> a heap profile (of every allocation) is written
+// while they are open; AIGW_STREAMS_BODY=<bytes> sets the prompt's size.
 //
 //	go test -run '^$' -bench OpenStreams -benchtime 1x ./internal/gateway/
 func BenchmarkOpenStreams(b *testing.B) {
+	size := 100 << 10
+	if s := os.Getenv("AIGW_STREAMS_BODY"); s != "" {
+		size, _ = strconv.Atoi(s)
+	}
+	profile := os.Getenv("AIGW_STREAMS_HEAP")
+	if profile != "" {
+		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+		runtime.MemProfileRate = 1
+	}
 	var heap, stack float64
 	for b.Loop() {
-		h, s := openStreams(b, benchOpenStreams, benchChatBody("bench", true, 100<<10), os.Getenv("AIGW_STREAMS_HEAP"))
+		h, s := openStreams(b, benchOpenStreams, benchChatBody("bench", true, size), profile)
 		heap, stack = heap+h, stack+s
 	}
 	b.ReportMetric(heap/float64(b.N), "heap-B/stream")
