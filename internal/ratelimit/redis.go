@@ -19,10 +19,10 @@ import (
 // from Redis TIME, so the clocks of the gateway hosts do not matter. Every key
 // carries a TTL; nothing is read, modified and written back from Go. An
 // admission of many operations is one script (see [Redis.Admit] for Redis
-// Cluster, where it is one script per hash slot); so is a settlement (its
-// undo operations and writes such as the usage record), and settlements
-// are pipelined (see [Apply]). What the scripts do, command by command,
-// is described in scripts.go.
+// Cluster, where it is one script per hash slot); so is a batch of
+// settlements (their undo operations and writes such as the usage record,
+// those of one kind on one key added together; see [Apply]). What the
+// scripts do, command by command, is described in scripts.go.
 //
 // Key layout, below prefix:
 //

@@ -34,7 +34,9 @@ type batcher interface {
 	settleBatch(ctx context.Context, batch []Settlement) (lost int, err error)
 }
 
-// Apply applies batch on l: in one pipeline when l is (or fronts) Redis,
+// Apply applies batch on l: in one pipeline when l is (or fronts) Redis
+// (the batch's operations and writes on one key added together, which
+// leaves the state of applying them one after the other in some order),
 // else one operation after the other. It returns the number of
 // settlements of which something was lost and the errors.
 func Apply(ctx context.Context, l Limiter, batch []Settlement) (lost int, err error) {
