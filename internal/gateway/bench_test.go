@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -283,7 +284,7 @@ func withGuard(b *testing.B, g *Gateway) *Gateway {
 }
 
 // withRedisGuard gives g the full pipeline on a real redis-server, as the
-// app builds it.
+// app builds it, with the usage rollups.
 func withRedisGuard(b *testing.B, g *Gateway) *Gateway {
 	b.Helper()
 	srv := redistest.Start(b)
@@ -295,7 +296,14 @@ func withRedisGuard(b *testing.B, g *Gateway) *Gateway {
 	q.Start(ctx)
 	b.Cleanup(func() { cancel(); q.Close() })
 	cfg := g.cfg
-	cfg.Guard = benchGuard(b, lim, usage.NewRedisLedger(client, "aigw:usage:"), q)
+	gd := benchGuard(b, lim, usage.NewRedisLedger(client, "aigw:usage:"), q)
+	rollups := usage.NewRedisRollups(client, "aigw:rollup:")
+	gd.Accounting = func(info *Info) ratelimit.Write { // as caddymodule's accounting
+		return &usage.RollupEntry{Rollups: rollups, At: time.Now(), Dims: usage.Dims{Key: info.Key, Route: info.Route,
+			Provider: info.Provider, UpstreamModel: info.UpstreamModel, Status: strconv.Itoa(info.Status)},
+			Counts: usage.Counts{Requests: 1, InputTokens: info.Usage.InputTokens, OutputTokens: info.Usage.OutputTokens}}
+	}
+	cfg.Guard = gd
 	g, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -366,4 +374,28 @@ func BenchmarkTapUsage(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkServeChatFullRedisStubParallel is the full pipeline on Redis
+// with requests from every P at once, so that settlements leave in
+// batches as they do under load.
+func BenchmarkServeChatFullRedisStubParallel(b *testing.B) {
+	g := withRedisGuard(b, newStubGateway(b))
+	body := benchChatBody("bench", false, 1024)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		q := newBenchRequest(b, body)
+		q.r.Header.Set("Authorization", "Bearer "+benchSecret)
+		w := newBenchWriter()
+		for pb.Next() {
+			w.reset()
+			g.ServeHTTP(w, q.next())
+			if w.status != http.StatusOK {
+				b.Errorf("status %d", w.status)
+				return
+			}
+		}
+	})
 }

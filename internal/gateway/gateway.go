@@ -314,6 +314,7 @@ func (g *Gateway) Serve(w http.ResponseWriter, r *http.Request, info *Info) {
 		if x.onReply != nil {
 			reply = x.onReply(reply)
 		}
+		releaseBody(x, reply)
 	}
 	x.end(g.serveReply(x, reply))
 }

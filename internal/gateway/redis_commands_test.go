@@ -73,6 +73,12 @@ func TestRedisCommandsPerRequest(t *testing.T) {
 	tbl, _ := route.New([]route.Route{{Pattern: "m", Targets: []route.Target{{Provider: "p", Model: "gpt-4o-mini"}}}}, nil)
 	gd := &Guard{Keys: keys, Required: true, Limiter: lim, Ledger: usage.NewRedisLedger(client, "aigw:usage:"),
 		Settlements: queue, ModelLimits: map[string]ModelLimits{"m": {RPM: 100_000, TPM: 10_000}}}
+	rollups := usage.NewRedisRollups(client, "aigw:rollup:")
+	gd.Accounting = func(info *Info) ratelimit.Write { // as caddymodule's accounting
+		return &usage.RollupEntry{Rollups: rollups, At: time.Now(), Dims: usage.Dims{Key: info.Key, Route: info.Route,
+			Provider: info.Provider, UpstreamModel: info.UpstreamModel, Status: strconv.Itoa(info.Status)},
+			Counts: usage.Counts{Requests: 1, InputTokens: info.Usage.InputTokens, OutputTokens: info.Usage.OutputTokens}}
+	}
 	p := &funcProvider{do: func(context.Context, *provider.Call) (*provider.Response, error) {
 		return &provider.Response{Body: []byte(answer)}, nil
 	}}
@@ -121,7 +127,65 @@ func TestRedisCommandsPerRequest(t *testing.T) {
 	if st := queue.Stats(); st.Lost != 0 {
 		t.Fatalf("settlements lost: %+v", st)
 	}
-	var total, scripts int64
+	total, scripts := countCommands(t, "one at a time", before, after, n)
+	// One script for the admission, one for the settlement; 30 commands in
+	// all with the rollups (see ratelimit/scripts.go), 36 before the
+	// settlement script applied the rollups and the concurrency set was
+	// only counted.
+	if scripts != 2*n || total > 30*n {
+		t.Errorf("%d commands and %d script calls for %d requests, want at most 30 and 2 per request", total, scripts, n)
+	}
+
+	// Under load settlements leave in batches: n requests of one key and
+	// model settle with the commands of one (a queue not started holds
+	// them, Close sends them in one batch).
+	batched := ratelimit.NewQueue(lim, ratelimit.QueueOptions{})
+	gd.Settlements = batched
+	before = commandStats(t, client)
+	for range n {
+		serve()
+	}
+	batched.Close()
+	after = commandStats(t, client)
+	if st := batched.Stats(); st.Settled != n || st.Batches != 1 {
+		t.Fatalf("batched settlements: %+v", st)
+	}
+	total, scripts = countCommands(t, "batched", before, after, n)
+	// Per request the admission's 15 commands; per batch one settlement
+	// script of 15 (36 a request before).
+	if scripts != n+1 || total > 16*n {
+		t.Errorf("batched: %d commands and %d script calls for %d requests, want at most 16 and 1 per request", total, scripts, n)
+	}
+	const served = 2*n + 1
+
+	// The books are right.
+	window, _ := usage.Window(usage.PeriodMonth, time.Now())
+	rec, err := gd.Ledger.Get(ctx, "team-a", window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	price, _ := gd.Pricing.Lookup("gpt-4o-mini", "m")
+	cost := price.CostMicros(openai.Usage{InputTokens: 30, OutputTokens: 20})
+	if want := (usage.Record{Requests: served, InputTokens: 30 * served, OutputTokens: 20 * served, CostMicros: cost * served}); rec != want {
+		t.Errorf("ledger %+v, want %+v", rec, want)
+	}
+	spent, reserved, err := lim.Spent(ctx, "key:team-a:budget", window)
+	if err != nil || spent != cost*served || reserved != 0 {
+		t.Errorf("budget spent %d reserved %d (%v), want %d and 0", spent, reserved, err, cost*served)
+	}
+	rows, err := rollups.Query(ctx, usage.StepDay, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil || len(rows) != 1 || rows[0].Counts != (usage.Counts{Requests: served, InputTokens: 30 * served, OutputTokens: 20 * served}) {
+		t.Errorf("rollups %+v (%v), want one row of %d requests", rows, err, served)
+	}
+	if held := client.ZCard(ctx, "aigw:rl:conc:key:team-a:concurrency").Val(); held != 3 {
+		t.Errorf("%d concurrency slots held, want the 3 others", held)
+	}
+}
+
+// countCommands logs and returns the commands and script calls between
+// two commandStats readings over n requests.
+func countCommands(t *testing.T, what string, before, after map[string]int64, n int64) (total, scripts int64) {
+	t.Helper()
 	var parts []string
 	names := make([]string, 0, len(after))
 	for name := range after {
@@ -137,31 +201,9 @@ func TestRedisCommandsPerRequest(t *testing.T) {
 		if name == "evalsha" || name == "eval" {
 			scripts += d
 		}
-		parts = append(parts, fmt.Sprintf("%s %.2f", name, float64(d)/n))
+		parts = append(parts, fmt.Sprintf("%s %.2f", name, float64(d)/float64(n)))
 	}
-	t.Logf("Redis commands per request: %.2f (%.2f script calls): %s", float64(total)/n, float64(scripts)/n, strings.Join(parts, ", "))
-	// One script for the admission, one for the settlement; 28 commands in
-	// all (see ratelimit/scripts.go), 42-46 before.
-	if scripts != 2*n || total > 28*n {
-		t.Errorf("%d commands and %d script calls for %d requests, want at most 28 and 2 per request", total, scripts, n)
-	}
-
-	// The books are right.
-	window, _ := usage.Window(usage.PeriodMonth, time.Now())
-	rec, err := gd.Ledger.Get(ctx, "team-a", window)
-	if err != nil {
-		t.Fatal(err)
-	}
-	price, _ := gd.Pricing.Lookup("gpt-4o-mini", "m")
-	cost := price.CostMicros(openai.Usage{InputTokens: 30, OutputTokens: 20})
-	if want := (usage.Record{Requests: n + 1, InputTokens: 30 * (n + 1), OutputTokens: 20 * (n + 1), CostMicros: cost * (n + 1)}); rec != want {
-		t.Errorf("ledger %+v, want %+v", rec, want)
-	}
-	spent, reserved, err := lim.Spent(ctx, "key:team-a:budget", window)
-	if err != nil || spent != cost*(n+1) || reserved != 0 {
-		t.Errorf("budget spent %d reserved %d (%v), want %d and 0", spent, reserved, err, cost*(n+1))
-	}
-	if held := client.ZCard(ctx, "aigw:rl:conc:key:team-a:concurrency").Val(); held != 3 {
-		t.Errorf("%d concurrency slots held, want the 3 others", held)
-	}
+	t.Logf("%s: Redis commands per request: %.2f (%.2f script calls): %s", what, float64(total)/float64(n),
+		float64(scripts)/float64(n), strings.Join(parts, ", "))
+	return total, scripts
 }

@@ -65,6 +65,15 @@ type Request struct {
 	layout layout
 }
 
+// ReleaseBody drops the request's reference to its body (Body and what
+// ParseRequest recorded of it), so that a request kept for a stream's life
+// does not keep the body too. Call it when nothing will read the body
+// again: after the attempts, never while one may still run.
+func (r *Request) ReleaseBody() {
+	r.Body = nil
+	r.layout = layout{}
+}
+
 // layout records, for the body ParseRequest read, where the top-level
 // "model" value lies and whether "stream_options" is present, so that
 // UpstreamBody can splice without parsing again.

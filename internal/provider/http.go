@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -172,6 +173,9 @@ func (x *Exchange) Send(req *http.Request, parse ErrorParser) error {
 		}
 		return e
 	}
+	// The request is sent and replayed no more (GetBody serves retries and
+	// redirects within Do): a stream does not keep its body referenced.
+	x.reqBytes = nil
 	x.Resp = resp
 	x.Body = (*idleBody)(x)
 	x.timer = time.AfterFunc(x.idle, x.onIdle)
@@ -208,10 +212,39 @@ func (h *HTTP) Post(ctx context.Context, tmpl *http.Request, body []byte, parse 
 	return x, nil
 }
 
-// requestBody is a request body over bytes; closing it is a no-op.
-type requestBody struct{ bytes.Reader }
+// requestBody is a request body over bytes; closing it drops the bytes.
+// The transport closes it once it has written it or given up, perhaps on
+// another goroutine than the one reading it (hence the lock); a retry
+// reads a new one (GetBody).
+type requestBody struct {
+	mu sync.Mutex
+	r  bytes.Reader
+}
 
-func (*requestBody) Close() error { return nil }
+// Reset makes b read body.
+func (b *requestBody) Reset(body []byte) {
+	b.mu.Lock()
+	b.r.Reset(body)
+	b.mu.Unlock()
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.r.Read(p)
+}
+
+// WriteTo lets the transport write the body in one piece.
+func (b *requestBody) WriteTo(w io.Writer) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.r.WriteTo(w)
+}
+
+func (b *requestBody) Close() error {
+	b.Reset(nil)
+	return nil
+}
 
 // getBody is the request's GetBody: the transport replays the body when it
 // retries on a fresh connection.

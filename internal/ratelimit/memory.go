@@ -257,7 +257,9 @@ func (s *memShard) acquire(key, id string, slots int64, lease time.Duration, now
 		e.holders[id] = exp
 	}
 	res.Remaining = max(slots-n, 0)
-	if n > 0 {
+	if res.Allowed {
+		res.ResetAfter = lease
+	} else if n > 0 {
 		res.ResetAfter = time.Duration(last - now)
 	}
 	if !res.Allowed {

@@ -93,8 +93,9 @@ type Result struct {
 	// slots; for budgets limit - spent - reserved.
 	Remaining int64
 	// ResetAfter is the time until the limit is fully replenished: rates back
-	// to a full burst, concurrency until the last current lease expires,
-	// budgets until the window expires.
+	// to a full burst, concurrency until the last current lease expires
+	// (when admitted: until the request's own lease expires), budgets until
+	// the window expires.
 	ResetAfter time.Duration
 	// RetryAfter is set when !Allowed: the earliest time a retry could
 	// succeed (exact for rates; for concurrency the time until the oldest

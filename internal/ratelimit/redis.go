@@ -19,10 +19,10 @@ import (
 // from Redis TIME, so the clocks of the gateway hosts do not matter. Every key
 // carries a TTL; nothing is read, modified and written back from Go. An
 // admission of many operations is one script (see [Redis.Admit] for Redis
-// Cluster, where it is one script per hash slot); so is a settlement (its
-// undo operations and writes such as the usage record), and settlements
-// are pipelined (see [Apply]). What the scripts do, command by command,
-// is described in scripts.go.
+// Cluster, where it is one script per hash slot); so is a batch of
+// settlements (their undo operations and writes such as the usage record,
+// those of one kind on one key added together; see [Apply]). What the
+// scripts do, command by command, is described in scripts.go.
 //
 // Key layout, below prefix:
 //
@@ -33,6 +33,7 @@ type Redis struct {
 	client redis.UniversalClient
 	prefix string
 	names  keyNames
+	rates  rateArgs
 }
 
 var _ Limiter = (*Redis)(nil)
@@ -131,14 +132,8 @@ func (r *Redis) Settle(ctx context.Context, key, window string, reserved, actual
 
 // settleOne runs the settlement script for the one operation o.
 func (r *Redis) settleOne(ctx context.Context, o Op) error {
-	key, args, ok, err := r.settleArgs(&o)
-	if err != nil || !ok {
-		return err
-	}
-	if err := settleScript.Run(ctx, r.client, []string{key}, args...).Err(); err != nil {
-		return fmt.Errorf("ratelimit: redis: %w", err)
-	}
-	return nil
+	_, err := r.settleBatch(ctx, []Settlement{{Ops: []Op{o}}})
+	return err
 }
 
 // Spent implements [Limiter].

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,11 +74,12 @@ func (r *Redis) stateKey(o *Op) string {
 // but two admissions racing for the last unit of different groups may
 // then both be refused.
 func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
-	aops, err := compileAdmission(ops, nil)
+	var abuf [8]admitOp
+	aops, err := compileAdmission(ops, abuf[:])
 	if err != nil {
 		return AdmitResult{}, err
 	}
-	var groups [][]int // operation indexes by hash slot
+	var groups [][]int // operation indexes by hash slot; nil: one group of all
 	if _, cluster := r.client.(*redis.ClusterClient); cluster && len(aops) > 1 {
 		bySlot := make(map[uint16]int, 2)
 		for i := range aops {
@@ -89,30 +92,39 @@ func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
 			}
 			groups[g] = append(groups[g], i)
 		}
-	} else {
-		all := make([]int, len(aops))
-		for i := range all {
-			all[i] = i
-		}
-		groups = [][]int{all}
 	}
-	calls := make([]scriptCall, len(groups))
-	for gi, idx := range groups {
+	var gbuf [1][]int
+	if groups == nil { // one group of all
+		groups = gbuf[:1]
+		if len(aops) <= len(identity) {
+			groups[0] = identity[:len(aops)]
+		} else {
+			groups[0] = make([]int, len(aops))
+			for i := range groups[0] {
+				groups[0][i] = i
+			}
+		}
+	}
+	var cbuf [1]scriptCall
+	calls := cbuf[:0]
+	for _, idx := range groups {
 		c := scriptCall{script: admitScript, keys: make([]string, len(idx)), args: make([]any, 0, 7*len(idx))}
 		for j, i := range idx {
 			o := &aops[i]
 			c.keys[j] = r.stateKey(o.Op)
-			c.args = append(c.args, o.admitArgs()...)
+			c.args = r.appendAdmitArgs(c.args, o)
 		}
-		calls[gi] = c
+		calls = append(calls, c)
 	}
 	cmds := r.pipeline(ctx, calls, nil)
 
 	results := make([]Result, len(aops))
-	taken := make([]bool, len(groups))
+	var tbuf [1]bool
+	taken := tbuf[:0]
 	var errs []error
 	refused := false
 	for gi, idx := range groups {
+		taken = append(taken, false)
 		v, err := cmds[gi].Int64Slice()
 		if err == nil && len(v) != 1+5*len(idx) {
 			err = fmt.Errorf("unexpected script reply %v", v)
@@ -150,24 +162,57 @@ func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
 	return finishAdmission(results), nil
 }
 
-// admitArgs are o's seven ARGV values of admitScript.
-func (o *admitOp) admitArgs() []any {
+// appendAdmitArgs appends o's seven ARGV values of admitScript to args.
+func (r *Redis) appendAdmitArgs(args []any, o *admitOp) []any {
 	switch o.Kind {
 	case OpAcquire:
 		leaseMs := (o.Lease + time.Millisecond - 1) / time.Millisecond
-		return []any{"a", o.ID, o.Slots, int64(leaseMs), 0, 0, 0}
+		return append(args, "a", o.ID, o.Slots, int64(leaseMs), 0, 0, 0)
 	case OpReserve:
-		return []any{"b", o.Limit, o.Amount, o.Expires.UnixMilli(), 0, 0, 0}
+		return append(args, "b", o.Limit, o.Amount, o.Expires.UnixMilli(), 0, 0, 0)
 	}
 	g := &o.g
+	ra := r.rates.get(o.Rate, g)
 	switch {
 	case o.Amount > g.burst:
-		return []any{"n", g.m, g.tauQ, g.tauR, 0, 0, 0}
+		return append(args, "n", ra[0], ra[1], ra[2], 0, 0, 0)
 	case o.Amount == 0:
-		return []any{"p", g.m, g.tauQ, g.tauR, 0, 0, 0}
+		return append(args, "p", ra[0], ra[1], ra[2], 0, 0, 0)
 	}
 	incQ, incR, _ := g.span(o.Amount)
-	return []any{"t", g.m, g.tauQ, g.tauR, incQ, incR, 0}
+	return append(args, "t", ra[0], ra[1], ra[2], incQ, incR, 0)
+}
+
+// rateArgs keeps the ARGV values of a rate's constants (m, tauQ, tauR)
+// boxed, so that an admission does not box them again: reads are an
+// atomic load and a map lookup; a rate not seen yet copies the map. Past
+// maxRateArgs rates it starts over.
+type rateArgs struct {
+	m  atomic.Pointer[map[Rate][3]any]
+	mu sync.Mutex // serializes writers
+}
+
+const maxRateArgs = 256
+
+func (c *rateArgs) get(rate Rate, g *gcra) [3]any {
+	if m := c.m.Load(); m != nil {
+		if a, ok := (*m)[rate]; ok {
+			return a
+		}
+	}
+	a := [3]any{g.m, g.tauQ, g.tauR}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := make(map[Rate][3]any, 8)
+	if m := c.m.Load(); m != nil && len(*m) < maxRateArgs {
+		next = make(map[Rate][3]any, len(*m)+1)
+		for k, v := range *m {
+			next[k] = v
+		}
+	}
+	next[rate] = a
+	c.m.Store(&next)
+	return a
 }
 
 // result converts o's five reply values of admitScript.
@@ -197,6 +242,9 @@ func (o *admitOp) undo() (Op, bool) {
 	}
 	return Op{Kind: OpRefund, Key: o.Key, Rate: o.Rate, Amount: o.Amount}, o.Amount > 0 && o.Amount <= o.g.burst
 }
+
+// identity holds the operation indexes of an admission of one group.
+var identity = [...]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
 
 // keySlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its
 // hash tag (the part between the first "{" and the next "}", when not

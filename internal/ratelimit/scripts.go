@@ -18,12 +18,13 @@ import "github.com/redis/go-redis/v9"
 //     one HMGET and one write; its expiry (the window's end) is set when
 //     the key is created, not on every request.
 //   - a concurrency set (conc:<key>, sorted set id -> lease expiry in ms)
-//     is read from its two oldest leases (expired ones are pruned only
-//     when there are some) and, with more than two holders, its size and
-//     two newest leases; a lease is one ZADD and a PEXPIRE (the key lives
-//     as long as its last lease).
-//   - a settlement (the undo operations and the usage record of one
-//     request) is one script; TIME is read only when a rate is refunded.
+//     is counted with ZCARD; expired leases are pruned only when it is
+//     full. A lease is one ZADD and a PEXPIRE GT (the key lives as long as
+//     its last lease), a release one ZREM (one for a batch's releases of a
+//     key).
+//   - settlements (the undo operations and usage records of a batch of
+//     requests) are one script, their operations and writes on one key
+//     added together; TIME is read only when a rate is refunded.
 
 // luaPrelude makes TIME followed by writes legal on Redis < 5, which would
 // otherwise replicate the script verbatim (later versions always replicate
@@ -109,37 +110,33 @@ local function take(key, mode, m, tauQ, tauR, incQ, incR)
   return {0, dq, df, nq, nf}
 end
 
--- other returns the score of the first member of a WITHSCORES reply that
--- is not id.
-local function other(list, id)
-  for i = 1, #list, 2 do
-    if list[i] ~= id then return tonumber(list[i + 1]) end
+-- expireAfter makes key live at least ms more: PEXPIRE GT (Redis 7 and
+-- later; a key created by this script has no expiry yet, so fresh is
+-- true), or PTTL and PEXPIRE before that.
+local function expireAfter(key, ms, fresh)
+  if fresh then
+    redis.call('PEXPIRE', key, ms)
+  elseif redis.REDIS_VERSION_NUM then
+    redis.call('PEXPIRE', key, ms, 'GT')
+  elseif redis.call('PTTL', key) < ms then
+    redis.call('PEXPIRE', key, ms)
   end
 end
 
+-- acquire counts the set (ZCARD). Expired leases are pruned and id's own
+-- lease looked up only when the set is full (a crashed process's leases
+-- take slots until then, and count in the holders reported), and the
+-- oldest and newest leases read only when refused.
 local function acquire(key, id, slots, lease)
-  local lo = redis.call('ZRANGE', key, 0, 1, 'WITHSCORES')
-  if #lo > 0 and tonumber(lo[2]) <= nowMs then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', nowMs)
-    lo = redis.call('ZRANGE', key, 0, 1, 'WITHSCORES')
-  end
-  local n, hi, held = #lo / 2, nil, nil
-  if n == 2 then n = redis.call('ZCARD', key) end
-  if n > 2 then
-    hi = redis.call('ZREVRANGE', key, 0, 1, 'WITHSCORES')
+  local n, held = redis.call('ZCARD', key), nil
+  if n >= slots then
+    n = n - redis.call('ZREMRANGEBYSCORE', key, '-inf', nowMs)
     if n >= slots then held = redis.call('ZSCORE', key, id) ~= false end
-  else
-    hi = {lo[3], lo[4], lo[1], lo[2]}
-    if n < 2 then hi = lo end
-    held = lo[1] == id or lo[3] == id
   end
-  local first, last = other(lo, id), other(hi, id)
-  local exp = nowMs + lease
   if held or n < slots then
     local after = n
     if not held then after = n + 1 end -- when unknown: corrected below
-    first, last = math.min(first or exp, exp), math.max(last or exp, exp)
-    local res = {1, after, last - nowMs, first - nowMs, 0}
+    local res = {1, after, lease, lease, 0}
     local complete
     if held == nil then
       complete = function()
@@ -147,13 +144,13 @@ local function acquire(key, id, slots, lease)
       end
     end
     return res, function()
-      if redis.call('ZADD', key, int(exp), id) == 0 then res[2] = n end
-      redis.call('PEXPIRE', key, int(last - nowMs))
+      if redis.call('ZADD', key, int(nowMs + lease), id) == 0 then res[2] = n end
+      expireAfter(key, lease, n == 0)
     end, complete
   end
-  local reset, retry = 0, 0
-  if n > 0 then reset, retry = last - nowMs, first - nowMs end
-  return {0, n, reset, retry, 0}
+  local lo = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local hi = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
+  return {0, n, tonumber(hi[2]) - nowMs, tonumber(lo[2]) - nowMs, 0}
 end
 
 local function reserve(key, limit, amount, exp)
@@ -202,20 +199,23 @@ end
 return out
 `)
 
-// settleScript applies one settlement: KEYS has one key per operation or
-// write, ARGV per key its kind and values:
+// settleScript applies settlements: KEYS has one key per unit (an undo
+// operation, or several of one kind on one key added together; see
+// settleUnit), ARGV per unit its kind and values:
 //
 //	r  Refund: m, incQ, incR (the units as µs + fraction in 1/m µs)
 //	c  a negative Refund (a charge): the same
-//	x  Release: id
+//	x  Release: n, then n ids (one ZREM)
 //	s  Settle: reserved, actual, expires (unix ms)
 //	h  a hash's integer fields incremented: expires (unix ms), n, then n
 //	   field, increment pairs
 //
-// Refunds mirror gcra.refund in ratelimit.go. A budget window or hash
-// that a settlement creates gets its expiry; a window already over is
-// gone, and what a settlement would write to it is dropped by that
-// expiry at once.
+// Refunds mirror gcra.refund in ratelimit.go; TIME is read once per call,
+// when a rate is refunded. A budget window or hash that a settlement
+// creates gets its expiry; a window already over is gone, and what a
+// settlement would write to it is dropped by that expiry at once. Each
+// unit runs under pcall: the reply lists the units that failed (1-based
+// index, error), and the others are applied.
 var settleScript = redis.NewScript(luaPrelude + `
 local nowUs
 local function clock()
@@ -262,6 +262,12 @@ local function settle(key, reserved, actual, exp)
   if not v[1] and not v[2] then redis.call('PEXPIREAT', key, exp) end
 end
 
+local function release(key, at, n)
+  local ids = {}
+  for j = 1, n do ids[j] = ARGV[at + j - 1] end
+  redis.call('ZREM', key, unpack(ids))
+end
+
 local function hashAdd(key, exp, at, n)
   local fields = {}
   for j = 1, n do fields[j] = ARGV[at + 2 * j - 2] end
@@ -276,25 +282,32 @@ local function hashAdd(key, exp, at, n)
   if created then redis.call('PEXPIREAT', key, exp) end
 end
 
+local failed = {}
 local i = 1
 for k = 1, #KEYS do
   local key, kind = KEYS[k], ARGV[i]
+  local ok, err = true, nil
   if kind == 'r' or kind == 'c' then
-    refund(key, kind, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+    ok, err = pcall(refund, key, kind, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
     i = i + 4
   elseif kind == 'x' then
-    redis.call('ZREM', key, ARGV[i + 1])
-    i = i + 2
+    local n = tonumber(ARGV[i + 1])
+    if n > 0 then ok, err = pcall(release, key, i + 2, n) end
+    i = i + 2 + n
   elseif kind == 's' then
-    settle(key, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    ok, err = pcall(settle, key, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
     i = i + 4
   elseif kind == 'h' then
     local n = tonumber(ARGV[i + 2])
-    if n > 0 then hashAdd(key, ARGV[i + 1], i + 3, n) end
+    if n > 0 then ok, err = pcall(hashAdd, key, ARGV[i + 1], i + 3, n) end
     i = i + 3 + 2 * n
   else
     return redis.error_reply('unknown settlement kind ' .. tostring(kind))
   end
+  if not ok then
+    if type(err) == 'table' then err = err.err end
+    failed[#failed + 1], failed[#failed + 2] = k, tostring(err)
+  end
 end
-return 0
+return failed
 `)

@@ -34,7 +34,9 @@ type batcher interface {
 	settleBatch(ctx context.Context, batch []Settlement) (lost int, err error)
 }
 
-// Apply applies batch on l: in one pipeline when l is (or fronts) Redis,
+// Apply applies batch on l: in one pipeline when l is (or fronts) Redis
+// (the batch's operations and writes on one key added together, which
+// leaves the state of applying them one after the other in some order),
 // else one operation after the other. It returns the number of
 // settlements of which something was lost and the errors.
 func Apply(ctx context.Context, l Limiter, batch []Settlement) (lost int, err error) {
@@ -93,97 +95,235 @@ type HashAdder interface {
 	HashAdd() (h HashAdd, ok bool)
 }
 
-// settleArgs are the KEYS entry and ARGV values of the undo operation o
-// in settleScript; ok is false when o has nothing to do.
-func (r *Redis) settleArgs(o *Op) (key string, args []any, ok bool, err error) {
+// HashAdders is a [Write] that has the form of several [HashAdd]s (a usage
+// rollup: one per bucket), applied like a HashAdder's.
+type HashAdders interface {
+	// HashAdds returns the write's HashAdds; ok is false when it has none.
+	HashAdds() (hs []HashAdd, ok bool)
+}
+
+// settleUnit is one entry of settleScript: an undo operation or a hash
+// write, or several of the same kind on the same key from the settlements
+// of one batch added together (owners lists them), so that N requests of
+// one key settle with the commands of one.
+type settleUnit struct {
+	kind   byte // 'r' refund, 'c' charge, 's' settle, 'x' release, 'h' hash write
+	key    string
+	g      gcra           // r, c
+	n      int64          // r, c: the units; s: the actual spend
+	res    int64          // s: the reserved amount
+	exp    int64          // s, h: expiry, unix ms
+	ids    []string       // x
+	names  []string       // h
+	vals   []int64        // h
+	index  map[string]int // h: field -> index, once it has many fields
+	owners []int
+}
+
+// unitID says which entries may be added together: the same kind on the
+// same key (a refund with the same rate, a settlement or hash write with
+// the same expiry).
+type unitID struct {
+	kind byte
+	key  string
+	rate Rate
+	exp  int64
+}
+
+// Bounds of one unit (Lua unpacks its fields and ids onto its stack) and
+// of one script call (a script blocks Redis while it runs).
+const (
+	maxUnitItems = 256
+	maxCallUnits = 128
+)
+
+// settleUnits are the units of a batch (its limiter operations and its
+// HashAdd writes) and the writes without a HashAdd form.
+type settleUnits struct {
+	units  []settleUnit
+	byID   map[unitID]int
+	others []pendingWrite
+}
+
+type pendingWrite struct {
+	w  Write
+	si int
+}
+
+// unit returns the unit of id to add to, a new one when there is none or
+// when fits says the current one cannot take the addition.
+func (su *settleUnits) unit(id unitID, si int, fits func(u *settleUnit) bool) *settleUnit {
+	if i, ok := su.byID[id]; ok {
+		u := &su.units[i]
+		if fits(u) {
+			if u.owners[len(u.owners)-1] != si {
+				u.owners = append(u.owners, si)
+			}
+			return u
+		}
+	}
+	su.byID[id] = len(su.units)
+	su.units = append(su.units, settleUnit{kind: id.kind, key: id.key, exp: id.exp, owners: []int{si}})
+	return &su.units[len(su.units)-1]
+}
+
+// addFits reports whether a+b does not overflow.
+func addFits(a, b int64) bool {
+	if b > 0 {
+		return a <= maxInt64-b
+	}
+	return a >= -maxInt64-1-b
+}
+
+// addOp adds the undo operation o of settlement si.
+func (r *Redis) addOp(su *settleUnits, si int, o *Op) error {
 	switch o.Kind {
 	case OpRefund:
 		g, err := o.Rate.compile()
 		if err != nil || o.Amount == 0 {
-			return "", nil, false, err
+			return err
 		}
-		mode, n := "r", o.Amount
+		kind, n := byte('r'), o.Amount
 		if n < 0 {
-			mode, n = "c", -max(n, -maxInt64) // |n| without overflowing on MinInt64
+			kind, n = 'c', -max(n, -maxInt64) // |n| without overflowing on MinInt64
 		}
-		q, f := g.spanClamped(n)
-		return r.gcraKey(o.Key), []any{mode, g.m, q, f}, true, nil
+		u := su.unit(unitID{kind: kind, key: r.gcraKey(o.Key), rate: o.Rate}, si, func(u *settleUnit) bool { return addFits(u.n, n) })
+		u.g, u.n = g, u.n+n
 	case OpSettle:
 		if err := validAmounts(o.Reserved, o.Amount); err != nil || (o.Reserved == 0 && o.Amount == 0) {
-			return "", nil, false, err
+			return err
 		}
-		return r.budgetKey(o.Key, o.Window), []any{"s", o.Reserved, o.Amount, o.Expires.UnixMilli()}, true, nil
+		u := su.unit(unitID{kind: 's', key: r.budgetKey(o.Key, o.Window), exp: o.Expires.UnixMilli()}, si,
+			func(u *settleUnit) bool { return addFits(u.n, o.Amount) && addFits(u.res, o.Reserved) })
+		u.n, u.res = u.n+o.Amount, u.res+o.Reserved
 	case OpRelease:
-		return r.concKey(o.Key), []any{"x", o.ID}, true, nil
+		u := su.unit(unitID{kind: 'x', key: r.concKey(o.Key)}, si, func(u *settleUnit) bool { return len(u.ids) < maxUnitItems })
+		u.ids = append(u.ids, o.ID)
+	default:
+		return fmt.Errorf("%w: %v is not a settlement", ErrInvalid, o.Kind)
 	}
-	return "", nil, false, fmt.Errorf("%w: %v is not a settlement", ErrInvalid, o.Kind)
+	return nil
 }
 
-// hashArgs are h's ARGV values in settleScript.
-func hashArgs(h *HashAdd) []any {
-	args := make([]any, 0, 3+2*len(h.Fields))
-	args = append(args, "h", h.Expires.UnixMilli(), len(h.Fields))
+// addHash adds h, a write of settlement si.
+func (su *settleUnits) addHash(si int, h *HashAdd) {
 	for i, f := range h.Fields {
-		args = append(args, f, h.Values[i])
+		v := h.Values[i]
+		u := su.unit(unitID{kind: 'h', key: h.Key, exp: h.Expires.UnixMilli()}, si, func(u *settleUnit) bool {
+			j, ok := u.field(f)
+			if ok {
+				return addFits(u.vals[j], v)
+			}
+			return len(u.names) < maxUnitItems
+		})
+		if j, ok := u.field(f); ok {
+			u.vals[j] += v
+			continue
+		}
+		u.names, u.vals = append(u.names, f), append(u.vals, v)
+		if u.index != nil {
+			u.index[f] = len(u.names) - 1
+		} else if len(u.names) > 8 {
+			u.index = make(map[string]int, 2*len(u.names))
+			for j, n := range u.names {
+				u.index[n] = j
+			}
+		}
+	}
+}
+
+// field finds the field f of a hash unit.
+func (u *settleUnit) field(f string) (int, bool) {
+	if u.index != nil {
+		j, ok := u.index[f]
+		return j, ok
+	}
+	for j, n := range u.names {
+		if n == f {
+			return j, true
+		}
+	}
+	return 0, false
+}
+
+// args appends the unit's ARGV values in settleScript.
+func (u *settleUnit) args(args []any) []any {
+	switch u.kind {
+	case 'r', 'c':
+		q, f := u.g.spanClamped(u.n)
+		return append(args, string(u.kind), u.g.m, q, f)
+	case 's':
+		return append(args, "s", u.res, u.n, u.exp)
+	case 'x':
+		args = append(args, "x", len(u.ids))
+		for _, id := range u.ids {
+			args = append(args, id)
+		}
+		return args
+	}
+	args = append(args, "h", u.exp, len(u.names))
+	for j, f := range u.names {
+		args = append(args, f, u.vals[j])
 	}
 	return args
 }
 
-// settleBatch sends batch in one pipeline: one settleScript call per
-// settlement (with a Redis Cluster, per settlement and hash slot: a
-// script may only touch keys of one slot), plus the commands of writes
-// without a HashAdd form.
+// settleBatch sends batch in one pipeline. Its undo operations and HashAdd
+// writes become units (those of one kind and key added together, see
+// settleUnit), sent as few settleScript calls as the units allow (with a
+// Redis Cluster, one per hash slot: a script may only touch keys of one
+// slot); the commands of writes without a HashAdd form go in the same
+// pipeline. A unit that fails costs the settlements it carries, not the
+// others of its call.
 func (r *Redis) settleBatch(ctx context.Context, batch []Settlement) (lost int, err error) {
-	_, cluster := r.client.(*redis.ClusterClient)
-	calls := make([]scriptCall, 0, len(batch))
-	owner := make([]int, 0, len(batch)) // settlement index of each call
-	type pendingWrite struct {
-		w  Write
-		si int
-	}
-	var others []pendingWrite // writes without a HashAdd form
+	su := settleUnits{byID: make(map[unitID]int, 8)}
 	for si := range batch {
 		s := &batch[si]
-		first := len(calls)
-		var slots []uint16 // with a Cluster, the slot of each of s's calls
-		add := func(key string, args []any) {
-			i := first // the call of s (of key's slot)
-			if cluster {
-				slot := keySlot(key)
-				for i < len(calls) && slots[i-first] != slot {
-					i++
-				}
-				if i == len(calls) {
-					slots = append(slots, slot)
-				}
-			}
-			if i == len(calls) {
-				calls = append(calls, scriptCall{script: settleScript})
-				owner = append(owner, si)
-			}
-			c := &calls[i]
-			c.keys, c.args = append(c.keys, key), append(c.args, args...)
-		}
 		for j := range s.Ops {
-			key, args, ok, err := r.settleArgs(&s.Ops[j])
-			if err != nil {
+			if err := r.addOp(&su, si, &s.Ops[j]); err != nil {
 				return len(batch), err
-			}
-			if ok {
-				add(key, args)
 			}
 		}
 		for _, w := range s.Writes {
 			if ha, ok := w.(HashAdder); ok {
 				if h, ok := ha.HashAdd(); ok {
-					if len(h.Fields) > 0 {
-						add(h.Key, hashArgs(&h))
+					su.addHash(si, &h)
+					continue
+				}
+			}
+			if ha, ok := w.(HashAdders); ok {
+				if hs, ok := ha.HashAdds(); ok {
+					for i := range hs {
+						su.addHash(si, &hs[i])
 					}
 					continue
 				}
 			}
-			others = append(others, pendingWrite{w, si})
+			su.others = append(su.others, pendingWrite{w, si})
 		}
+	}
+	// The calls: units in order, by slot with a Cluster, at most
+	// maxCallUnits each.
+	_, cluster := r.client.(*redis.ClusterClient)
+	var calls []scriptCall
+	var members [][]int      // unit indexes of each call
+	open := map[uint16]int{} // slot -> its call still taking units
+	for ui := range su.units {
+		u := &su.units[ui]
+		var slot uint16
+		if cluster {
+			slot = keySlot(u.key)
+		}
+		ci, ok := open[slot]
+		if !ok || len(members[ci]) == maxCallUnits {
+			ci = len(calls)
+			open[slot] = ci
+			calls = append(calls, scriptCall{script: settleScript})
+			members = append(members, nil)
+		}
+		c := &calls[ci]
+		c.keys, c.args = append(c.keys, u.key), u.args(c.args)
+		members[ci] = append(members[ci], ui)
 	}
 	type plainCmd struct {
 		cmd redis.Cmder
@@ -192,9 +332,9 @@ func (r *Redis) settleBatch(ctx context.Context, batch []Settlement) (lost int, 
 	var plain []plainCmd
 	var inline []pendingWrite
 	var pipeOthers func(redis.Pipeliner)
-	if len(others) > 0 {
+	if len(su.others) > 0 {
 		pipeOthers = func(p redis.Pipeliner) {
-			for _, pw := range others {
+			for _, pw := range su.others {
 				wc, ok := pw.w.Pipe(ctx, p)
 				if !ok {
 					inline = append(inline, pw)
@@ -206,30 +346,44 @@ func (r *Redis) settleBatch(ctx context.Context, batch []Settlement) (lost int, 
 		}
 	}
 	var cmds []*redis.Cmd
-	if len(calls) > 0 || len(others) > 0 {
+	if len(calls) > 0 || len(su.others) > 0 {
 		cmds = r.pipeline(ctx, calls, pipeOthers)
 	}
 	failed := make(map[int]bool)
 	var firstErr error
-	note := func(si int, err error) {
-		failed[si] = true
+	note := func(owners []int, err error) {
+		for _, si := range owners {
+			failed[si] = true
+		}
 		if firstErr == nil {
 			firstErr = err
 		}
 	}
-	for i, c := range cmds {
-		if err := c.Err(); err != nil {
-			note(owner[i], err)
+	for ci, c := range cmds {
+		bad, err := c.Slice()
+		if err != nil {
+			for _, ui := range members[ci] {
+				note(su.units[ui].owners, err)
+			}
+			continue
+		}
+		for j := 0; j+1 < len(bad); j += 2 { // 1-based index within the call, error
+			k, ok := bad[j].(int64)
+			if !ok || k < 1 || int(k) > len(members[ci]) {
+				continue
+			}
+			u := &su.units[members[ci][k-1]]
+			note(u.owners, fmt.Errorf("settling %s: %v", u.key, bad[j+1]))
 		}
 	}
 	for _, c := range plain {
 		if err := c.cmd.Err(); err != nil {
-			note(c.si, err)
+			note([]int{c.si}, err)
 		}
 	}
 	for _, pw := range inline {
 		if err := pw.w.Do(ctx); err != nil {
-			note(pw.si, err)
+			note([]int{pw.si}, err)
 		}
 	}
 	if firstErr != nil {

@@ -3,6 +3,7 @@ package ratelimit_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -296,3 +297,107 @@ func TestQueueMemoryIsInline(t *testing.T) {
 		t.Fatal("the slot was not released at once")
 	}
 }
+
+// A batch's settlements are added together per kind and key (refunds,
+// charges, budget settlements, releases, hash writes); the state after it
+// is the state after the same settlements applied one by one.
+func TestRedisBatchAddsTogether(t *testing.T) {
+	testBatchAddsTogether(t, redistest.Start(t).Client())
+}
+
+// With a Redis Cluster the units go to one script call per hash slot.
+func TestRedisClusterBatchAddsTogether(t *testing.T) {
+	testBatchAddsTogether(t, redistest.StartCluster(t).Client())
+}
+
+func testBatchAddsTogether(t *testing.T, client redis.UniversalClient) {
+	ctx := context.Background()
+	rate := ratelimit.Rate{Limit: 1_000_000, Period: 24 * time.Hour}
+	exp := time.Now().Add(time.Hour)
+	const n = 40
+	run := func(prefix string, oneByOne bool) (spent, reserved, tpm, held int64, ledger map[string]string) {
+		l := ratelimit.NewRedis(client, prefix)
+		var batch []ratelimit.Settlement
+		for i := range n {
+			id := fmt.Sprint("id", i)
+			ops := []ratelimit.Op{
+				{Kind: ratelimit.OpReserve, Key: "b", Window: "w", Limit: 1e9, Amount: 100, Expires: exp},
+				{Kind: ratelimit.OpTake, Key: "tpm", Rate: rate, Amount: 100},
+				{Kind: ratelimit.OpAcquire, Key: "c", ID: id, Slots: 1000, Lease: time.Minute},
+			}
+			if res, err := l.Admit(ctx, ops); err != nil || !res.Allowed() {
+				t.Fatalf("Admit: %+v %v", res, err)
+			}
+			refund := int64(40 + i)
+			if i%3 == 0 {
+				refund = -7 // a charge
+			}
+			s := ratelimit.Settlement{Ops: []ratelimit.Op{
+				{Kind: ratelimit.OpRefund, Key: "tpm", Rate: rate, Amount: refund},
+				{Kind: ratelimit.OpSettle, Key: "b", Window: "w", Reserved: 100, Amount: int64(i), Expires: exp},
+			}, Writes: []ratelimit.Write{hashAdd{ratelimit.HashAdd{Key: prefix + "ledger", Fields: []string{"requests", "cost"},
+				Values: []int64{1, int64(i)}, Expires: exp}}}}
+			if i%4 != 0 { // some keep their slot
+				s.Ops = append(s.Ops, ratelimit.Op{Kind: ratelimit.OpRelease, Key: "c", ID: id})
+			}
+			batch = append(batch, s)
+		}
+		if oneByOne {
+			for _, s := range batch {
+				if lost, err := ratelimit.Apply(ctx, l, []ratelimit.Settlement{s}); lost != 0 || err != nil {
+					t.Fatal(lost, err)
+				}
+			}
+		} else if lost, err := ratelimit.Apply(ctx, l, batch); lost != 0 || err != nil {
+			t.Fatal(lost, err)
+		}
+		spent, reserved, err := l.Spent(ctx, "b", "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := l.Take(ctx, "tpm", rate, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = client.ZCard(ctx, prefix+"conc:c").Val()
+		return spent, reserved, res.Remaining, held, client.HGetAll(ctx, prefix+"ledger").Val()
+	}
+	s1, r1, t1, h1, l1 := run("one:", true)
+	s2, r2, t2, h2, l2 := run("all:", false)
+	if s1 != s2 || r1 != r2 || t1 != t2 || h1 != h2 || fmt.Sprint(l1) != fmt.Sprint(l2) {
+		t.Fatalf("one by one: spent %d reserved %d tpm %d held %d ledger %v; batched: %d %d %d %d %v", s1, r1, t1, h1, l1, s2, r2, t2, h2, l2)
+	}
+	if s1 != n*(n-1)/2 || r1 != 0 || h1 != n/4 || l1["requests"] != fmt.Sprint(n) {
+		t.Fatalf("spent %d reserved %d held %d ledger %v", s1, r1, h1, l1)
+	}
+}
+
+// A settlement that fails in Redis (a key of the wrong type) is counted
+// lost; the others of its batch, in the same script call, are applied.
+func TestRedisBatchIsolatesFailures(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	ctx := context.Background()
+	l := ratelimit.NewRedis(client, "iso:")
+	exp := time.Now().Add(time.Hour)
+	if err := client.Set(ctx, "iso:budget:bad@w", "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	settle := func(key string) ratelimit.Settlement {
+		return ratelimit.Settlement{Ops: []ratelimit.Op{{Kind: ratelimit.OpSettle, Key: key, Window: "w", Amount: 5, Expires: exp}}}
+	}
+	lost, err := ratelimit.Apply(ctx, l, []ratelimit.Settlement{settle("good"), settle("bad"), settle("good")})
+	if lost != 1 || err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Fatalf("lost %d (%v), want 1 and Redis's error", lost, err)
+	}
+	if spent, _, err := l.Spent(ctx, "good", "w"); err != nil || spent != 10 {
+		t.Fatalf("good spent %d (%v), want 10", spent, err)
+	}
+}
+
+// hashAdd is a Write in HashAdd form.
+type hashAdd struct{ h ratelimit.HashAdd }
+
+func (w hashAdd) HashAdd() (ratelimit.HashAdd, bool)                        { return w.h, true }
+func (hashAdd) Pipe(context.Context, redis.Pipeliner) ([]redis.Cmder, bool) { return nil, false }
+func (hashAdd) Do(context.Context) error                                    { return fmt.Errorf("not applied in the script") }

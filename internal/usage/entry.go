@@ -42,14 +42,18 @@ func (e *Entry) HashAdd() (ratelimit.HashAdd, bool) {
 	}
 	r := &e.Record
 	vals := [...]int64{r.Requests, r.InputTokens, r.OutputTokens, r.CachedTokens, r.CostMicros}
-	h := ratelimit.HashAdd{Key: rl.key(e.Key, e.Window), Expires: e.Expires,
-		Fields: make([]string, 0, len(vals)), Values: make([]int64, 0, len(vals))}
+	fv := new(struct { // one allocation for both
+		fields [len(vals)]string
+		values [len(vals)]int64
+	})
+	n := 0
 	for i, v := range vals {
 		if v != 0 {
-			h.Fields, h.Values = append(h.Fields, recordFields[i]), append(h.Values, v)
+			fv.fields[n], fv.values[n] = recordFields[i], v
+			n++
 		}
 	}
-	return h, true
+	return ratelimit.HashAdd{Key: rl.key(e.Key, e.Window), Expires: e.Expires, Fields: fv.fields[:n:n], Values: fv.values[:n:n]}, true
 }
 
 // Do adds the entry to its ledger.

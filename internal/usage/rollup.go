@@ -8,9 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/ratelimit"
 )
 
 // Step is the width of a rollup bucket.
@@ -247,11 +250,13 @@ func sortRows(rows []Row) {
 //	<prefix>h:<unix start>   (hours; d: for days)
 //	  <dims>\x1f<r|i|o|c|u>  requests, input, output, cached tokens, micro-USD
 //
-// incremented with HINCRBY and expiring (PEXPIREAT) after the step's
-// retention. A hash is one key, so Redis Cluster works too.
+// incremented with HINCRBY (by Add; a [RollupEntry] in a settlement is
+// applied by the settlement's script) and expiring (PEXPIREAT) after the
+// step's retention. A hash is one key, so Redis Cluster works too.
 type RedisRollups struct {
 	client redis.UniversalClient
 	prefix string
+	last   [2]atomic.Pointer[bucketName] // the hour's and the day's bucket key
 }
 
 var _ Rollups = (*RedisRollups)(nil)
@@ -365,6 +370,87 @@ func (e *RollupEntry) Pipe(ctx context.Context, p redis.Pipeliner) ([]redis.Cmde
 		return nil, false
 	}
 	return rr.pipe(ctx, p, e.At, e.Dims, e.Counts), true
+}
+
+// HashAdds are the entry as ratelimit.HashAdds (the hour's bucket and the
+// day's) when its rollups are RedisRollups, so that the settlement's own
+// script applies them: one HMGET and one HSET per bucket, its expiry set
+// when the entry creates its fields, and a batch's entries of one bucket
+// added together.
+func (e *RollupEntry) HashAdds() ([]ratelimit.HashAdd, bool) {
+	rr, ok := e.Rollups.(*RedisRollups)
+	if !ok {
+		return nil, false
+	}
+	vals := e.Counts.values()
+	n := 0
+	for _, v := range vals {
+		if *v != 0 {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, true
+	}
+	// One allocation for the field names: "<dims>\x1f<f>" for each field,
+	// one after the other in one string.
+	d := &e.Dims
+	dl := len(d.Key) + len(d.Route) + len(d.Provider) + len(d.UpstreamModel) + len(d.Cache) + len(d.Status) + 5*len(dimSep)
+	var b strings.Builder
+	b.Grow(n * (dl + len(dimSep) + 1))
+	type hashes struct {
+		adds   [2]ratelimit.HashAdd
+		names  [len(countFields)]string
+		values [len(countFields)]int64
+	}
+	h := new(hashes)
+	j := 0
+	for i, f := range countFields {
+		if *vals[i] == 0 {
+			continue
+		}
+		for k, p := range d.fields() {
+			if k > 0 {
+				b.WriteString(dimSep)
+			}
+			b.WriteString(*p)
+		}
+		b.WriteString(dimSep)
+		b.WriteString(f)
+		h.values[j] = *vals[i]
+		j++
+	}
+	all := b.String()
+	w := dl + len(dimSep) + 1
+	for k := range n {
+		h.names[k] = all[k*w : (k+1)*w]
+	}
+	for i, s := range [...]Step{StepHour, StepDay} {
+		start := s.Start(e.At)
+		h.adds[i] = ratelimit.HashAdd{Key: rr.bucketKey(s, start), Fields: h.names[:n:n], Values: h.values[:n:n],
+			Expires: start.Add(s.retention())}
+	}
+	return h.adds[:], true
+}
+
+// bucketKey is key, remembered for the bucket last asked of each step.
+func (r *RedisRollups) bucketKey(s Step, start time.Time) string {
+	i := 0
+	if s == StepDay {
+		i = 1
+	}
+	unix := start.Unix()
+	if last := r.last[i].Load(); last != nil && last.start == unix {
+		return last.key
+	}
+	k := r.key(s, start)
+	r.last[i].Store(&bucketName{unix, k})
+	return k
+}
+
+type bucketName struct {
+	start int64
+	key   string
 }
 
 // Do adds the entry to its rollups.

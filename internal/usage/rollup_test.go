@@ -73,3 +73,63 @@ func runRollupSuite(t *testing.T, r [2]usage.Rollups) {
 		t.Fatal("a query over too many buckets was accepted")
 	}
 }
+
+// Rollup entries travelling in one settlement batch (the settlement
+// queue's path with Redis: added together per bucket inside the script)
+// give the rows the same entries added one by one in process give, and
+// their buckets expire.
+func TestRedisRollupsInSettlements(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	client := srv.Client()
+	rr, mem := usage.NewRedisRollups(client, "s:"), usage.NewMemoryRollups()
+	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	dims := []usage.Dims{
+		{Key: "team", Route: "demo", Provider: "a", UpstreamModel: "fake-model", Status: "200"},
+		{Route: "demo", Provider: "b", UpstreamModel: "m2", Cache: "hit", Status: "200"},
+		{Key: "team", Route: "demo", Status: "429"},
+	}
+	var batch []ratelimit.Settlement
+	for i := range 300 {
+		at := base.Add(time.Duration(i) * 17 * time.Second)
+		d := dims[i%len(dims)]
+		c := usage.Counts{Requests: 1, InputTokens: int64(i), OutputTokens: int64(2 * i), CachedTokens: int64(i % 3), CostMicros: int64(i % 7)}
+		batch = append(batch, ratelimit.Settlement{Writes: []ratelimit.Write{&usage.RollupEntry{Rollups: rr, At: at, Dims: d, Counts: c}}})
+		if err := mem.Add(ctx, at, d, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lim := ratelimit.NewRedis(client, "s:rl:")
+	if lost, err := ratelimit.Apply(ctx, lim, batch[:1]); lost != 0 || err != nil {
+		t.Fatal(lost, err)
+	}
+	if lost, err := ratelimit.Apply(ctx, lim, batch[1:]); lost != 0 || err != nil {
+		t.Fatal(lost, err)
+	}
+	for _, step := range []usage.Step{usage.StepHour, usage.StepDay} {
+		from, to := step.Start(base), base.Add(48*time.Hour)
+		got, err := rr.Query(ctx, step, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := mem.Query(ctx, step, from, to)
+		if len(got) != len(want) || len(got) == 0 {
+			t.Fatalf("%s: %d rows, want %d", step, len(got), len(want))
+		}
+		for i := range got {
+			if !got[i].Start.Equal(want[i].Start) || got[i].Dims != want[i].Dims || got[i].Counts != want[i].Counts {
+				t.Fatalf("%s row %d: %+v, want %+v", step, i, got[i], want[i])
+			}
+		}
+	}
+	keys, err := client.Keys(ctx, "s:[hd]:*").Result()
+	if err != nil || len(keys) < 2 {
+		t.Fatalf("bucket keys %v %v", keys, err)
+	}
+	for _, k := range keys {
+		if ttl := client.PTTL(ctx, k).Val(); ttl <= 0 {
+			t.Errorf("%s: PTTL %v, want an expiry", k, ttl)
+		}
+	}
+}
