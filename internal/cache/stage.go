@@ -76,7 +76,14 @@ type Config struct {
 	// Semantic, when set, looks a request up by meaning after an exact
 	// miss.
 	Semantic *Semantic
-	Logger   *zap.Logger
+	// Masked: the stage runs after guardrails that mask personal data
+	// (their privacy rules), so that the key is over the masked request
+	// and an entry holds the upstream's answer, which has the placeholders
+	// only; each request's own restorer puts its values back in a replay.
+	// A request the guardrails sent unmasked (a route rule to a local
+	// model) is not cached: its answer may hold the values.
+	Masked bool
+	Logger *zap.Logger
 }
 
 // Stats counts what the cache did, across configurations.
@@ -208,21 +215,86 @@ type request struct {
 	stale    bool // an entry older than the client's max-age
 	semantic *semanticQuery
 	extra    []string // what the digest folds in besides the body
+
+	// What Peek found before the admission: looked is true once it read
+	// the store (lookErr when that failed), entry is the hit it found and
+	// at is when.
+	looked  bool
+	lookErr error
+	entry   *Entry
+	at      time.Time
+}
+
+// Peek implements gateway.Peeker: it looks the request up before the
+// admission, so that a hit is admitted on its requests per minute only.
+// With a shared store (Redis) the lookup is the same round trip that Run
+// would make, moved before the admission; it is skipped when an identical
+// request is in flight here (the request then follows it in Run, after
+// the full admission), so that a burst of identical requests still reads
+// the store once per gateway.
+func (s *Stage) Peek(x *gateway.Exchange) bool {
+	ctl := parseControl(x.RequestHeader())
+	if ctl.noStore || ctl.noCache {
+		return false
+	}
+	r := s.newRequest(x, ctl)
+	x.Peeked = r
+	if _, shared := s.cfg.Store.(Locker); shared && s.cfg.Flights.has(r.ref.Key) {
+		return false
+	}
+	e, err := s.get(x.Context(), r.ref)
+	r.looked, r.lookErr = true, err
+	if err != nil || e == nil {
+		return false
+	}
+	now := time.Now()
+	if r.ctl.maxAge >= 0 && e.Age(now) > r.ctl.maxAge {
+		r.stale = true
+		return false
+	}
+	if !answers(e, r.stream) {
+		return false
+	}
+	r.entry, r.at = e, now
+	return true
 }
 
 // Run implements gateway.Stage.
 func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	ctl := parseControl(x.RequestHeader())
 	h := x.Header()
-	if ctl.noStore {
+	if ctl.noStore || s.cfg.Masked && strings.HasPrefix(x.Info.Guardrails, "routed=") {
 		s.cfg.Stats.Bypasses.Add(1)
 		x.Info.Cache = VerdictBypass
 		h.Set(HeaderCacheStatus, cacheName+"; fwd=bypass")
 		h.Set(HeaderCache, VerdictBypass)
 		return nil, nil
 	}
-	r := s.newRequest(x, ctl)
+	r, ok := x.Peeked.(*request)
+	switch {
+	case !ok:
+		r = s.newRequest(x, ctl)
+	case r.entry != nil:
+		if reply := s.hit(r, r.entry, r.at); reply != nil {
+			return reply, nil
+		}
+		// A stored body that converts to no events (never recorded so):
+		// looked up again below.
+		r.looked, r.entry = false, nil
+	case r.lookErr != nil:
+		s.bypass(r)
+		return nil, nil
+	}
 	return s.serve(r, true)
+}
+
+// bypass sends r upstream past an unavailable store.
+func (s *Stage) bypass(r *request) {
+	s.cfg.Stats.Bypasses.Add(1)
+	r.x.Info.Cache = VerdictBypass
+	h := r.x.Header()
+	h.Set(HeaderCacheStatus, cacheName+"; fwd=bypass; detail=store-unavailable")
+	h.Set(HeaderCache, VerdictBypass)
 }
 
 func (s *Stage) newRequest(x *gateway.Exchange, ctl control) *request {
@@ -270,15 +342,19 @@ func (s *Stage) serve(r *request, retry bool) (*gateway.Reply, *openai.Error) {
 		if r.ctl.noCache {
 			break
 		}
+		if pass == 0 && r.looked {
+			// Peek read the store already and missed.
+			if f != nil {
+				break
+			}
+			continue
+		}
 		e, err := s.get(x.Context(), r.ref)
 		if err != nil {
 			if f != nil {
 				f.fail(errNoAnswer)
 			}
-			s.cfg.Stats.Bypasses.Add(1)
-			x.Info.Cache = VerdictBypass
-			h.Set(HeaderCacheStatus, cacheName+"; fwd=bypass; detail=store-unavailable")
-			h.Set(HeaderCache, VerdictBypass)
+			s.bypass(r)
 			return nil, nil
 		}
 		if e != nil {
@@ -411,19 +487,25 @@ func (s *Stage) saved(info *gateway.Info, u openai.Usage) {
 	s.cfg.Stats.SavedMicros.Add(micros)
 }
 
+// answers reports whether e can answer a request of this shape (a stream
+// or a body): as it is, or converted.
+func answers(e *Entry, stream bool) bool {
+	if stream != e.Stream && !convertible(e.Format, e.Op) {
+		return false
+	}
+	return !stream || !e.Stream || len(e.Events) > 0
+}
+
 // replyFrom replays e in the shape asked (stream or body), with fresh ids.
 func replyFrom(e *Entry, stream bool, now time.Time) *gateway.Reply {
+	if !answers(e, stream) {
+		return nil
+	}
 	events, body := e.Events, e.Body
 	switch {
 	case stream && !e.Stream:
-		if !convertible(e.Format, e.Op) {
-			return nil
-		}
 		events = chatEventsFromBody(e.Body)
 	case !stream && e.Stream:
-		if !convertible(e.Format, e.Op) {
-			return nil
-		}
 		body = chatBodyFromEvents(e.Events)
 	}
 	fr := newFreshener(pathsFor(e.Format, e.Op, stream), now.Unix())
