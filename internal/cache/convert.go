@@ -392,10 +392,18 @@ func freshBody(p idPaths, now int64, body []byte) []byte {
 	return dst
 }
 
-// randomizeID gives id new characters after its last '-' or '_'.
+// randomizeID gives id new characters after its last '-' or '_', ten
+// from each random 64-bit number.
 func randomizeID(id []byte) {
+	var x uint64
+	n := 0
 	for i := max(bytes.LastIndexAny(id, "-_")+1, 0); i < len(id); i++ {
-		id[i] = idChars[rand.IntN(len(idChars))]
+		if n == 0 {
+			x, n = rand.Uint64(), 10 // 62^10 < 2^64
+		}
+		id[i] = idChars[x%uint64(len(idChars))]
+		x /= uint64(len(idChars))
+		n--
 	}
 }
 
