@@ -6,7 +6,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/anthropics/anthropic-sdk-go"
+	aoption "github.com/anthropics/anthropic-sdk-go/option"
 	"github.com/klauspost/compress/zstd"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -23,12 +26,20 @@ const cachePrivacyCaddyfile = `{
 		provider cloud {
 			base_url {{.Cloud}}/v1
 		}
+		provider claude {
+			type anthropic
+			base_url {{.Cloud}}
+			api_key upstream-anthropic-key
+		}
 		provider lan {
 			type ollama
 			base_url {{.Local}}/v1
 		}
 		model gpt-4o {
 			target cloud echo-model
+		}
+		model claude-echo {
+			target claude echo-model
 		}
 		model local-llama {
 			target lan llama3.1:8b
@@ -60,7 +71,7 @@ const cachePrivacyCaddyfile = `{
 }
 `
 
-var contentField = regexp.MustCompile(`"content":"((?:[^"\\]|\\.)*)"`)
+var contentField = regexp.MustCompile(`"(?:content|text)":"((?:[^"\\]|\\.)*)"`)
 
 // TestCachePrivacyRestore: on a route that masks and restores, identical
 // requests hit the cache, each client reads its own e-mail back (streamed
@@ -124,6 +135,51 @@ func TestCachePrivacyRestore(t *testing.T) {
 		}
 	}
 
+	// An Anthropic client to an Anthropic provider: the native body is
+	// masked, the entry holds Anthropic's answer, and the replayed events
+	// are restored (held back where a placeholder may be split).
+	ac := anthropic.NewClient(aoption.WithBaseURL(gw.URL+"/mask"), aoption.WithAPIKey("client-key"), aoption.WithMaxRetries(0),
+		aoption.WithRequestTimeout(30*time.Second))
+	aparams := func(prompt string) anthropic.MessageNewParams {
+		return anthropic.MessageNewParams{Model: "claude-echo", MaxTokens: 1024,
+			Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(prompt))}}
+	}
+	for _, verdict := range []string{"miss", "hit"} {
+		var resp *http.Response
+		msg, err := ac.Messages.New(ctx, aparams("Forward it to "+ana+" today."), aoption.WithResponseInto(&resp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var text strings.Builder
+		for _, b := range msg.Content {
+			text.WriteString(b.Text)
+		}
+		if got := resp.Header.Get("X-AI-Gateway-Cache"); got != verdict || !strings.Contains(text.String(), ana) || strings.Contains(text.String(), "[EMAIL_") {
+			t.Fatalf("anthropic: cache %q (want %s), answer %s", got, verdict, text.String())
+		}
+	}
+	for _, verdict := range []string{"miss", "hit"} {
+		var resp *http.Response
+		st := ac.Messages.NewStreaming(ctx, aparams("Stream it to "+ana+" today."), aoption.WithResponseInto(&resp))
+		var text strings.Builder
+		deltas := 0
+		for st.Next() {
+			if ev := st.Current(); ev.Type == "content_block_delta" {
+				text.WriteString(ev.Delta.Text)
+				deltas++
+			}
+		}
+		if err := st.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Header.Get("X-AI-Gateway-Cache"); got != verdict || deltas < 2 || !strings.Contains(text.String(), ana) || strings.Contains(text.String(), "[EMAIL_") {
+			t.Fatalf("anthropic stream: cache %q (want %s), %d deltas, answer %s", got, verdict, deltas, text.String())
+		}
+	}
+	if n := cloud.Stats().Requests["/v1/messages"]; n != 2 {
+		t.Fatalf("%d upstream Messages calls, want 2", n)
+	}
+
 	// What Redis holds: keys and values, decompressed.
 	dec, err := zstd.NewReader(nil)
 	if err != nil {
@@ -160,8 +216,8 @@ func TestCachePrivacyRestore(t *testing.T) {
 			t.Errorf("stored entry lacks the placeholder: %q", val)
 		}
 	}
-	if entries != 2 {
-		t.Fatalf("%d entries in %v, want 2", entries, keys)
+	if entries != 4 {
+		t.Fatalf("%d entries in %v, want 4", entries, keys)
 	}
 
 	// Sent unmasked to the local model: never cached.

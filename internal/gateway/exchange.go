@@ -78,9 +78,8 @@ func (x *Exchange) OnReply(f func(*Reply) *Reply) { x.onReply = f }
 func (x *Exchange) AddTap(t Tap) { x.taps = append(x.taps, t) }
 
 // PrependTap adds t right after the gateway's usage accounting, before the
-// taps added so far (a restorer of masked values runs before a cache
-// recorder added by an earlier stage, which then records the answer the
-// client gets).
+// taps added so far (a restorer of masked values runs before the taps of
+// earlier stages, which then see the answer the client gets).
 func (x *Exchange) PrependTap(t Tap) {
 	x.taps = append(x.taps, nil)
 	copy(x.taps[2:], x.taps[1:])
