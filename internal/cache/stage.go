@@ -251,6 +251,9 @@ type request struct {
 // the full admission), so that a burst of identical requests still reads
 // the store once per gateway.
 func (s *Stage) Peek(x *gateway.Exchange) bool {
+	if s.cfg.Masked {
+		return false // the key is over the request the guardrails mask later
+	}
 	ctl := parseControl(x.RequestHeader())
 	if ctl.noStore || ctl.noCache {
 		return false
