@@ -363,7 +363,8 @@ func (s *Stage) serve(r *request, retry bool) (*gateway.Reply, *openai.Error) {
 			break
 		}
 		if pass == 0 && r.looked {
-			// Peek read the store already and missed.
+			// Peek read the store already and missed (once: a retry reads).
+			r.looked = false
 			if f != nil {
 				break
 			}
