@@ -590,6 +590,7 @@ func (a *App) newGateway(h *Handler, logger *zap.Logger) (*gateway.Gateway, erro
 	} else if st != nil {
 		cfg.Stages = append(cfg.Stages, st)
 	}
+	cfg.Stages = placeCache(h, cfg.Stages)
 	linkCacheVersions(cfg.Stages)
 	return gateway.New(cfg)
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -185,13 +186,6 @@ func (a *App) cacheStages(h *Handler, logger *zap.Logger) []gateway.Stage {
 	if rc == nil || strings.EqualFold(h.Cache, "off") {
 		return nil
 	}
-	if p := h.Privacy; p != nil && (p.Restore == nil || *p.Restore) {
-		// The upstream's answer holds the request's placeholders, which
-		// the privacy stage restores per request: a recording would replay
-		// them unrestored. Such a route is not cached.
-		logger.Info("response cache off for a route that masks and restores personal data")
-		return nil
-	}
 	cc := rc.cfg
 	return []gateway.Stage{cache.New(cache.Config{
 		Store:        rc.store,
@@ -203,8 +197,27 @@ func (a *App) cacheStages(h *Handler, logger *zap.Logger) []gateway.Stage {
 		Routes:       a.routes,
 		Pricing:      a.pricing,
 		Semantic:     rc.semantic,
+		Masked:       h.Privacy != nil,
 		Logger:       logger.Named("cache"),
 	})}
+}
+
+// placeCache moves the cache stage after the guardrails on a route with
+// privacy rules: the key is then over the masked request and an entry
+// holds the upstream's answer to it, placeholders and no values (each
+// replay goes through the request's own restorer). Elsewhere the cache
+// runs first, before RAG and the guardrails, so that a hit costs no
+// retrieval.
+func placeCache(h *Handler, stages []gateway.Stage) []gateway.Stage {
+	if h.Privacy == nil || len(stages) < 2 {
+		return stages
+	}
+	i := slices.IndexFunc(stages, func(st gateway.Stage) bool { _, ok := st.(*cache.Stage); return ok })
+	if i < 0 {
+		return stages
+	}
+	cs := stages[i]
+	return append(slices.Delete(stages, i, i+1), cs)
 }
 
 // registerCacheMetrics exports the cache's counters (read at scrape time).

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"sort"
@@ -335,46 +336,116 @@ func pathsFor(f provider.Format, op openai.Op, stream bool) idPaths {
 
 // freshener gives a replay fresh ids (the same length and prefix, new
 // characters) and a fresh creation time, rewriting in place in a copy.
+//
+// The events of one stream begin alike (`{"id":"chatcmpl-…","object":…,
+// "created":…`): once an event had every refreshed member rewritten, its
+// bytes up to the last of them are the reference, and an event that begins
+// with the same bytes gets the reference's rewritten copy without being
+// parsed (the same bytes before a position parse the same way, so the
+// members there are the same ones, with the same values).
 type freshener struct {
 	paths   idPaths
 	created []byte
+	// The ids seen and their fresh spelling (one per answer, as a rule).
 	orig    []string
-	fresh   []string
+	fresh   [][]byte
+	origBuf [2]string
+	freshBf [2][]byte
+	// ref is the reference prefix, refFresh its rewritten copy.
+	ref, refFresh []byte
+	refDone       bool // no reference will be taken (one was, or none can be)
+	buf           [24]byte
+	refBuf        [2][128]byte
 }
 
 func newFreshener(p idPaths, now int64) *freshener {
-	return &freshener{paths: p, created: strconv.AppendInt(nil, now, 10)}
+	f := &freshener{paths: p}
+	f.init(p, now)
+	return f
+}
+
+// init prepares f (zero) for a replay at now.
+func (f *freshener) init(p idPaths, now int64) {
+	f.paths = p
+	f.created = strconv.AppendInt(f.buf[:0], now, 10)
+	f.orig, f.fresh = f.origBuf[:0], f.freshBf[:0]
 }
 
 const idChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
-func (f *freshener) freshID(orig string) string {
+// freshBody returns a copy of body (an answer with one id and one
+// creation time) with fresh values.
+func freshBody(p idPaths, now int64, body []byte) []byte {
+	dst := append(make([]byte, 0, len(body)), body...)
+	if p.id != "" {
+		if r := openai.GetInPlace(body, p.id); r.Type == gjson.String && r.Index > 0 && strings.IndexByte(r.Raw, '\\') < 0 {
+			randomizeID(dst[r.Index+1 : r.Index+len(r.Raw)-1])
+		}
+	}
+	if p.created != "" {
+		var buf [24]byte
+		created := strconv.AppendInt(buf[:0], now, 10)
+		if r := openai.GetInPlace(body, p.created); r.Type == gjson.Number && r.Index > 0 && len(r.Raw) == len(created) {
+			copy(dst[r.Index:r.Index+len(r.Raw)], created)
+		}
+	}
+	return dst
+}
+
+// randomizeID gives id new characters after its last '-' or '_', ten
+// from each random 64-bit number.
+func randomizeID(id []byte) {
+	var x uint64
+	n := 0
+	for i := max(bytes.LastIndexAny(id, "-_")+1, 0); i < len(id); i++ {
+		if n == 0 {
+			x, n = rand.Uint64(), 10 // 62^10 < 2^64
+		}
+		id[i] = idChars[x%uint64(len(idChars))]
+		x /= uint64(len(idChars))
+		n--
+	}
+}
+
+// freshID returns the fresh spelling of orig, the same for every event.
+func (f *freshener) freshID(orig string) []byte {
 	for i, o := range f.orig {
 		if o == orig {
 			return f.fresh[i]
 		}
 	}
-	cut := max(strings.LastIndexAny(orig, "-_")+1, 0)
 	b := []byte(orig)
-	for i := cut; i < len(b); i++ {
-		b[i] = idChars[rand.IntN(len(idChars))]
-	}
-	f.orig, f.fresh = append(f.orig, orig), append(f.fresh, string(b))
-	return string(b)
+	randomizeID(b)
+	f.orig, f.fresh = append(f.orig, orig), append(f.fresh, b)
+	return b
 }
 
 // apply returns data with fresh values, in dst's storage.
 func (f *freshener) apply(dst, data []byte) []byte {
+	if f.ref != nil && len(data) >= len(f.ref) && bytes.Equal(data[:len(f.ref)], f.ref) {
+		dst = append(dst[:0], f.refFresh...)
+		return append(dst, data[len(f.ref):]...)
+	}
 	dst = append(dst[:0], data...)
+	end, want, done := 0, 0, 0
 	if f.paths.id != "" {
+		want++
 		if r := openai.GetInPlace(data, f.paths.id); r.Type == gjson.String && r.Index > 0 && strings.IndexByte(r.Raw, '\\') < 0 {
 			copy(dst[r.Index+1:r.Index+len(r.Raw)-1], f.freshID(r.Str))
+			end, done = max(end, r.Index+len(r.Raw)), done+1
 		}
 	}
 	if f.paths.created != "" {
+		want++
 		if r := openai.GetInPlace(data, f.paths.created); r.Type == gjson.Number && r.Index > 0 && len(r.Raw) == len(f.created) {
 			copy(dst[r.Index:r.Index+len(r.Raw)], f.created)
+			end, done = max(end, r.Index+len(r.Raw)), done+1
 		}
+	}
+	if !f.refDone && want > 0 && done == want {
+		f.refDone = true
+		f.ref = append(f.refBuf[0][:0], data[:end]...)
+		f.refFresh = append(f.refBuf[1][:0], dst[:end]...)
 	}
 	return dst
 }

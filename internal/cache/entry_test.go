@@ -190,3 +190,45 @@ func TestStores(t *testing.T) {
 		}
 	})
 }
+
+// TestFreshReference: events that begin like the reference take its
+// rewritten prefix, others are parsed; either way only the id and created
+// change, every event gets the same fresh id, and a look-alike id in the
+// content (not at the reference's place) is left alone.
+func TestFreshReference(t *testing.T) {
+	const id = "chatcmpl-abc123"
+	events := []string{
+		`{"id":"` + id + `","object":"chat.completion.chunk","created":1700000000,"choices":[{"index":0,"delta":{"role":"assistant"}}]}`,
+		`{"id":"` + id + `","object":"chat.completion.chunk","created":1700000000,"choices":[{"index":0,"delta":{"content":"Hi"}}]}`,
+		// Other members first: parsed, not matched by the prefix.
+		`{"object":"chat.completion.chunk","id":"` + id + `","created":1700000000,"choices":[{"index":0,"delta":{"content":"` + id + `"}}]}`,
+		// The same prefix up to the id only: parsed.
+		`{"id":"` + id + `","object":"chat.completion.chunk","created":1700000001,"choices":[]}`,
+		`{"id":"` + id + `","object":"chat.completion.chunk","created":1700000000,"choices":[{"index":0,"delta":{"content":"\"id\":\"` + id + `\""}}]}`,
+	}
+	fr := newFreshener(pathsFor(provider.FormatOpenAI, openai.OpChat, true), 1800000000)
+	var fresh string
+	var buf []byte
+	for i, ev := range events {
+		buf = fr.apply(buf, []byte(ev))
+		got := string(buf)
+		if i == 1 && fr.ref == nil {
+			t.Fatal("no reference taken")
+		}
+		if fresh == "" {
+			fresh = gjson.Get(got, "id").Str
+		}
+		if fresh == id || len(fresh) != len(id) || gjson.Get(got, "id").Str != fresh || gjson.Get(got, "created").Int() != 1800000000 {
+			t.Fatalf("event %d: %s", i, got)
+		}
+		// Only the id and created differ.
+		want := strings.Replace(strings.Replace(ev, `"id":"`+id+`"`, `"id":"`+fresh+`"`, 1), `"created":170000000`, `"created":180000000`, 1)
+		want = strings.Replace(want, `"created":1800000001`, `"created":1800000000`, 1)
+		if i == 2 {
+			want = strings.Replace(ev, `"id":"`+id+`","created":1700000000`, `"id":"`+fresh+`","created":1800000000`, 1)
+		}
+		if got != want {
+			t.Fatalf("event %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}

@@ -37,6 +37,13 @@ func (fs *Flights) Len() int {
 	return len(fs.m)
 }
 
+// has reports whether a flight of key is under way.
+func (fs *Flights) has(key Key) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.m[key] != nil
+}
+
 // join returns the flight of key and whether the caller leads it (a new
 // flight) or follows it. A follower counts as a listener at once.
 func (fs *Flights) join(key Key, maxSize int) (f *flight, leader bool) {

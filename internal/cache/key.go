@@ -33,6 +33,7 @@ import (
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 )
 
 // Key identifies one cached answer.
@@ -133,6 +134,24 @@ func KeyOf(ns, endpoint string, route []string, d Digest) Key {
 	b = appendField(b, endpoint)
 	for _, r := range route {
 		b = appendField(b, r)
+	}
+	b = append(b, d[:]...)
+	return Key(sha256.Sum256(b))
+}
+
+// routeKey is KeyOf(ns, endpoint, routeParts(rt, model), d), without
+// building the parts.
+func routeKey(ns, endpoint string, rt *route.Route, model string, d Digest) Key {
+	var buf [256]byte
+	b := appendField(buf[:0], ns)
+	b = appendField(b, endpoint)
+	b = appendField(b, rt.Pattern)
+	for i := range rt.Targets {
+		t := &rt.Targets[i]
+		up := t.UpstreamModel(model)
+		b = append(b, tagField)
+		b = binary.AppendUvarint(b, uint64(len(t.Provider)+1+len(up)))
+		b = append(append(append(b, t.Provider...), 0), up...)
 	}
 	b = append(b, d[:]...)
 	return Key(sha256.Sum256(b))

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 )
 
 const baseRequest = `{
@@ -288,5 +290,17 @@ func BenchmarkKey50Messages(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = KeyOf("key:a", "openai:chat/completions", baseRoute, DigestRequest(body, nil))
+	}
+}
+
+// routeKey is KeyOf over routeParts, byte for byte (keys stored before
+// stay valid).
+func TestRouteKey(t *testing.T) {
+	rt := &route.Route{Pattern: "gpt-*", Targets: []route.Target{{Provider: "a", Model: "m1"}, {Provider: "bb"}}}
+	d := Digest{1, 2, 3}
+	for _, model := range []string{"gpt-4o", "gpt-" + strings.Repeat("x", 200)} {
+		if got, want := routeKey("key:k", "openai:chat/completions", rt, model, d), KeyOf("key:k", "openai:chat/completions", routeParts(rt, model), d); got != want {
+			t.Fatalf("%s: %v != %v", model, got, want)
+		}
 	}
 }

@@ -76,7 +76,14 @@ type Config struct {
 	// Semantic, when set, looks a request up by meaning after an exact
 	// miss.
 	Semantic *Semantic
-	Logger   *zap.Logger
+	// Masked: the stage runs after guardrails that mask personal data
+	// (their privacy rules), so that the key is over the masked request
+	// and an entry holds the upstream's answer, which has the placeholders
+	// only; each request's own restorer puts its values back in a replay.
+	// A request the guardrails sent unmasked (a route rule to a local
+	// model) is not cached: its answer may hold the values.
+	Masked bool
+	Logger *zap.Logger
 }
 
 // Stats counts what the cache did, across configurations.
@@ -185,6 +192,23 @@ func (s *Stage) namespace(k *auth.Key) string {
 	return "anonymous"
 }
 
+// endpoints are the endpoint names in keys, "<format>:<operation>".
+var endpoints = func() (e [2][5]string) {
+	for f := range e {
+		for op := range e[f] {
+			e[f][op] = provider.Format(f).String() + ":" + openai.Op(op).String()
+		}
+	}
+	return e
+}()
+
+func endpointName(f provider.Format, op openai.Op) string {
+	if int(f) < len(endpoints) && int(op) < len(endpoints[f]) {
+		return endpoints[f][op]
+	}
+	return f.String() + ":" + op.String()
+}
+
 // routeParts name a route and what it sends model to.
 func routeParts(rt *route.Route, model string) []string {
 	parts := make([]string, 0, 1+len(rt.Targets))
@@ -208,21 +232,90 @@ type request struct {
 	stale    bool // an entry older than the client's max-age
 	semantic *semanticQuery
 	extra    []string // what the digest folds in besides the body
+	extraBuf [4]string
+
+	// What Peek found before the admission: looked is true once it read
+	// the store (lookErr when that failed), entry is the hit it found and
+	// at is when.
+	looked  bool
+	lookErr error
+	entry   *Entry
+	at      time.Time
+}
+
+// Peek implements gateway.Peeker: it looks the request up before the
+// admission, so that a hit is admitted on its requests per minute only.
+// With a shared store (Redis) the lookup is the same round trip that Run
+// would make, moved before the admission; it is skipped when an identical
+// request is in flight here (the request then follows it in Run, after
+// the full admission), so that a burst of identical requests still reads
+// the store once per gateway.
+func (s *Stage) Peek(x *gateway.Exchange) bool {
+	if s.cfg.Masked {
+		return false // the key is over the request the guardrails mask later
+	}
+	ctl := parseControl(x.RequestHeader())
+	if ctl.noStore || ctl.noCache {
+		return false
+	}
+	r := s.newRequest(x, ctl)
+	x.Peeked = r
+	if _, shared := s.cfg.Store.(Locker); shared && s.cfg.Flights.has(r.ref.Key) {
+		return false
+	}
+	e, err := s.get(x.Context(), r.ref)
+	r.looked, r.lookErr = true, err
+	if err != nil || e == nil {
+		return false
+	}
+	now := time.Now()
+	if r.ctl.maxAge >= 0 && e.Age(now) > r.ctl.maxAge {
+		r.stale = true
+		return false
+	}
+	if !answers(e, r.stream) {
+		return false
+	}
+	r.entry, r.at = e, now
+	return true
 }
 
 // Run implements gateway.Stage.
 func (s *Stage) Run(x *gateway.Exchange) (*gateway.Reply, *openai.Error) {
 	ctl := parseControl(x.RequestHeader())
 	h := x.Header()
-	if ctl.noStore {
+	if ctl.noStore || s.cfg.Masked && strings.HasPrefix(x.Info.Guardrails, "routed=") {
 		s.cfg.Stats.Bypasses.Add(1)
 		x.Info.Cache = VerdictBypass
 		h.Set(HeaderCacheStatus, cacheName+"; fwd=bypass")
 		h.Set(HeaderCache, VerdictBypass)
 		return nil, nil
 	}
-	r := s.newRequest(x, ctl)
+	r, ok := x.Peeked.(*request)
+	switch {
+	case !ok:
+		r = s.newRequest(x, ctl)
+	case r.entry != nil:
+		if reply := s.hit(r, r.entry, r.at); reply != nil {
+			return reply, nil
+		}
+		// A stored body that converts to no events (never recorded so):
+		// looked up again below.
+		r.looked, r.entry = false, nil
+	case r.lookErr != nil:
+		s.bypass(r)
+		return nil, nil
+	}
 	return s.serve(r, true)
+}
+
+// bypass sends r upstream past an unavailable store.
+func (s *Stage) bypass(r *request) {
+	s.cfg.Stats.Bypasses.Add(1)
+	r.x.Info.Cache = VerdictBypass
+	h := r.x.Header()
+	h.Set(HeaderCacheStatus, cacheName+"; fwd=bypass; detail=store-unavailable")
+	h.Set(HeaderCache, VerdictBypass)
 }
 
 func (s *Stage) newRequest(x *gateway.Exchange, ctl control) *request {
@@ -232,9 +325,8 @@ func (s *Stage) newRequest(x *gateway.Exchange, ctl control) *request {
 		body = req.Native
 	}
 	r := &request{x: x, ctl: ctl, stream: req.OpenAI.Stream, ns: s.namespace(x.Key),
-		endpoint: req.Format.String() + ":" + req.OpenAI.Op.String()}
-	var buf [4]string
-	extra := buf[:0]
+		endpoint: endpointName(req.Format, req.OpenAI.Op)}
+	extra := r.extraBuf[:0]
 	if req.OpenAI.Op != openai.OpChat && r.stream {
 		// Only Chat Completions answers convert between the shapes.
 		extra = append(extra, "stream")
@@ -244,7 +336,7 @@ func (s *Stage) newRequest(x *gateway.Exchange, ctl control) *request {
 	}
 	r.digest = DigestRequest(body, req.Header, extra...)
 	r.extra = extra
-	r.ref = Ref{Key: KeyOf(r.ns, r.endpoint, routeParts(x.Route, req.OpenAI.Model), r.digest), Namespace: r.ns, Route: x.Route.Pattern}
+	r.ref = Ref{Key: routeKey(r.ns, r.endpoint, x.Route, req.OpenAI.Model, r.digest), Namespace: r.ns, Route: x.Route.Pattern}
 	return r
 }
 
@@ -270,15 +362,20 @@ func (s *Stage) serve(r *request, retry bool) (*gateway.Reply, *openai.Error) {
 		if r.ctl.noCache {
 			break
 		}
+		if pass == 0 && r.looked {
+			// Peek read the store already and missed (once: a retry reads).
+			r.looked = false
+			if f != nil {
+				break
+			}
+			continue
+		}
 		e, err := s.get(x.Context(), r.ref)
 		if err != nil {
 			if f != nil {
 				f.fail(errNoAnswer)
 			}
-			s.cfg.Stats.Bypasses.Add(1)
-			x.Info.Cache = VerdictBypass
-			h.Set(HeaderCacheStatus, cacheName+"; fwd=bypass; detail=store-unavailable")
-			h.Set(HeaderCache, VerdictBypass)
+			s.bypass(r)
 			return nil, nil
 		}
 		if e != nil {
@@ -335,6 +432,9 @@ func (s *Stage) serve(r *request, retry bool) (*gateway.Reply, *openai.Error) {
 // get reads the store, bounded by StoreTimeout; a failure is counted,
 // logged once until the store answers again, and bypasses the cache.
 func (s *Stage) get(ctx context.Context, ref Ref) (*Entry, error) {
+	if m, ok := s.cfg.Store.(*Memory); ok {
+		return m.Get(ctx, ref) // in process: nothing to time out
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
 	defer cancel()
 	e, err := s.cfg.Store.Get(ctx, ref)
@@ -382,12 +482,28 @@ func (s *Stage) hitAs(r *request, e *Entry, now time.Time, verdict string) *gate
 	}
 	age := int64(e.Age(now) / time.Second)
 	ttl := max(int64(e.Expires.Sub(now)/time.Second), 0)
-	h.Set(HeaderCacheStatus, status+strconv.FormatInt(ttl, 10))
-	h.Set(HeaderCache, verdict)
-	h.Set("Age", strconv.FormatInt(age, 10))
-	h.Set(HeaderSavedTokens, strconv.FormatInt(e.Usage.InputTokens+e.Usage.OutputTokens, 10))
+	setHitHeaders(h, status, ttl, verdict, age, e.Usage.InputTokens+e.Usage.OutputTokens)
 	x.AddTap(hitTap{})
 	return reply
+}
+
+// setHitHeaders sets a hit's Cache-Status (status followed by ttl),
+// X-AI-Gateway-Cache, Age and X-AI-Gateway-Cache-Saved-Tokens with two
+// allocations: one string holding the values, one slice backing them.
+func setHitHeaders(h http.Header, status string, ttl int64, verdict string, age, saved int64) {
+	var buf [96]byte
+	b := strconv.AppendInt(append(buf[:0], status...), ttl, 10)
+	e0 := len(b)
+	b = strconv.AppendInt(b, age, 10)
+	e1 := len(b)
+	b = strconv.AppendInt(b, saved, 10)
+	all := string(b)
+	vals := []string{all[:e0], verdict, all[e0:e1], all[e1:]}
+	// The names are canonical already.
+	h[HeaderCacheStatus] = vals[0:1:1]
+	h[HeaderCache] = vals[1:2:2]
+	h["Age"] = vals[2:3:3]
+	h[HeaderSavedTokens] = vals[3:4:4]
 }
 
 // hitTap clears a hit's usage once the admission has settled: no upstream
@@ -411,38 +527,56 @@ func (s *Stage) saved(info *gateway.Info, u openai.Usage) {
 	s.cfg.Stats.SavedMicros.Add(micros)
 }
 
+// answers reports whether e can answer a request of this shape (a stream
+// or a body): as it is, or converted.
+func answers(e *Entry, stream bool) bool {
+	if stream != e.Stream && !convertible(e.Format, e.Op) {
+		return false
+	}
+	return !stream || !e.Stream || len(e.Events) > 0
+}
+
 // replyFrom replays e in the shape asked (stream or body), with fresh ids.
 func replyFrom(e *Entry, stream bool, now time.Time) *gateway.Reply {
+	if !answers(e, stream) {
+		return nil
+	}
 	events, body := e.Events, e.Body
 	switch {
 	case stream && !e.Stream:
-		if !convertible(e.Format, e.Op) {
-			return nil
-		}
 		events = chatEventsFromBody(e.Body)
 	case !stream && e.Stream:
-		if !convertible(e.Format, e.Op) {
-			return nil
-		}
 		body = chatBodyFromEvents(e.Events)
 	}
-	fr := newFreshener(pathsFor(e.Format, e.Op, stream), now.Unix())
+	paths := pathsFor(e.Format, e.Op, stream)
 	if !stream {
-		return &gateway.Reply{Format: e.Format, Body: fr.apply(nil, body), Usage: e.Usage}
+		return &gateway.Reply{Format: e.Format, Body: freshBody(paths, now.Unix(), body), Usage: e.Usage}
 	}
 	if len(events) == 0 {
 		return nil
 	}
+	// One allocation for the reply, the replay and its freshener, one for
+	// the first event and the buffer the others are written to (a replay
+	// keeps every event's length).
+	p := &replay{events: events[1:], usage: e.Usage}
+	p.fresh.init(paths, now.Unix())
+	size := 0
+	for i := range events {
+		size = max(size, len(events[i].Data))
+	}
+	mem := make([]byte, 2*size)
 	first := events[0]
-	return &gateway.Reply{Format: e.Format, First: sse.Event{Name: first.Name, Data: fr.apply(nil, first.Data)},
-		Stream: &replay{events: events[1:], fresh: fr, usage: e.Usage}}
+	p.buf = mem[size:size]
+	p.reply = gateway.Reply{Format: e.Format, First: sse.Event{Name: first.Name, Data: p.fresh.apply(mem[:0:size], first.Data)}, Stream: p}
+	return &p.reply
 }
 
 // replay streams recorded events.
 type replay struct {
+	reply  gateway.Reply // the reply replaying them
+	fresh  freshener
 	events []Event
 	i      int
-	fresh  *freshener
 	buf    []byte
 	usage  openai.Usage
 }
@@ -679,7 +813,7 @@ func (s *Stage) answeredRef(r *request, prov, model string) (Ref, bool) {
 			}
 			seen[next] = true
 			if servedBy(next, fb, prov, model) {
-				return Ref{Key: KeyOf(r.ns, r.endpoint, routeParts(next, fb), r.digest), Namespace: r.ns, Route: next.Pattern}, true
+				return Ref{Key: routeKey(r.ns, r.endpoint, next, fb, r.digest), Namespace: r.ns, Route: next.Pattern}, true
 			}
 			queue = append(queue, next)
 		}

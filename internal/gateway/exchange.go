@@ -48,6 +48,10 @@ type Exchange struct {
 
 	// onReply, set by a stage, sees the attempt loop's reply first.
 	onReply func(*Reply) *Reply
+
+	// Peeked is what a Peeker's Peek left for its Run (the request's
+	// cache key and the entry found).
+	Peeked any
 }
 
 // Context is the request's context (the drain's for a stream it may end).
@@ -74,9 +78,8 @@ func (x *Exchange) OnReply(f func(*Reply) *Reply) { x.onReply = f }
 func (x *Exchange) AddTap(t Tap) { x.taps = append(x.taps, t) }
 
 // PrependTap adds t right after the gateway's usage accounting, before the
-// taps added so far (a restorer of masked values runs before a cache
-// recorder added by an earlier stage, which then records the answer the
-// client gets).
+// taps added so far (a restorer of masked values runs before the taps of
+// earlier stages, which then see the answer the client gets).
 func (x *Exchange) PrependTap(t Tap) {
 	x.taps = append(x.taps, nil)
 	copy(x.taps[2:], x.taps[1:])
@@ -155,11 +158,25 @@ type Releaser interface {
 	Release(ev *dialect.Event, f provider.Format) (sse.Event, bool)
 }
 
+// Peeker is a first stage that can tell, before the admission, that it
+// will answer a request from what it holds without any upstream call (a
+// response cache hit): Peek reports so, leaving what Run needs in
+// x.Peeked. Such a request is admitted as a hit (requests per minute
+// only: no tokens, budget or concurrency slot are reserved), then the
+// stages run as usual and the Peeker's Run serves it.
+type Peeker interface {
+	Peek(x *Exchange) bool
+}
+
 // runStages runs the admission and the configured stages.
 func (g *Gateway) runStages(x *Exchange) (*Reply, *openai.Error) {
+	hit := false
+	if p, ok := firstStage(g.cfg.Stages).(Peeker); ok && g.cfg.Guard != nil {
+		hit = p.Peek(x)
+	}
 	if g.cfg.Guard != nil {
 		end := x.phase("admission")
-		adm, oerr := g.cfg.Guard.admit(x.Context(), x.Header(), x.Key, x.Req.OpenAI, x.Route)
+		adm, oerr := g.cfg.Guard.admitAs(x.Context(), x.Header(), x.Key, x.Req.OpenAI, x.Route, hit)
 		end(oerr)
 		if oerr != nil {
 			x.Info.Limited = oerr.Code
@@ -176,6 +193,13 @@ func (g *Gateway) runStages(x *Exchange) (*Reply, *openai.Error) {
 		}
 	}
 	return nil, nil
+}
+
+func firstStage(stages []Stage) Stage {
+	if len(stages) == 0 {
+		return nil
+	}
+	return stages[0]
 }
 
 // admissionTap settles an admission's holds from the outcome.

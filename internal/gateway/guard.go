@@ -174,6 +174,8 @@ type admission struct {
 	start   time.Time
 	estIn   int64
 	reserve int64 // tokens reserved against TPM limits
+	// hit: a cache hit, which takes requests (RPM) only.
+	hit bool
 
 	window    string // the key's budget window of start, once known
 	windowEnd time.Time
@@ -195,12 +197,24 @@ func (a *admission) release() {
 // concurrency, then the model's RPM and TPM) in one limiter admission: all
 // are taken, or, when one refuses, none is.
 func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *openai.Request, rt *route.Route) (*admission, *openai.Error) {
+	return gd.admitAs(ctx, h, k, req, rt, false)
+}
+
+// admitAs is admit; hit admits a request a stage answers from what it
+// holds (a cache hit): it takes the key's and the model's RPM only, no
+// tokens, budget or concurrency slot, so that a key out of tokens or
+// budget still gets its cached answers.
+func (gd *Guard) admitAs(ctx context.Context, h http.Header, k *auth.Key, req *openai.Request, rt *route.Route, hit bool) (*admission, *openai.Error) {
 	a := admissionPool.Get().(*admission)
-	a.gd, a.key, a.req, a.route, a.start = gd, k, req, rt, gd.now()
+	a.gd, a.key, a.req, a.route, a.start, a.hit = gd, k, req, rt, gd.now(), hit
 	a.holds = a.buf[:0]
 	ml := gd.ModelLimits[rt.Pattern]
 	if k == nil && ml.RPM == 0 && ml.TPM == 0 {
 		return a, nil
+	}
+	if hit {
+		a.plan(ml)
+		return gd.decide(ctx, h, a)
 	}
 	upstream := rt.Targets[0].UpstreamModel(req.Model)
 	a.estIn = tokens.Input(req, upstream, ml.TPM > 0 || k != nil && (k.Policy.TPM > 0 || k.Policy.Budget > 0), gd.cal.Lookup(upstream, rt.Pattern))
@@ -210,6 +224,11 @@ func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *ope
 	}
 	a.reserve = a.estIn + out
 	a.plan(ml)
+	return gd.decide(ctx, h, a)
+}
+
+// decide takes a's planned holds in one limiter admission.
+func (gd *Guard) decide(ctx context.Context, h http.Header, a *admission) (*admission, *openai.Error) {
 	if len(a.holds) == 0 {
 		return a, nil
 	}
@@ -259,7 +278,7 @@ func (a *admission) plan(ml ModelLimits) {
 	if k := a.key; k != nil {
 		p := &k.Policy
 		names := gd.limiterKeys(ScopeKey, k.Name)
-		if p.Budget > 0 {
+		if p.Budget > 0 && !a.hit {
 			window, end := a.budgetWindow()
 			price, _ := gd.Pricing.Lookup(a.route.Targets[0].UpstreamModel(a.req.Model), a.req.Model)
 			est := price.CostMicros(openai.Usage{InputTokens: a.estIn, OutputTokens: a.reserve - a.estIn})
@@ -272,12 +291,12 @@ func (a *admission) plan(ml ModelLimits) {
 				Kind: ratelimit.OpTake, Key: names.rpm,
 				Rate: ratelimit.Rate{Limit: p.RPM, Period: time.Minute, Burst: p.Burst}, Amount: 1})
 		}
-		if p.TPM > 0 {
+		if p.TPM > 0 && !a.hit {
 			a.add(hold{kind: holdTokens, what: "tpm", headers: true}, ratelimit.Op{
 				Kind: ratelimit.OpTake, Key: names.tpm,
 				Rate: ratelimit.Rate{Limit: p.TPM, Period: time.Minute}, Amount: a.reserve})
 		}
-		if p.Concurrency > 0 {
+		if p.Concurrency > 0 && !a.hit {
 			a.add(hold{kind: holdSlot, what: "concurrency"}, ratelimit.Op{
 				Kind: ratelimit.OpAcquire, Key: names.concurrency,
 				ID: gd.slotID(a.start), Slots: p.Concurrency, Lease: gd.Lease})
@@ -290,7 +309,7 @@ func (a *admission) plan(ml ModelLimits) {
 				Kind: ratelimit.OpTake, Key: names.rpm,
 				Rate: ratelimit.Rate{Limit: ml.RPM, Period: time.Minute}, Amount: 1})
 		}
-		if ml.TPM > 0 {
+		if ml.TPM > 0 && !a.hit {
 			a.add(hold{kind: holdTokens, what: "model tpm"}, ratelimit.Op{
 				Kind: ratelimit.OpTake, Key: names.tpm,
 				Rate: ratelimit.Rate{Limit: ml.TPM, Period: time.Minute}, Amount: a.reserve})

@@ -761,3 +761,32 @@ func TestPeriodName(t *testing.T) {
 		}
 	}
 }
+
+// A hit's admission takes the key's and the model's RPM only: no budget,
+// tokens or concurrency slot, so that it is admitted with those used up.
+func TestAdmitHit(t *testing.T) {
+	f := newFixture(t)
+	f.lim.refuse = map[string]ratelimit.Result{}
+	for _, k := range []string{"key:team-a:tpm", "key:team-a:budget", "key:team-a:concurrency", "model:m:tpm"} {
+		f.lim.refuse[k] = ratelimit.Result{RetryAfter: time.Second}
+	}
+	if _, oe := f.admit(nil); oe == nil {
+		t.Fatal("a miss was admitted with TPM, budget and concurrency used up")
+	}
+	a, oe := f.gd.admitAs(context.Background(), http.Header{}, f.key, f.request(), f.route, true)
+	if oe != nil {
+		t.Fatalf("hit refused: %s %s", oe.Code, oe.Message)
+	}
+	var what []string
+	for _, hd := range a.holds {
+		what = append(what, hd.what)
+	}
+	if strings.Join(what, ",") != "rpm,model rpm" {
+		t.Fatalf("a hit holds %v", what)
+	}
+	a.finish(context.Background(), OutcomeCompleted, &Info{Cache: "hit"})
+	f.lim.refuse = map[string]ratelimit.Result{"key:team-a:rpm": {RetryAfter: time.Second}}
+	if _, oe := f.gd.admitAs(context.Background(), http.Header{}, f.key, f.request(), f.route, true); oe == nil || oe.Code != "rate_limit_exceeded" {
+		t.Fatalf("a hit past the RPM: %v", oe)
+	}
+}

@@ -39,9 +39,7 @@ func (g *Gateway) serveBody(x *Exchange, reply *Reply) Outcome {
 	}
 	info.Status = http.StatusOK
 	h := x.w.Header()
-	g.setHeaders(h, info)
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(out)))
+	setReplyHeaders(h, info, len(out))
 	x.w.WriteHeader(http.StatusOK)
 	if _, err := x.w.Write(out); err != nil {
 		return OutcomeClientGone
@@ -90,11 +88,7 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	info := x.Info
 	info.Status = http.StatusOK
 	h := x.w.Header()
-	g.setHeaders(h, info)
-	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	// no-transform keeps compressing middleware (encode) away from the stream.
-	h.Set("Cache-Control", "no-cache, no-transform")
-	h.Set("X-Accel-Buffering", "no")
+	setReplyHeaders(h, info, -1)
 	h.Del("Content-Length")
 	x.w.WriteHeader(http.StatusOK)
 

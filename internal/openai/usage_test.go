@@ -2,6 +2,7 @@ package openai
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/tidwall/gjson"
@@ -170,5 +171,34 @@ func TestInPlace(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { GetInPlace(data, "a") }); n != 0 {
 		t.Errorf("GetInPlace allocates %v times", n)
+	}
+}
+
+func TestIndexUsageKey(t *testing.T) {
+	for _, s := range []string{``, `"usage"`, `usage"`, `"usag"`, `x"usage"`, `usage""usage"`, `"ususage"`, `"usageusage"`, `"usage" "usage"`,
+		`{"a":"\"usage\"","usage":null}`, `""usage"`, `usage"usage"`, chunkUsageNull} {
+		if got, want := indexUsageKey([]byte(s)), bytes.Index([]byte(s), usageKey); got != want {
+			t.Errorf("%q: %d, want %d", s, got, want)
+		}
+	}
+	// Random strings of the key's pieces and letters.
+	pieces := []string{`"`, `u`, `usage`, `usage"`, `"usage"`, `sage"`, `x`, `\\`}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	found := 0
+	for range 20000 {
+		var b []byte
+		for range rnd.IntN(8) {
+			b = append(b, pieces[rnd.IntN(len(pieces))]...)
+		}
+		got, want := indexUsageKey(b), bytes.Index(b, usageKey)
+		if got != want {
+			t.Fatalf("%q: %d, want %d", b, got, want)
+		}
+		if want >= 0 {
+			found++
+		}
+	}
+	if found < 1000 {
+		t.Fatalf("only %d strings held the key", found)
 	}
 }
