@@ -446,3 +446,38 @@ func TestTraceStageAnswers(t *testing.T) {
 		}
 	})
 }
+
+// TestTraceUnsampled: with the OTLPProvider sampling almost nothing, a
+// new trace records no span; a client's unsampled traceparent reaches the
+// upstream unsampled, in the client's trace; a sampled one is recorded.
+func TestTraceUnsampled(t *testing.T) {
+	e := newEnv(t, false, true)
+	tp, err := telemetry.NewProvider(context.Background(), telemetry.Options{Endpoint: e.own.url, Protocol: telemetry.ProtocolHTTP, Sample: 1e-12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	e.tracer.Own, e.tp = tp, tp
+	body := `{"model":"demo","messages":[{"role":"user","content":"hi"}]}`
+	if w, _ := e.serve(t, body); w.Code != 200 {
+		t.Fatalf("status %d", w.Code)
+	}
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	if w, _ := e.serve(t, body, "traceparent", "00-"+tid+"-00f067aa0ba902b7-00"); w.Code != 200 {
+		t.Fatalf("status %d", w.Code)
+	}
+	if n := len(e.tree(t).spans); n != 0 {
+		t.Fatalf("%d spans recorded for unsampled traces", n)
+	}
+	hs := e.a.Stats().Headers
+	got := hs[len(hs)-1].Get("Traceparent")
+	if len(got) != 55 || got[:36] != "00-"+tid+"-" || got[36:52] == "00f067aa0ba902b7" || got[52:] != "-00" {
+		t.Fatalf("upstream traceparent %q: want the client's trace, a span of the gateway's, unsampled", got)
+	}
+	if w, _ := e.serve(t, body, "traceparent", "00-"+tid+"-00f067aa0ba902b7-01"); w.Code != 200 {
+		t.Fatalf("status %d", w.Code)
+	}
+	if root := e.tree(t).root(t); root.SpanContext.TraceID().String() != tid {
+		t.Fatalf("sampled parent: root in trace %s", root.SpanContext.TraceID())
+	}
+}
