@@ -212,7 +212,7 @@ func (p *OTLPProvider) export() {
 	rs := w.open(1) // ExportTraceServiceRequest.resource_spans
 	if p.resource != nil {
 		w.tag(1, protowire.BytesType) // ResourceSpans.resource
-		w.b = protowire.AppendBytes(w.b, p.resource)
+		w.b = appendBytes(w.b, p.resource)
 	}
 	for _, t := range tracers {
 		if len(t.sending) == 0 {
@@ -221,7 +221,7 @@ func (p *OTLPProvider) export() {
 		ss := w.open(2) // ResourceSpans.scope_spans
 		if len(t.scope) > 0 {
 			w.tag(1, protowire.BytesType) // ScopeSpans.scope
-			w.b = protowire.AppendBytes(w.b, t.scope)
+			w.b = appendBytes(w.b, t.scope)
 		}
 		w.b = append(w.b, t.sending...) // ScopeSpans.spans
 		w.str(3, t.schema)
@@ -393,7 +393,7 @@ func (w *wire) spanData(d *spanData) {
 		w.str(5, d.name)
 	} else {
 		w.tag(5, protowire.BytesType)
-		w.b = protowire.AppendVarint(w.b, uint64(len(d.name)+1+len(d.suffix)))
+		w.b = appendVarint(w.b, uint64(len(d.name)+1+len(d.suffix)))
 		w.b = append(append(append(w.b, d.name...), ' '), d.suffix...)
 	}
 	w.varint(6, uint64(spanKind(d.kind)))
