@@ -326,9 +326,9 @@ func (t *otlpTracer) newSpan(parent trace.SpanContext, name, suffix string, kind
 	return s
 }
 
-// record encodes d, ended, into the pending request, or drops it when the
-// queue is full.
-func (t *otlpTracer) record(d *spanData) {
+// record encodes d, ended, with the attributes extra after its own, into
+// the pending request, or drops it when the queue is full.
+func (t *otlpTracer) record(d *spanData, extra []attribute.KeyValue) {
 	p := t.p
 	p.mu.Lock()
 	if p.stopped || p.pending >= p.maxQueue || p.pendingBytes >= p.maxBytes {
@@ -337,7 +337,7 @@ func (t *otlpTracer) record(d *spanData) {
 		return
 	}
 	n := len(t.w.b)
-	t.w.spanData(d)
+	t.w.spanData(d, extra)
 	p.pendingBytes += len(t.w.b) - n
 	p.pending++
 	full := p.pending == p.maxBatch
@@ -378,7 +378,7 @@ func (d *spanData) setStatus(code codes.Code, desc string) {
 
 // spanData encodes d as a ScopeSpans.spans field: the fields wire.span
 // writes for an SDK span.
-func (w *wire) spanData(d *spanData) {
+func (w *wire) spanData(d *spanData, extra []attribute.KeyValue) {
 	sp := w.open(2)
 	tid, sid := d.sc.TraceID(), d.sc.SpanID()
 	w.bytes(1, tid[:])
@@ -399,10 +399,18 @@ func (w *wire) spanData(d *spanData) {
 	w.varint(6, uint64(spanKind(d.kind)))
 	w.fixed64(7, unixNano(d.start.UnixNano()))
 	w.fixed64(8, unixNano(d.end.UnixNano()))
+	dropped := d.droppedAttrs
 	for _, kv := range d.attrs {
 		w.keyValue(9, kv)
 	}
-	w.varint(10, clampUint32(d.droppedAttrs))
+	for i, kv := range extra {
+		if len(d.attrs)+i >= maxSpanAttributes {
+			dropped += len(extra) - i
+			break
+		}
+		w.keyValue(9, kv)
+	}
+	w.varint(10, clampUint32(dropped))
 	w.varint(12, clampUint32(d.droppedEvents))
 	w.varint(14, clampUint32(d.droppedLinks))
 	st := w.open(15)
@@ -492,10 +500,35 @@ func (s *otlpSpan) End(opts ...trace.SpanEndOption) {
 	s.ended = true
 	if s.d.sc.IsSampled() {
 		s.d.end = end
-		s.t.record(&s.d)
+		s.t.record(&s.d, nil)
 	}
+	s.releaseAttrs()
+}
+
+// endWith ends s now with the attributes attrs after those set before and,
+// when failed is not empty, an error status: End without their copy into
+// the span.
+func (s *otlpSpan) endWith(attrs []attribute.KeyValue, failed string) {
+	end := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.ended = true
+	if s.d.sc.IsSampled() {
+		if failed != "" {
+			s.d.setStatus(codes.Error, failed)
+		}
+		s.d.end = end
+		s.t.record(&s.d, attrs)
+	}
+	s.releaseAttrs()
+}
+
+func (s *otlpSpan) releaseAttrs() {
 	if s.buf != nil {
-		clear(s.buf[:])
+		clear(s.buf[:min(len(s.d.attrs), len(s.buf))])
 		attrBufs.Put(s.buf)
 		s.buf, s.d.attrs = nil, nil
 	}

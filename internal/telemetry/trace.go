@@ -207,7 +207,6 @@ type requestTrace struct {
 	lean       *otlpTracer
 	root       spanData
 	phase      spanData
-	phaseAttr  [1]attribute.KeyValue
 	endPhaseFn func(*openai.Error)
 	unsampled  bool
 
@@ -287,15 +286,15 @@ func (rt *requestTrace) leanPhase(name string, at time.Time) func(*openai.Error)
 
 func (rt *requestTrace) endPhase(oerr *openai.Error) {
 	d := &rt.phase
+	var attrs [1]attribute.KeyValue
+	n := 0
 	if oerr != nil {
-		rt.phaseAttr[0] = AttrErrorType.String(errorType(oerr))
-		d.attrs = rt.phaseAttr[:]
+		attrs[0], n = AttrErrorType.String(errorType(oerr)), 1
 		d.setStatus(codes.Error, oerr.Code)
 	}
 	d.end = time.Now()
-	rt.lean.record(d)
+	rt.lean.record(d, attrs[:n])
 	*d = spanData{}
-	rt.phaseAttr[0] = attribute.KeyValue{}
 }
 
 func noPhase(*openai.Error) {}
@@ -551,43 +550,86 @@ func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
 	if rt.unsampled {
 		return
 	}
-	u := info.Usage
+	if rt.lean != nil {
+		rt.endLean(o, info)
+		return
+	}
 	buf := attrBufs.Get().(*attrBuf)
 	defer func() {
 		clear(buf[:]) // keep no request's strings alive
 		attrBufs.Put(buf)
 	}()
 	if s := rt.answer; s != nil {
-		attrs := rt.attemptAttrs(buf[:0], rt.answerAt)
-		if rt.respID != "" {
-			attrs = append(attrs, AttrResponseID.String(rt.respID))
-		}
-		if rt.respModel != "" {
-			attrs = append(attrs, AttrResponseModel.String(rt.respModel))
-		}
-		if len(rt.finishReasons) > 0 {
-			attrs = append(attrs, finishReasonsAttr(rt.finishReasons))
-		}
-		if u.Known {
-			attrs = append(attrs, AttrInputTokens.Int64(u.InputTokens), AttrOutputTokens.Int64(u.OutputTokens),
-				AttrCacheReadTokens.Int64(u.CachedTokens))
-		}
-		if rt.t.Capture && len(rt.out) > 0 {
-			attrs = append(attrs, AttrOutputMessages.String(outputMessages(rt.out, rt.finishReasons)))
-		}
-		if o != gateway.OutcomeCompleted {
-			attrs = append(attrs, AttrErrorType.String(o.String()))
-			s.SetStatus(codes.Error, o.String())
+		attrs, failed := rt.answerAttrs(buf[:0], o, info)
+		if failed != "" {
+			s.SetStatus(codes.Error, failed)
 		}
 		s.SetAttributes(attrs...)
 		s.End()
 	}
-	// The request span: what the request was and how it ended. The
-	// provider's name, the response model and the tokens are on the
-	// answering attempt's span; the request span has them only when no
-	// attempt answered (a cache hit).
+	attrs, failed := rt.requestAttrs(buf[:0], o, info)
+	if failed != "" {
+		rt.span.SetStatus(codes.Error, failed)
+	}
+	rt.span.SetAttributes(attrs...)
+	rt.span.End()
+}
+
+// endLean is End with the OTLPProvider: the attributes are built on the
+// stack and encoded from there (no copy into the spans, no write barrier
+// for a pooled buffer).
+func (rt *requestTrace) endLean(o gateway.Outcome, info *gateway.Info) {
+	var buf [24]attribute.KeyValue
+	if s, ok := rt.answer.(*otlpSpan); ok {
+		attrs, failed := rt.answerAttrs(buf[:0], o, info)
+		s.endWith(attrs, failed)
+	}
+	attrs, failed := rt.requestAttrs(buf[:0], o, info)
+	d := &rt.root
+	if failed != "" {
+		d.setStatus(codes.Error, failed)
+	}
+	d.end = time.Now()
+	rt.lean.record(d, attrs)
+}
+
+// answerAttrs appends the answering attempt span's attributes to dst: what
+// it was asked and what the reply said; failed is its error status.
+func (rt *requestTrace) answerAttrs(dst []attribute.KeyValue, o gateway.Outcome, info *gateway.Info) (attrs []attribute.KeyValue, failed string) {
+	u := info.Usage
+	attrs = rt.attemptAttrs(dst, rt.answerAt)
+	if rt.respID != "" {
+		attrs = append(attrs, AttrResponseID.String(rt.respID))
+	}
+	if rt.respModel != "" {
+		attrs = append(attrs, AttrResponseModel.String(rt.respModel))
+	}
+	if len(rt.finishReasons) > 0 {
+		attrs = append(attrs, finishReasonsAttr(rt.finishReasons))
+	}
+	if u.Known {
+		attrs = append(attrs, AttrInputTokens.Int64(u.InputTokens), AttrOutputTokens.Int64(u.OutputTokens),
+			AttrCacheReadTokens.Int64(u.CachedTokens))
+	}
+	if rt.t.Capture && len(rt.out) > 0 {
+		attrs = append(attrs, AttrOutputMessages.String(outputMessages(rt.out, rt.finishReasons)))
+	}
+	if o != gateway.OutcomeCompleted {
+		failed = o.String()
+		attrs = append(attrs, AttrErrorType.String(failed))
+	}
+	return attrs, failed
+}
+
+// requestAttrs appends the request span's attributes to dst: what the
+// request was and how it ended; failed is its error status. The
+// provider's name, the response model and the tokens are on the answering
+// attempt's span; the request span has them only when no attempt answered
+// (a cache hit).
+func (rt *requestTrace) requestAttrs(dst []attribute.KeyValue, o gateway.Outcome, info *gateway.Info) (attrs []attribute.KeyValue, failed string) {
+	u := info.Usage
 	answered := rt.answer != nil
-	attrs := append(buf[:0],
+	attrs = append(dst,
 		AttrOperationName.String(rt.op),
 		AttrRequestModel.String(info.Model),
 		AttrRoute.String(info.Route))
@@ -612,15 +654,15 @@ func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
 			}
 		}
 	}
-	for _, a := range [...]struct {
-		k attribute.Key
-		v string
-	}{{AttrCache, info.Cache}, {AttrRAG, info.RAG}, {AttrGuardrail, info.Guardrails}} {
-		if a.v != "" {
-			attrs = append(attrs, a.k.String(a.v))
-		}
+	if info.Cache != "" {
+		attrs = append(attrs, AttrCache.String(info.Cache))
 	}
-	failed := ""
+	if info.RAG != "" {
+		attrs = append(attrs, AttrRAG.String(info.RAG))
+	}
+	if info.Guardrails != "" {
+		attrs = append(attrs, AttrGuardrail.String(info.Guardrails))
+	}
 	switch {
 	case info.Status >= 500 || o == gateway.OutcomeStreamBroken:
 		failed = info.Limited
@@ -631,21 +673,7 @@ func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
 	case info.Limited != "":
 		attrs = append(attrs, AttrErrorType.String(info.Limited))
 	}
-	if rt.lean != nil {
-		d := &rt.root
-		if failed != "" {
-			d.setStatus(codes.Error, failed)
-		}
-		d.attrs, d.end = attrs, time.Now()
-		rt.lean.record(d)
-		d.attrs = nil
-		return
-	}
-	if failed != "" {
-		rt.span.SetStatus(codes.Error, failed)
-	}
-	rt.span.SetAttributes(attrs...)
-	rt.span.End()
+	return attrs, failed
 }
 
 // commonFinishReasons holds gen_ai.response.finish_reasons of one
