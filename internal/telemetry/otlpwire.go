@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"math"
+	"slices"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -212,12 +213,14 @@ func clampUint32(v int) uint64 {
 }
 
 // keyValue encodes a common.v1.KeyValue as field num. A scalar value,
-// whose size is known up front, is written in one go; the others nest
-// through open and close.
+// whose size is known up front, is written in one go on a local slice
+// (one store of w.b, not one per field); the others nest through open and
+// close.
 func (w *wire) keyValue(num protowire.Number, kv attribute.KeyValue) {
 	var inner int // the AnyValue's size: one byte of tag and the value
 	v := kv.Value
-	switch v.Type() {
+	typ := v.Type()
+	switch typ {
 	case attribute.STRING:
 		n := len(v.AsString())
 		inner = 1 + protowire.SizeVarint(uint64(n)) + n
@@ -236,12 +239,30 @@ func (w *wire) keyValue(num protowire.Number, kv attribute.KeyValue) {
 	if key != "" {
 		size += 1 + protowire.SizeVarint(uint64(len(key))) + len(key)
 	}
-	w.tag(num, protowire.BytesType)
-	w.b = appendVarint(w.b, uint64(size))
-	w.str(1, key)
-	w.tag(2, protowire.BytesType)
-	w.b = appendVarint(w.b, uint64(inner))
-	w.anyValue(v)
+	b := slices.Grow(w.b, 2+protowire.SizeVarint(uint64(size))+size)
+	b = appendTag(b, num, protowire.BytesType)
+	b = appendVarint(b, uint64(size))
+	if key != "" {
+		b = append(b, 1<<3|byte(protowire.BytesType)) // KeyValue.key
+		b = append(appendVarint(b, uint64(len(key))), key...)
+	}
+	b = append(b, 2<<3|byte(protowire.BytesType)) // KeyValue.value
+	b = appendVarint(b, uint64(inner))
+	switch typ { // AnyValue's field
+	case attribute.STRING:
+		s := v.AsString()
+		b = append(b, 1<<3|byte(protowire.BytesType))
+		b = append(appendVarint(b, uint64(len(s))), s...)
+	case attribute.BOOL:
+		b = append(b, 2<<3|byte(protowire.VarintType), byte(protowire.EncodeBool(v.AsBool())))
+	case attribute.INT64:
+		b = append(b, 3<<3|byte(protowire.VarintType))
+		b = appendVarint(b, uint64(v.AsInt64()))
+	case attribute.FLOAT64:
+		b = append(b, 4<<3|byte(protowire.Fixed64Type))
+		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
+	}
+	w.b = b
 }
 
 func (w *wire) nestedKeyValue(num protowire.Number, kv attribute.KeyValue) {

@@ -30,3 +30,13 @@ func TestRawString(t *testing.T) {
 		}
 	}
 }
+
+func TestScanFinishReasons(t *testing.T) {
+	body := `{"choices":[{"message":{"content":"say \"finish_reason\":\"x\" _reason\":\"y"},"finish_reason":"stop"},` +
+		`{"finish_reason":"length"},{"finish_reason":null},{"finish_reason":"a\nb"}],"other_reason":"z"}`
+	var rt requestTrace
+	rt.scanFinishReasons([]byte(body))
+	if got := strings.Join(rt.finishReasons, "|"); got != "stop|length|a\nb" {
+		t.Fatalf("finish reasons %q", got)
+	}
+}

@@ -125,7 +125,9 @@ func (t *Tracer) Start(x *gateway.Exchange, keyAt, keyDone time.Time) gateway.Tr
 			}
 			t.own = t.Own.Tracer(ScopeName)
 		})
-		ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(x.Request().Header))
+		if h := x.Request().Header; len(h["Traceparent"]) > 0 {
+			ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(h))
+		}
 		if t.lean != nil {
 			return t.startLean(x, trace.SpanContextFromContext(ctx), keyAt)
 		}
@@ -206,7 +208,7 @@ type requestTrace struct {
 	// current phase's, recorded from here; unsampled records nothing.
 	lean       *otlpTracer
 	root       spanData
-	phase      spanData
+	phase      phaseSpan
 	endPhaseFn func(*openai.Error)
 	unsampled  bool
 
@@ -277,7 +279,7 @@ func (rt *requestTrace) leanPhase(name string, at time.Time) func(*openai.Error)
 	if at.IsZero() {
 		at = time.Now()
 	}
-	rt.phase = spanData{sc: rt.lean.p.spanContext(rt.root.sc), parent: rt.root.sc, name: name, kind: trace.SpanKindInternal, start: at}
+	rt.phase = phaseSpan{sid: rt.lean.p.spanID(rt.root.sc.TraceID()), name: name, start: at}
 	if rt.endPhaseFn == nil {
 		rt.endPhaseFn = rt.endPhase
 	}
@@ -285,16 +287,24 @@ func (rt *requestTrace) leanPhase(name string, at time.Time) func(*openai.Error)
 }
 
 func (rt *requestTrace) endPhase(oerr *openai.Error) {
-	d := &rt.phase
+	ph := &rt.phase
+	sc := rt.root.sc.WithSpanID(ph.sid)
+	d := spanData{sc: sc, parent: rt.root.sc, name: ph.name, kind: trace.SpanKindInternal, start: ph.start, end: time.Now()}
 	var attrs [1]attribute.KeyValue
 	n := 0
 	if oerr != nil {
 		attrs[0], n = AttrErrorType.String(errorType(oerr)), 1
 		d.setStatus(codes.Error, oerr.Code)
 	}
-	d.end = time.Now()
-	rt.lean.record(d, attrs[:n])
-	*d = spanData{}
+	rt.lean.record(&d, attrs[:n])
+	*ph = phaseSpan{}
+}
+
+// phaseSpan is the phase under way: its span id, name and start.
+type phaseSpan struct {
+	sid   trace.SpanID
+	name  string
+	start time.Time
 }
 
 func noPhase(*openai.Error) {}
@@ -493,17 +503,22 @@ func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
 		return b
 	}
 	// One pass over the answer's top level: id, model and the finish
-	// reasons (Anthropic's stop_reason, the Responses status, each chat
-	// choice's finish_reason).
-	reason, choices := "stop_reason", "" // Anthropic
+	// reasons (Anthropic's stop_reason, the Responses status). It stops
+	// once they are read (usage and the rest follow). A chat answer's
+	// finish reasons are found by a search instead of a walk over the
+	// choices' content.
+	reason, want := "stop_reason", 3 // Anthropic
+	chat := false
 	if f != provider.FormatAnthropic {
 		if rt.x.Info.Op == openai.OpResponses {
 			reason = "status"
 		} else {
-			reason, choices = "", "choices"
+			reason, want, chat = "", 2, true
 		}
 	}
-	// It stops once the three are read (usage and the rest follow).
+	if chat {
+		rt.scanFinishReasons(b)
+	}
 	seen := 0
 	eachField(jsonraw.String(b), func(k, v string) bool {
 		switch k {
@@ -517,13 +532,11 @@ func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
 			if s := rawString(v); s != "" {
 				rt.finishReasons = append(rt.finishReasons, s)
 			}
-		case choices:
-			rt.addFinishReasons(v)
 		default:
 			return true
 		}
 		seen++
-		return seen < 3
+		return seen < want
 	})
 	if !rt.t.Capture {
 		return b
@@ -795,6 +808,30 @@ func jsonString(s string) string {
 		}
 	}
 	return string(append(b, '"'))
+}
+
+// scanFinishReasons adds the string value of each "finish_reason" member
+// of a chat answer. Only the choices have one, and a quote inside a JSON
+// string is escaped, so every match is a member.
+func (rt *requestTrace) scanFinishReasons(b []byte) {
+	const name = `"finish` // before finishKey
+	for i := 0; ; {
+		j := bytes.Index(b[i:], finishKey)
+		if j < 0 {
+			return
+		}
+		j += i
+		v := j + len(finishKey) - 1 // the value's opening quote
+		if j < len(name) || string(b[j-len(name):j]) != name {
+			i = v
+			continue
+		}
+		end := jsonraw.SkipString(jsonraw.String(b), v)
+		if s := rawString(jsonraw.String(b[v:end])); s != "" {
+			rt.finishReasons = append(rt.finishReasons, s)
+		}
+		i = end
+	}
 }
 
 // addFinishReasons adds the finish_reason of each choice of the raw JSON
