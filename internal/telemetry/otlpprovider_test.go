@@ -79,6 +79,7 @@ func someSpans(t *testing.T, tp trace.TracerProvider) {
 	ok.SetStatus(codes.Ok, "ignored")
 	ok.SetStatus(codes.Error, "after ok: ignored")
 	ok.End(trace.WithTimestamp(at.Add(2 * time.Microsecond)))
+	root.SetAttributes(AttrFinishReasons.StringSlice([]string{"stop"}), AttrInputTokens.Int64(1<<40))
 	root.End(trace.WithTimestamp(at.Add(time.Second)))
 	other := tp.Tracer("other", trace.WithInstrumentationVersion("1.2.3"), trace.WithSchemaURL("https://opentelemetry.io/schemas/1.41.0"),
 		trace.WithInstrumentationAttributes(attribute.Bool("scoped", true)))

@@ -231,6 +231,11 @@ func (w *wire) keyValue(num protowire.Number, kv attribute.KeyValue) {
 	case attribute.BOOL:
 		inner = 1 + 1
 	default:
+		if enc, ok := encodedFinishReasons[kv]; ok {
+			w.tag(num, protowire.BytesType)
+			w.b = appendBytes(w.b, enc)
+			return
+		}
 		w.nestedKeyValue(num, kv)
 		return
 	}
@@ -263,6 +268,20 @@ func (w *wire) keyValue(num protowire.Number, kv attribute.KeyValue) {
 		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
 	}
 	w.b = b
+}
+
+// encodedFinishReasons are the KeyValue messages of the common single
+// finish reasons (commonFinishReasons), encoded once: a string slice
+// value copies its slice to be read.
+var encodedFinishReasons = map[attribute.KeyValue][]byte{}
+
+func init() { // not a var initializer: the encoder refers to the map
+	for _, kv := range commonFinishReasons {
+		var w wire
+		w.nestedKeyValue(1, kv)
+		_, _, n := protowire.ConsumeTag(w.b)
+		encodedFinishReasons[kv], _ = protowire.ConsumeBytes(w.b[n:])
+	}
 }
 
 func (w *wire) nestedKeyValue(num protowire.Number, kv attribute.KeyValue) {
