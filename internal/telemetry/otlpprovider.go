@@ -13,7 +13,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/embedded"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -37,7 +36,7 @@ import (
 // Routes under Caddy's tracing directive use Caddy's provider (the SDK)
 // instead, so that their spans leave through Caddy's exporter.
 type OTLPProvider struct {
-	embedded.TracerProvider
+	noop.TracerProvider // the API's methods added later do nothing
 
 	exp                   *httpExporter
 	always                bool   // ratio 1
@@ -290,7 +289,7 @@ func (p *OTLPProvider) spanID(tid trace.TraceID) (sid trace.SpanID) {
 
 // otlpTracer is one instrumentation scope's tracer and pending spans.
 type otlpTracer struct {
-	embedded.Tracer
+	noop.Tracer // the API's methods added later do nothing
 
 	p       *OTLPProvider
 	scope   []byte // InstrumentationScope message
