@@ -9,7 +9,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider/registry"
@@ -46,7 +45,7 @@ type TelemetryConfig struct {
 // batching goroutines) across config reloads, by configuration.
 var tracerPool = caddy.NewUsagePool()
 
-type tracerValue struct{ tp *sdktrace.TracerProvider }
+type tracerValue struct{ tp telemetry.TracerProvider }
 
 func (v tracerValue) Destruct() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

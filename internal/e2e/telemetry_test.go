@@ -211,7 +211,7 @@ func TestTelemetryOTLP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spans := rc.trace(t, tid, 4)
+	spans := rc.trace(t, tid, 3)
 	root := spanNamed(t, spans, "ai_gateway chat")
 	if hex.EncodeToString(root.ParentSpanId) != "b7ad6b7169203331" || root.Kind != tracepb.Span_SPAN_KIND_SERVER {
 		t.Fatalf("request span parent %x kind %v", root.ParentSpanId, root.Kind)
@@ -219,10 +219,14 @@ func TestTelemetryOTLP(t *testing.T) {
 	if svc := rc.service(root); svc != "e2e-gateway" {
 		t.Fatalf("service.name %q", svc)
 	}
+	// One span for the key check and the limits: it begins with the
+	// request span, at the key check.
 	adm := spanNamed(t, spans, "admission")
-	kc := spanNamed(t, spans, "key check")
-	if !bytes.Equal(kc.ParentSpanId, root.SpanId) || kc.StartTimeUnixNano < root.StartTimeUnixNano || kc.EndTimeUnixNano > adm.StartTimeUnixNano {
-		t.Fatalf("key check span %d–%d, request span from %d, admission from %d", kc.StartTimeUnixNano, kc.EndTimeUnixNano, root.StartTimeUnixNano, adm.StartTimeUnixNano)
+	if adm.StartTimeUnixNano != root.StartTimeUnixNano || adm.EndTimeUnixNano > root.EndTimeUnixNano || adm.EndTimeUnixNano < adm.StartTimeUnixNano {
+		t.Fatalf("admission span %d–%d, request span %d–%d", adm.StartTimeUnixNano, adm.EndTimeUnixNano, root.StartTimeUnixNano, root.EndTimeUnixNano)
+	}
+	if len(spans) != 3 {
+		t.Fatalf("%d spans, want the request, admission and attempt spans", len(spans))
 	}
 	call := spanNamed(t, spans, "chat fake-model")
 	if !bytes.Equal(adm.ParentSpanId, root.SpanId) || !bytes.Equal(call.ParentSpanId, root.SpanId) || call.Kind != tracepb.Span_SPAN_KIND_CLIENT {

@@ -60,6 +60,10 @@ type Request struct {
 	MaxTokens int64
 	// Messages is the number of chat messages (or Responses input items).
 	Messages int
+	// Temperature and TopP are the sampling parameters, when the body
+	// sets them as numbers (HasTemperature, HasTopP).
+	Temperature, TopP       float64
+	HasTemperature, HasTopP bool
 
 	// layout is where ParseRequest found the fields UpstreamBody rewrites.
 	layout layout
@@ -200,6 +204,10 @@ func ParseRequest(op Op, body []byte, maxDepth int) (*Request, *Error) {
 			n = v
 		case "tools":
 			tools = v
+		case "temperature":
+			req.Temperature, req.HasTemperature = v.Num, v.Type == gjson.Number
+		case "top_p":
+			req.TopP, req.HasTopP = v.Num, v.Type == gjson.Number
 		default:
 			if isSteering(k.Str) {
 				lay.steering = true

@@ -204,14 +204,11 @@ func (t *Transport) SendWith(ctx context.Context, path string, body []byte, stre
 	if err != nil {
 		return nil, nil, &Error{Provider: t.name, Kind: KindConnect}
 	}
-	extra = withTraceContext(ctx, extra)
-	if len(extra) > 0 {
-		// A copy of the shared template (which never changes) with them.
+	if tp, ts := traceContext(ctx); len(extra) > 0 || tp != nil {
+		// A copy of the shared template (which never changes) with them
+		// and the trace context.
 		c := *tmpl
-		c.Header = tmpl.Header.Clone()
-		for k, v := range extra {
-			c.Header[k] = v
-		}
+		c.Header = requestHeader(tmpl.Header, extra, tp, ts)
 		tmpl = &c
 	}
 	x, err := t.http.Post(ctx, tmpl, body, t.tr.ParseError)

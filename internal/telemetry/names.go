@@ -5,9 +5,9 @@
 //
 // A request's trace is a tree:
 //
-//	ai_gateway <operation>           INTERNAL, child of Caddy's server span or of the client's traceparent
-//	├── key check                    the gateway key's lookup (when a key was sent and found)
-//	├── admission                    key limits, model limits and the budget
+//	ai_gateway <operation>           INTERNAL under Caddy's server span; SERVER under the client's traceparent or as a root
+//	├── admission                    the key check and limits: from the key's lookup (when a key was sent and
+//	│                                found) to the key limits, model limits and the budget
 //	├── cache | rag | guardrails     each configured Stage, by its Name
 //	├── <operation> <request model>  CLIENT, one per upstream attempt (retries and fallbacks are siblings)
 //	└── <operation> <request model>  the attempt that answered: open until the reply ends

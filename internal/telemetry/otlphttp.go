@@ -138,7 +138,12 @@ func (e *httpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	body := e.w.encode(spans)
+	return e.sendLocked(ctx, e.w.encode(spans))
+}
+
+// sendLocked posts body (an encoded export request), compressed when
+// configured, retrying as ExportSpans says. e.mu must be held.
+func (e *httpExporter) sendLocked(ctx context.Context, body []byte) error {
 	if e.gzip {
 		e.zbuf.Reset()
 		if e.zw == nil {

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"math"
+	"slices"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -212,12 +213,14 @@ func clampUint32(v int) uint64 {
 }
 
 // keyValue encodes a common.v1.KeyValue as field num. A scalar value,
-// whose size is known up front, is written in one go; the others nest
-// through open and close.
+// whose size is known up front, is written in one go on a local slice
+// (one store of w.b, not one per field); the others nest through open and
+// close.
 func (w *wire) keyValue(num protowire.Number, kv attribute.KeyValue) {
 	var inner int // the AnyValue's size: one byte of tag and the value
 	v := kv.Value
-	switch v.Type() {
+	typ := v.Type()
+	switch typ {
 	case attribute.STRING:
 		n := len(v.AsString())
 		inner = 1 + protowire.SizeVarint(uint64(n)) + n
@@ -228,6 +231,11 @@ func (w *wire) keyValue(num protowire.Number, kv attribute.KeyValue) {
 	case attribute.BOOL:
 		inner = 1 + 1
 	default:
+		if enc, ok := encodedFinishReasons[kv]; ok {
+			w.tag(num, protowire.BytesType)
+			w.b = appendBytes(w.b, enc)
+			return
+		}
 		w.nestedKeyValue(num, kv)
 		return
 	}
@@ -236,12 +244,44 @@ func (w *wire) keyValue(num protowire.Number, kv attribute.KeyValue) {
 	if key != "" {
 		size += 1 + protowire.SizeVarint(uint64(len(key))) + len(key)
 	}
-	w.tag(num, protowire.BytesType)
-	w.b = protowire.AppendVarint(w.b, uint64(size))
-	w.str(1, key)
-	w.tag(2, protowire.BytesType)
-	w.b = protowire.AppendVarint(w.b, uint64(inner))
-	w.anyValue(v)
+	b := slices.Grow(w.b, 2+protowire.SizeVarint(uint64(size))+size)
+	b = appendTag(b, num, protowire.BytesType)
+	b = appendVarint(b, uint64(size))
+	if key != "" {
+		b = append(b, 1<<3|byte(protowire.BytesType)) // KeyValue.key
+		b = append(appendVarint(b, uint64(len(key))), key...)
+	}
+	b = append(b, 2<<3|byte(protowire.BytesType)) // KeyValue.value
+	b = appendVarint(b, uint64(inner))
+	switch typ { // AnyValue's field
+	case attribute.STRING:
+		s := v.AsString()
+		b = append(b, 1<<3|byte(protowire.BytesType))
+		b = append(appendVarint(b, uint64(len(s))), s...)
+	case attribute.BOOL:
+		b = append(b, 2<<3|byte(protowire.VarintType), byte(protowire.EncodeBool(v.AsBool())))
+	case attribute.INT64:
+		b = append(b, 3<<3|byte(protowire.VarintType))
+		b = appendVarint(b, uint64(v.AsInt64()))
+	case attribute.FLOAT64:
+		b = append(b, 4<<3|byte(protowire.Fixed64Type))
+		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
+	}
+	w.b = b
+}
+
+// encodedFinishReasons are the KeyValue messages of the common single
+// finish reasons (commonFinishReasons), encoded once: a string slice
+// value copies its slice to be read.
+var encodedFinishReasons = map[attribute.KeyValue][]byte{}
+
+func init() { // not a var initializer: the encoder refers to the map
+	for _, kv := range commonFinishReasons {
+		var w wire
+		w.nestedKeyValue(1, kv)
+		_, _, n := protowire.ConsumeTag(w.b)
+		encodedFinishReasons[kv], _ = protowire.ConsumeBytes(w.b[n:])
+	}
 }
 
 func (w *wire) nestedKeyValue(num protowire.Number, kv attribute.KeyValue) {
@@ -258,19 +298,19 @@ func (w *wire) anyValue(v attribute.Value) {
 	switch v.Type() {
 	case attribute.BOOL:
 		w.tag(2, protowire.VarintType)
-		w.b = protowire.AppendVarint(w.b, protowire.EncodeBool(v.AsBool()))
+		w.b = appendVarint(w.b, protowire.EncodeBool(v.AsBool()))
 	case attribute.INT64:
 		w.tag(3, protowire.VarintType)
-		w.b = protowire.AppendVarint(w.b, uint64(v.AsInt64()))
+		w.b = appendVarint(w.b, uint64(v.AsInt64()))
 	case attribute.FLOAT64:
 		w.tag(4, protowire.Fixed64Type)
 		w.b = protowire.AppendFixed64(w.b, math.Float64bits(v.AsFloat64()))
 	case attribute.STRING:
 		w.tag(1, protowire.BytesType)
-		w.b = protowire.AppendString(w.b, v.AsString())
+		w.b = appendString(w.b, v.AsString())
 	case attribute.BYTESLICE:
 		w.tag(7, protowire.BytesType)
-		w.b = protowire.AppendBytes(w.b, v.AsByteSlice())
+		w.b = appendBytes(w.b, v.AsByteSlice())
 	case attribute.BOOLSLICE:
 		a := w.open(5)
 		for _, x := range v.AsBoolSlice() {
@@ -310,7 +350,7 @@ func (w *wire) anyValue(v attribute.Value) {
 	case attribute.EMPTY:
 	default:
 		w.tag(1, protowire.BytesType)
-		w.b = protowire.AppendString(w.b, "INVALID")
+		w.b = appendString(w.b, "INVALID")
 	}
 }
 
@@ -322,14 +362,14 @@ func (w *wire) anyValueIn(v attribute.Value) {
 }
 
 func (w *wire) tag(num protowire.Number, typ protowire.Type) {
-	w.b = protowire.AppendTag(w.b, num, typ)
+	w.b = appendTag(w.b, num, typ)
 }
 
 // open begins the embedded message num; close(open(num)) ends it. The
 // length is written as one byte and widened when the message turns out
 // longer.
 func (w *wire) open(num protowire.Number) int {
-	w.b = protowire.AppendTag(w.b, num, protowire.BytesType)
+	w.b = appendTag(w.b, num, protowire.BytesType)
 	w.b = append(w.b, 0)
 	return len(w.b)
 }
@@ -340,7 +380,7 @@ func (w *wire) close(start int) {
 		w.b = append(w.b, make([]byte, sz-1)...)
 		copy(w.b[start+sz-1:], w.b[start:start+n])
 	}
-	protowire.AppendVarint(w.b[:start-1], uint64(n))
+	appendVarint(w.b[:start-1], uint64(n))
 }
 
 // The scalar fields, omitted when zero (proto3).
@@ -348,21 +388,21 @@ func (w *wire) close(start int) {
 func (w *wire) str(num protowire.Number, s string) {
 	if s != "" {
 		w.tag(num, protowire.BytesType)
-		w.b = protowire.AppendString(w.b, s)
+		w.b = appendString(w.b, s)
 	}
 }
 
 func (w *wire) bytes(num protowire.Number, b []byte) {
 	if len(b) > 0 {
 		w.tag(num, protowire.BytesType)
-		w.b = protowire.AppendBytes(w.b, b)
+		w.b = appendBytes(w.b, b)
 	}
 }
 
 func (w *wire) varint(num protowire.Number, v uint64) {
 	if v != 0 {
 		w.tag(num, protowire.VarintType)
-		w.b = protowire.AppendVarint(w.b, v)
+		w.b = appendVarint(w.b, v)
 	}
 }
 
@@ -378,4 +418,26 @@ func (w *wire) fixed32(num protowire.Number, v uint32) {
 		w.tag(num, protowire.Fixed32Type)
 		w.b = protowire.AppendFixed32(w.b, v)
 	}
+}
+
+// The appends of protowire with the one-byte cases inlined: most tags,
+// lengths and counts here are below 128.
+
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
+}
+
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	return appendVarint(b, uint64(num)<<3|uint64(typ&7))
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(appendVarint(b, uint64(len(s))), s...)
+}
+
+func appendBytes(b []byte, v []byte) []byte {
+	return append(appendVarint(b, uint64(len(v))), v...)
 }

@@ -47,6 +47,7 @@ func wireSpans(t *testing.T) []sdktrace.ReadOnlySpan {
 				attribute.Bool("t", true), attribute.Bool("f", false),
 				attribute.Int64("i", -42), attribute.Int64("zero", 0), attribute.Float64("x", 0.25), attribute.Float64("fz", 0),
 				attribute.StringSlice("ss", []string{"stop", "length"}), attribute.BoolSlice("bs", []bool{true, false}),
+				AttrFinishReasons.StringSlice([]string{"stop"}), // encoded once (encodedFinishReasons)
 				attribute.Int64Slice("is", []int64{1, -2}), attribute.Float64Slice("fs", []float64{1.5}),
 				{Key: "bytes", Value: attribute.ByteSliceValue([]byte{0, 1, 2})},
 				{Key: "slice", Value: attribute.SliceValue(attribute.StringValue("a"), attribute.IntValue(1))},

@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -43,25 +42,16 @@ func eachField(obj string, fn func(key, raw string) bool) {
 	}
 }
 
-// number is the value of a raw JSON number; false when raw is not one.
-func number(raw string) (float64, bool) {
-	if raw == "" || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(raw, 64)
-	return f, err == nil
-}
-
 // wellKnown are finish reasons and statuses, kept without a copy.
-var wellKnown = map[string]string{}
-
-func init() {
+var wellKnown = func() map[string]string {
+	m := map[string]string{}
 	for _, s := range []string{"stop", "length", "tool_calls", "content_filter", "function_call",
 		"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal",
 		"completed", "incomplete", "failed", "in_progress", "cancelled"} {
-		wellKnown[s] = s
+		m[s] = s
 	}
-}
+	return m
+}()
 
 // rawString is the text of a raw JSON string value, copied out of the
 // body it views; "" when raw is not a string.

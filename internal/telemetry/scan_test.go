@@ -23,20 +23,20 @@ func TestEachField(t *testing.T) {
 	}
 }
 
-func TestRawStringAndNumber(t *testing.T) {
+func TestRawString(t *testing.T) {
 	for in, want := range map[string]string{`"stop"`: "stop", `"a\nb"`: "a\nb", `"\u00e9"`: "é", `null`: "", `1`: "", `""`: "", `"x`: ""} {
 		if got := rawString(in); got != want {
 			t.Errorf("rawString(%s) = %q, want %q", in, got, want)
 		}
 	}
-	for in, want := range map[string]float64{`0.5`: 0.5, `-1e-2`: -0.01, `2`: 2} {
-		if got, ok := number(in); !ok || got != want {
-			t.Errorf("number(%s) = %v %v", in, got, ok)
-		}
-	}
-	for _, in := range []string{`"0.5"`, `null`, ``, `true`} {
-		if _, ok := number(in); ok {
-			t.Errorf("number(%s) ok", in)
-		}
+}
+
+func TestScanFinishReasons(t *testing.T) {
+	body := `{"choices":[{"message":{"content":"say \"finish_reason\":\"x\" _reason\":\"y"},"finish_reason":"stop"},` +
+		`{"finish_reason":"length"},{"finish_reason":null},{"finish_reason":"a\nb"}],"other_reason":"z"}`
+	var rt requestTrace
+	rt.scanFinishReasons([]byte(body))
+	if got := strings.Join(rt.finishReasons, "|"); got != "stop|length|a\nb" {
+		t.Fatalf("finish reasons %q", got)
 	}
 }

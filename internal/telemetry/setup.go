@@ -7,12 +7,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Protocols of an OTLP exporter.
@@ -61,9 +63,34 @@ func EnvCapture() bool {
 	return v
 }
 
+// TracerProvider is a tracer provider of the gateway's own: Shutdown
+// flushes what it holds and stops its goroutine.
+type TracerProvider interface {
+	trace.TracerProvider
+	ForceFlush(context.Context) error
+	Shutdown(context.Context) error
+}
+
 // NewProvider returns a tracer provider exporting to o's OTLP endpoint in
-// batches. Shut it down to flush and stop its goroutine.
-func NewProvider(ctx context.Context, o Options) (*sdktrace.TracerProvider, error) {
+// batches: for OTLP/HTTP the gateway's own OTLPProvider (its goroutine
+// stops with ctx or Shutdown), unless a TLS certificate variable needs
+// otlptracehttp; otherwise the SDK's provider with a batching processor
+// and NewExporter's exporter. Shut it down to flush and stop its
+// goroutine.
+func NewProvider(ctx context.Context, o Options) (TracerProvider, error) {
+	if proto, ep := protocolAndEndpoint(o); proto == ProtocolHTTP {
+		he, err := newHTTPExporter(ep)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTLP exporter: %w", err)
+		}
+		if he != nil {
+			res, err := newResource(o)
+			if err != nil {
+				return nil, err
+			}
+			return newOTLPProvider(ctx, he, o.Sample, res), nil
+		}
+	}
 	exp, err := NewExporter(ctx, o)
 	if err != nil {
 		return nil, err
@@ -71,11 +98,11 @@ func NewProvider(ctx context.Context, o Options) (*sdktrace.TracerProvider, erro
 	return newProvider(o, sdktrace.WithBatcher(exp))
 }
 
-// NewExporter returns the span exporter to o's OTLP endpoint: for HTTP
-// the gateway's own (httpExporter), unless a TLS certificate variable
-// needs otlptracehttp; for gRPC otlptracegrpc.
-func NewExporter(ctx context.Context, o Options) (sdktrace.SpanExporter, error) {
-	proto := strings.ToLower(o.Protocol)
+// protocolAndEndpoint is o's protocol (lower case; the variables' when o
+// names none, else http) and, for http, its full endpoint URL (a base URL
+// without a path gets /v1/traces, as OTEL_EXPORTER_OTLP_ENDPOINT does).
+func protocolAndEndpoint(o Options) (proto, endpoint string) {
+	proto = strings.ToLower(o.Protocol)
 	if proto == "" {
 		proto = strings.ToLower(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
 		if proto == "" {
@@ -85,18 +112,26 @@ func NewExporter(ctx context.Context, o Options) (sdktrace.SpanExporter, error) 
 			proto = ProtocolHTTP
 		}
 	}
+	ep := o.Endpoint
+	if proto == ProtocolHTTP {
+		if u, err := url.Parse(ep); ep != "" && err == nil && (u.Path == "" || u.Path == "/") {
+			ep = strings.TrimSuffix(ep, "/") + "/v1/traces"
+		}
+	}
+	return proto, ep
+}
+
+// NewExporter returns the span exporter to o's OTLP endpoint: for HTTP
+// the gateway's own (httpExporter), unless a TLS certificate variable
+// needs otlptracehttp; for gRPC otlptracegrpc.
+func NewExporter(ctx context.Context, o Options) (sdktrace.SpanExporter, error) {
+	proto, ep := protocolAndEndpoint(o)
 	var (
 		exp sdktrace.SpanExporter
 		err error
 	)
 	switch proto {
 	case ProtocolHTTP:
-		ep := o.Endpoint
-		// A base URL (no path) gets the signal's path, as
-		// OTEL_EXPORTER_OTLP_ENDPOINT does.
-		if u, err := url.Parse(ep); ep != "" && err == nil && (u.Path == "" || u.Path == "/") {
-			ep = strings.TrimSuffix(ep, "/") + "/v1/traces"
-		}
 		var he *httpExporter
 		if he, err = newHTTPExporter(ep); he != nil {
 			exp = he
@@ -139,6 +174,20 @@ func newProvider(o Options, export sdktrace.TracerProviderOption) (*sdktrace.Tra
 	if ratio <= 0 || ratio > 1 {
 		ratio = 1
 	}
+	res, err := newResource(o)
+	if err != nil {
+		return nil, err
+	}
+	return sdktrace.NewTracerProvider(
+		export,
+		sdktrace.WithResource(res),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
+	), nil
+}
+
+// newResource is the default resource (OTEL_RESOURCE_ATTRIBUTES, the SDK's
+// attributes) with o's service.name.
+func newResource(o Options) (*resource.Resource, error) {
 	name := o.ServiceName
 	if name == "" {
 		name = os.Getenv("OTEL_SERVICE_NAME")
@@ -150,9 +199,18 @@ func newProvider(o Options, export sdktrace.TracerProviderOption) (*sdktrace.Tra
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
-	return sdktrace.NewTracerProvider(
-		export,
-		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
-	), nil
+	return res, nil
+}
+
+// envInt is the positive integer variable v, else def.
+func envInt(v string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(v)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// envMillis is the variable v in milliseconds, else def.
+func envMillis(v string, def time.Duration) time.Duration {
+	return time.Duration(envInt(v, int(def/time.Millisecond))) * time.Millisecond
 }

@@ -80,6 +80,7 @@ type Tracer struct {
 	Pricing *usage.Pricing
 
 	own     trace.Tracer
+	lean    *otlpTracer // own's, when Own is an OTLPProvider
 	ownOnce sync.Once
 	last    atomic.Pointer[scoped] // Caddy's provider and its tracer
 	prop    propagation.TraceContext
@@ -118,14 +119,25 @@ func (t *Tracer) Start(x *gateway.Exchange, keyAt, keyDone time.Time) gateway.Tr
 	if parent := trace.SpanFromContext(ctx); parent.SpanContext().IsValid() {
 		tr = t.tracer(parent.TracerProvider())
 	} else if t.Own != nil {
-		t.ownOnce.Do(func() { t.own = t.Own.Tracer(ScopeName) })
+		t.ownOnce.Do(func() {
+			if p, ok := t.Own.(*OTLPProvider); ok {
+				t.lean = p.tracer(ScopeName)
+			}
+			t.own = t.Own.Tracer(ScopeName)
+		})
+		if h := x.Request().Header; len(h["Traceparent"]) > 0 {
+			ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(h))
+		}
+		if t.lean != nil {
+			return t.startLean(x, trace.SpanContextFromContext(ctx), keyAt)
+		}
 		tr = t.own
-		ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(x.Request().Header))
 		kind = kindServer
 	} else {
 		return nil
 	}
 	rt := &requestTrace{t: t, tr: tr, x: x, op: OperationName(x.Info.Op)}
+	rt.finishReasons = rt.finishBuf[:0]
 	// The spans' attributes are all set when they end, in one call: the
 	// span then holds one slice of exactly their number (the samplers
 	// here decide on the trace id and the parent alone).
@@ -137,9 +149,25 @@ func (t *Tracer) Start(x *gateway.Exchange, keyAt, keyDone time.Time) gateway.Tr
 		rt.ctx, span = tr.Start(ctx, requestSpanName(rt.op), kind, trace.WithTimestamp(keyAt))
 	}
 	rt.span = span
-	if x.Key != nil && !keyAt.IsZero() {
-		_, ks := tr.Start(rt.ctx, "key check", trace.WithTimestamp(keyAt))
-		ks.End(trace.WithTimestamp(keyDone))
+	if x.Key != nil {
+		rt.keyAt = keyAt // the admission's span begins with the key check
+	}
+	return rt
+}
+
+// startLean begins x's trace with the gateway's OTLPProvider: the request
+// span and the spans of its phases are recorded from requestTrace's own
+// fields, without a span object each.
+func (t *Tracer) startLean(x *gateway.Exchange, parent trace.SpanContext, keyAt time.Time) gateway.Trace {
+	rt := &requestTrace{t: t, x: x, op: OperationName(x.Info.Op), lean: t.lean}
+	rt.finishReasons = rt.finishBuf[:0]
+	if keyAt.IsZero() {
+		keyAt = time.Now()
+	}
+	rt.root = spanData{sc: t.lean.p.spanContext(parent), parent: parent, name: requestSpanName(rt.op), kind: trace.SpanKindServer, start: keyAt}
+	rt.unsampled = !rt.root.sc.IsSampled()
+	if x.Key != nil {
+		rt.keyAt = keyAt
 	}
 	return rt
 }
@@ -173,6 +201,16 @@ type requestTrace struct {
 	op   string
 	ctx  context.Context // carries the request span
 	span trace.Span
+	// keyAt is when the key check began, the admission span's start.
+	keyAt time.Time
+
+	// With the gateway's OTLPProvider (lean): the request span and the
+	// current phase's, recorded from here; unsampled records nothing.
+	lean       *otlpTracer
+	root       spanData
+	phase      phaseSpan
+	endPhaseFn func(*openai.Error)
+	unsampled  bool
 
 	attempts int
 	// The attempt that answered, open until the reply ends, what it was
@@ -182,6 +220,7 @@ type requestTrace struct {
 	respID        string
 	respModel     string
 	finishReasons []string
+	finishBuf     [2]string
 	out           []byte // completion text, when captured
 
 	// The request's gen_ai.request.* parameters beyond the model, read
@@ -206,9 +245,22 @@ type attemptOf struct {
 	n           int
 }
 
-// Phase implements gateway.Trace.
+// Phase implements gateway.Trace. The admission's span begins with the
+// key check: one span for the key check and the limits.
 func (rt *requestTrace) Phase(name string) func(*openai.Error) {
-	_, span := rt.tr.Start(rt.ctx, name)
+	var at time.Time
+	if name == "admission" {
+		at, rt.keyAt = rt.keyAt, time.Time{}
+	}
+	if rt.lean != nil {
+		return rt.leanPhase(name, at)
+	}
+	var span trace.Span
+	if at.IsZero() {
+		_, span = rt.tr.Start(rt.ctx, name)
+	} else {
+		_, span = rt.tr.Start(rt.ctx, name, trace.WithTimestamp(at))
+	}
 	return func(oerr *openai.Error) {
 		if oerr != nil {
 			span.SetAttributes(AttrErrorType.String(errorType(oerr)))
@@ -217,6 +269,46 @@ func (rt *requestTrace) Phase(name string) func(*openai.Error) {
 		span.End()
 	}
 }
+
+// leanPhase begins a phase's span in rt.phase (phases run one after
+// another) and returns rt.endPhase, bound once per request.
+func (rt *requestTrace) leanPhase(name string, at time.Time) func(*openai.Error) {
+	if rt.unsampled {
+		return noPhase
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	rt.phase = phaseSpan{sid: rt.lean.p.spanID(rt.root.sc.TraceID()), name: name, start: at}
+	if rt.endPhaseFn == nil {
+		rt.endPhaseFn = rt.endPhase
+	}
+	return rt.endPhaseFn
+}
+
+func (rt *requestTrace) endPhase(oerr *openai.Error) {
+	ph := &rt.phase
+	sc := rt.root.sc.WithSpanID(ph.sid)
+	d := spanData{sc: sc, parent: rt.root.sc, name: ph.name, kind: trace.SpanKindInternal, start: ph.start, end: time.Now()}
+	var attrs [1]attribute.KeyValue
+	n := 0
+	if oerr != nil {
+		attrs[0], n = AttrErrorType.String(errorType(oerr)), 1
+		d.setStatus(codes.Error, oerr.Code)
+	}
+	rt.lean.record(&d, attrs[:n])
+	*ph = phaseSpan{}
+}
+
+// phaseSpan is the phase under way: its span id, name and start.
+type phaseSpan struct {
+	sid   trace.SpanID
+	name  string
+	start time.Time
+}
+
+func noPhase(*openai.Error) {}
+func noAttempt(error)       {}
 
 func errorType(oerr *openai.Error) string {
 	if oerr.Code != "" {
@@ -229,25 +321,15 @@ func errorType(oerr *openai.Error) string {
 }
 
 // readParams reads the request's gen_ai.request.* parameters beyond the
-// model from the client's body, once, in one pass over its top level.
+// model from the OpenAI view (ParseRequest read them), once.
 func (rt *requestTrace) readParams() {
 	if rt.params {
 		return
 	}
 	rt.params = true
-	// Most requests set neither: then a search of the bytes is all.
-	body := rt.x.Req.OpenAI.Body
-	if bytes.Contains(body, temperatureKey) || bytes.Contains(body, topPKey) {
-		eachField(jsonraw.String(body), func(k, v string) bool {
-			switch k {
-			case "temperature":
-				rt.temp, rt.hasTemp = number(v)
-			case "top_p":
-				rt.topP, rt.hasTopP = number(v)
-			}
-			return true
-		})
-	}
+	req := rt.x.Req.OpenAI
+	rt.temp, rt.hasTemp = req.Temperature, req.HasTemperature
+	rt.topP, rt.hasTopP = req.TopP, req.HasTopP
 	if rt.t.Capture {
 		rt.inputMsg = inputMessages(rt.x.Req)
 	}
@@ -296,7 +378,16 @@ func (rt *requestTrace) Attempt(ctx context.Context, prov, model string) (contex
 	// The span's parent is the request span; ctx (the request's, maybe
 	// the drain's) keeps its cancellation. Its attributes are set when it
 	// ends.
-	_, span := rt.tr.Start(rt.ctx, rt.op+" "+model, kindClient)
+	var span trace.Span
+	switch {
+	case rt.unsampled:
+		// Not recorded; the upstream still continues the trace.
+		return trace.ContextWithSpanContext(ctx, rt.lean.p.spanContext(rt.root.sc)), noAttempt
+	case rt.lean != nil:
+		span = rt.lean.newSpan(rt.root.sc, rt.op, model, trace.SpanKindClient, time.Time{})
+	default:
+		_, span = rt.tr.Start(rt.ctx, rt.op+" "+model, kindClient)
+	}
 	return trace.ContextWithSpan(ctx, span), func(err error) {
 		if err == nil {
 			rt.answer, rt.answerAt = span, a
@@ -335,19 +426,20 @@ func upstreamErrorType(pe *provider.Error) string {
 }
 
 var (
-	temperatureKey = []byte(`"temperature"`)
-	topPKey        = []byte(`"top_p"`)
-	finishKey      = []byte(`"finish_reason":"`)
-	msgStart       = []byte("message_start")
-	msgDelta       = []byte("message_delta")
-	blockDelta     = []byte("content_block_delta")
-	respComplete   = []byte("response.completed")
-	respIncomp     = []byte("response.incomplete")
+	finishKey    = []byte(`_reason":"`) // of "finish_reason":"…", found fast by its rare first byte
+	msgStart     = []byte("message_start")
+	msgDelta     = []byte("message_delta")
+	blockDelta   = []byte("content_block_delta")
+	respComplete = []byte("response.completed")
+	respIncomp   = []byte("response.incomplete")
 )
 
 // Event implements gateway.Tap: it reads the response id, model and finish
 // reasons (and, when captured, the text) from the stream.
 func (rt *requestTrace) Event(ev *dialect.Event, f provider.Format) {
+	if rt.unsampled {
+		return
+	}
 	data := ev.Data
 	if f == provider.FormatAnthropic {
 		switch {
@@ -407,18 +499,26 @@ func (rt *requestTrace) appendOut(s string) {
 
 // Body implements gateway.Tap.
 func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
+	if rt.unsampled {
+		return b
+	}
 	// One pass over the answer's top level: id, model and the finish
-	// reasons (Anthropic's stop_reason, the Responses status, each chat
-	// choice's finish_reason).
-	reason, choices := "stop_reason", "" // Anthropic
+	// reasons (Anthropic's stop_reason, the Responses status). It stops
+	// once they are read (usage and the rest follow). A chat answer's
+	// finish reasons are found by a search instead of a walk over the
+	// choices' content.
+	reason, want := "stop_reason", 3 // Anthropic
+	chat := false
 	if f != provider.FormatAnthropic {
 		if rt.x.Info.Op == openai.OpResponses {
 			reason = "status"
 		} else {
-			reason, choices = "", "choices"
+			reason, want, chat = "", 2, true
 		}
 	}
-	// It stops once the three are read (usage and the rest follow).
+	if chat {
+		rt.scanFinishReasons(b)
+	}
 	seen := 0
 	eachField(jsonraw.String(b), func(k, v string) bool {
 		switch k {
@@ -432,13 +532,11 @@ func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
 			if s := rawString(v); s != "" {
 				rt.finishReasons = append(rt.finishReasons, s)
 			}
-		case choices:
-			rt.addFinishReasons(v)
 		default:
 			return true
 		}
 		seen++
-		return seen < 3
+		return seen < want
 	})
 	if !rt.t.Capture {
 		return b
@@ -462,42 +560,91 @@ func (rt *requestTrace) Body(b []byte, f provider.Format) []byte {
 // End implements gateway.Tap: it ends the answering attempt's span with
 // what the reply said and the request span with how it ended.
 func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
-	u := info.Usage
+	if rt.unsampled {
+		return
+	}
+	if rt.lean != nil {
+		rt.endLean(o, info)
+		return
+	}
 	buf := attrBufs.Get().(*attrBuf)
 	defer func() {
 		clear(buf[:]) // keep no request's strings alive
 		attrBufs.Put(buf)
 	}()
 	if s := rt.answer; s != nil {
-		attrs := rt.attemptAttrs(buf[:0], rt.answerAt)
-		if rt.respID != "" {
-			attrs = append(attrs, AttrResponseID.String(rt.respID))
-		}
-		if rt.respModel != "" {
-			attrs = append(attrs, AttrResponseModel.String(rt.respModel))
-		}
-		if len(rt.finishReasons) > 0 {
-			attrs = append(attrs, AttrFinishReasons.StringSlice(rt.finishReasons))
-		}
-		if u.Known {
-			attrs = append(attrs, AttrInputTokens.Int64(u.InputTokens), AttrOutputTokens.Int64(u.OutputTokens),
-				AttrCacheReadTokens.Int64(u.CachedTokens))
-		}
-		if rt.t.Capture && len(rt.out) > 0 {
-			attrs = append(attrs, AttrOutputMessages.String(outputMessages(rt.out, rt.finishReasons)))
-		}
-		if o != gateway.OutcomeCompleted {
-			attrs = append(attrs, AttrErrorType.String(o.String()))
-			s.SetStatus(codes.Error, o.String())
+		attrs, failed := rt.answerAttrs(buf[:0], o, info)
+		if failed != "" {
+			s.SetStatus(codes.Error, failed)
 		}
 		s.SetAttributes(attrs...)
 		s.End()
 	}
-	span := rt.span
-	attrs := append(buf[:0],
+	attrs, failed := rt.requestAttrs(buf[:0], o, info)
+	if failed != "" {
+		rt.span.SetStatus(codes.Error, failed)
+	}
+	rt.span.SetAttributes(attrs...)
+	rt.span.End()
+}
+
+// endLean is End with the OTLPProvider: the attributes are built on the
+// stack and encoded from there (no copy into the spans, no write barrier
+// for a pooled buffer).
+func (rt *requestTrace) endLean(o gateway.Outcome, info *gateway.Info) {
+	var buf [24]attribute.KeyValue
+	if s, ok := rt.answer.(*otlpSpan); ok {
+		attrs, failed := rt.answerAttrs(buf[:0], o, info)
+		s.endWith(attrs, failed)
+	}
+	attrs, failed := rt.requestAttrs(buf[:0], o, info)
+	d := &rt.root
+	if failed != "" {
+		d.setStatus(codes.Error, failed)
+	}
+	d.end = time.Now()
+	rt.lean.record(d, attrs)
+}
+
+// answerAttrs appends the answering attempt span's attributes to dst: what
+// it was asked and what the reply said; failed is its error status.
+func (rt *requestTrace) answerAttrs(dst []attribute.KeyValue, o gateway.Outcome, info *gateway.Info) (attrs []attribute.KeyValue, failed string) {
+	u := info.Usage
+	attrs = rt.attemptAttrs(dst, rt.answerAt)
+	if rt.respID != "" {
+		attrs = append(attrs, AttrResponseID.String(rt.respID))
+	}
+	if rt.respModel != "" {
+		attrs = append(attrs, AttrResponseModel.String(rt.respModel))
+	}
+	if len(rt.finishReasons) > 0 {
+		attrs = append(attrs, finishReasonsAttr(rt.finishReasons))
+	}
+	if u.Known {
+		attrs = append(attrs, AttrInputTokens.Int64(u.InputTokens), AttrOutputTokens.Int64(u.OutputTokens),
+			AttrCacheReadTokens.Int64(u.CachedTokens))
+	}
+	if rt.t.Capture && len(rt.out) > 0 {
+		attrs = append(attrs, AttrOutputMessages.String(outputMessages(rt.out, rt.finishReasons)))
+	}
+	if o != gateway.OutcomeCompleted {
+		failed = o.String()
+		attrs = append(attrs, AttrErrorType.String(failed))
+	}
+	return attrs, failed
+}
+
+// requestAttrs appends the request span's attributes to dst: what the
+// request was and how it ended; failed is its error status. The
+// provider's name, the response model and the tokens are on the answering
+// attempt's span; the request span has them only when no attempt answered
+// (a cache hit).
+func (rt *requestTrace) requestAttrs(dst []attribute.KeyValue, o gateway.Outcome, info *gateway.Info) (attrs []attribute.KeyValue, failed string) {
+	u := info.Usage
+	answered := rt.answer != nil
+	attrs = append(dst,
 		AttrOperationName.String(rt.op),
 		AttrRequestModel.String(info.Model),
-		AttrRequestStream.Bool(info.Stream),
 		AttrRoute.String(info.Route))
 	if info.Key != "" {
 		attrs = append(attrs, AttrKey.String(info.Key))
@@ -505,43 +652,61 @@ func (rt *requestTrace) End(o gateway.Outcome, info *gateway.Info) {
 	attrs = append(attrs, AttrOutcome.String(o.String()), AttrStatus.Int(info.Status), AttrAttempts.Int(info.Attempts))
 	if info.Provider != "" {
 		attrs = append(attrs, AttrProvider.String(info.Provider))
-		if up, ok := rt.t.Upstreams[info.Provider]; ok {
-			attrs = append(attrs, AttrProviderName.String(up.Name))
-		}
 	}
-	if rt.respModel != "" {
+	if rt.respModel != "" && !answered {
 		attrs = append(attrs, AttrResponseModel.String(rt.respModel))
 	}
 	if u.Known {
-		attrs = append(attrs, AttrInputTokens.Int64(u.InputTokens), AttrOutputTokens.Int64(u.OutputTokens),
-			AttrCacheReadTokens.Int64(u.CachedTokens))
+		if !answered {
+			attrs = append(attrs, AttrInputTokens.Int64(u.InputTokens), AttrOutputTokens.Int64(u.OutputTokens),
+				AttrCacheReadTokens.Int64(u.CachedTokens))
+		}
 		if rt.t.Pricing != nil && info.Cache != "hit" && info.Cache != "semantic-hit" { // a hit spends nothing
 			if p, ok := rt.t.Pricing.Lookup(info.UpstreamModel, info.Model); ok {
 				attrs = append(attrs, AttrCostUSD.Float64(float64(p.CostMicros(u))/1e6))
 			}
 		}
 	}
-	for _, a := range [...]struct {
-		k attribute.Key
-		v string
-	}{{AttrCache, info.Cache}, {AttrRAG, info.RAG}, {AttrGuardrail, info.Guardrails}} {
-		if a.v != "" {
-			attrs = append(attrs, a.k.String(a.v))
-		}
+	if info.Cache != "" {
+		attrs = append(attrs, AttrCache.String(info.Cache))
+	}
+	if info.RAG != "" {
+		attrs = append(attrs, AttrRAG.String(info.RAG))
+	}
+	if info.Guardrails != "" {
+		attrs = append(attrs, AttrGuardrail.String(info.Guardrails))
 	}
 	switch {
 	case info.Status >= 500 || o == gateway.OutcomeStreamBroken:
-		et := info.Limited
-		if et == "" {
-			et = o.String()
+		failed = info.Limited
+		if failed == "" {
+			failed = o.String()
 		}
-		attrs = append(attrs, AttrErrorType.String(et))
-		span.SetStatus(codes.Error, et)
+		attrs = append(attrs, AttrErrorType.String(failed))
 	case info.Limited != "":
 		attrs = append(attrs, AttrErrorType.String(info.Limited))
 	}
-	span.SetAttributes(attrs...)
-	span.End()
+	return attrs, failed
+}
+
+// commonFinishReasons holds gen_ai.response.finish_reasons of one
+// well-known reason, made once (a string slice attribute copies its
+// slice).
+var commonFinishReasons = func() map[string]attribute.KeyValue {
+	m := make(map[string]attribute.KeyValue, len(wellKnown))
+	for r := range wellKnown {
+		m[r] = AttrFinishReasons.StringSlice([]string{r})
+	}
+	return m
+}()
+
+func finishReasonsAttr(fr []string) attribute.KeyValue {
+	if len(fr) == 1 {
+		if kv, ok := commonFinishReasons[fr[0]]; ok {
+			return kv
+		}
+	}
+	return AttrFinishReasons.StringSlice(fr)
 }
 
 // inputMessages renders the prompt as gen_ai.input.messages: the
@@ -643,6 +808,30 @@ func jsonString(s string) string {
 		}
 	}
 	return string(append(b, '"'))
+}
+
+// scanFinishReasons adds the string value of each "finish_reason" member
+// of a chat answer. Only the choices have one, and a quote inside a JSON
+// string is escaped, so every match is a member.
+func (rt *requestTrace) scanFinishReasons(b []byte) {
+	const name = `"finish` // before finishKey
+	for i := 0; ; {
+		j := bytes.Index(b[i:], finishKey)
+		if j < 0 {
+			return
+		}
+		j += i
+		v := j + len(finishKey) - 1 // the value's opening quote
+		if j < len(name) || string(b[j-len(name):j]) != name {
+			i = v
+			continue
+		}
+		end := jsonraw.SkipString(jsonraw.String(b), v)
+		if s := rawString(jsonraw.String(b[v:end])); s != "" {
+			rt.finishReasons = append(rt.finishReasons, s)
+		}
+		i = end
+	}
 }
 
 // addFinishReasons adds the finish_reason of each choice of the raw JSON
