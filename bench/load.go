@@ -24,6 +24,7 @@ type result struct {
 	Errors       int
 	FirstErr     error
 	Redis        *redisDelta // Redis commands in the window; nil without Redis
+	CPU          *cpuDelta   // CPU time of the proxy (and redis-server) in the window
 
 	// Over the rounds (medianRounds): every round's req/s, and the
 	// median of the round's req/s over reverse_proxy's in the same
@@ -292,4 +293,51 @@ func medianRounds(rounds [][]*result) []*result {
 		out[j] = m
 	}
 	return out
+}
+
+// cpuDelta is the CPU time processes used in a measured window.
+type cpuDelta struct {
+	pids   []int // the proxy, redis-server; 0: none
+	used   []time.Duration
+	before []time.Duration
+	err    error
+}
+
+// cpuWindow returns a mark for runLoad that reads the CPU time of pids at
+// the start and the end of the measured window.
+func cpuWindow(pids []int) (func(end bool), *cpuDelta) {
+	d := &cpuDelta{pids: pids, used: make([]time.Duration, len(pids)), before: make([]time.Duration, len(pids))}
+	var mu sync.Mutex
+	return func(end bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, pid := range d.pids {
+			if pid == 0 {
+				continue
+			}
+			t, err := cpuTime(pid)
+			if err != nil {
+				d.err = err
+				return
+			}
+			if end {
+				d.used[i] = t - d.before[i]
+			} else {
+				d.before[i] = t
+			}
+		}
+	}, d
+}
+
+// perRequest formats the CPU time per request: the proxy's, and
+// redis-server's after a + when measured.
+func (d *cpuDelta) perRequest(n int) string {
+	if d == nil || d.err != nil || n == 0 || len(d.pids) == 0 || d.pids[0] == 0 {
+		return "–"
+	}
+	s := fmt.Sprintf("%.0f µs", float64(d.used[0].Microseconds())/float64(n))
+	if len(d.pids) > 1 && d.pids[1] != 0 {
+		s += fmt.Sprintf(" + %.0f µs", float64(d.used[1].Microseconds())/float64(n))
+	}
+	return s
 }

@@ -224,6 +224,7 @@ func run(ctx context.Context, cfg config) error {
 	if err := addCaddy("ai_gateway full, guardrails", esc(guardrailsCaddyfile(fakeAddr)), "bench", keyHeader, nil); err != nil {
 		return err
 	}
+	redisPid := 0
 	if cfg.redis {
 		if _, err := exec.LookPath("redis-server"); err != nil {
 			rep.notes = append(rep.notes, "Redis rows skipped: redis-server not on PATH")
@@ -233,6 +234,7 @@ func run(ctx context.Context, cfg config) error {
 				return err
 			}
 			procs = append(procs, rp)
+			redisPid = rp.pid()
 			defer rc.Close()
 			rep.pinned = append(rep.pinned, fmt.Sprintf("redis-server: CPU %s", cpusAllowed(rp.pid())))
 			if err := addCaddy("ai_gateway full (Redis)", esc(gatewayCaddyfile(0, fakeAddr, true, rp.url)), "bench", keyHeader, rc); err != nil {
@@ -324,16 +326,28 @@ func run(ctx context.Context, cfg config) error {
 		for _, t := range targets {
 			for _, k := range kinds {
 				fmt.Fprintf(os.Stderr, "bench: round %d/%d %-28s %-11s c=%d warm-up %v, measure %v…\n", round+1, cfg.rounds, t.name, k.name, cfg.conc, cfg.warmup, cfg.dur)
-				var mark func(bool)
 				var delta *redisDelta
+				var redisMark func(bool)
+				pids := []int{0, 0}
+				if t.proc != nil {
+					pids[0] = t.proc.pid()
+				}
 				if t.redis != nil {
-					mark, delta = windowCounter(ctx, t.redis)
+					redisMark, delta = windowCounter(ctx, t.redis)
+					pids[1] = redisPid
+				}
+				cpuMark, cpu := cpuWindow(pids)
+				mark := func(end bool) {
+					cpuMark(end)
+					if redisMark != nil {
+						redisMark(end)
+					}
 				}
 				r := runLoad(ctx, client, t.request(t.model, k.stream), cfg.conc, cfg.warmup, cfg.dur, mark)
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				r.Target, r.Kind, r.Redis = t.name, k.name, delta
+				r.Target, r.Kind, r.Redis, r.CPU = t.name, k.name, delta, cpu
 				if r.Errors > 0 {
 					fmt.Fprintf(os.Stderr, "bench: %s %s: %d errors, first: %v\n", t.name, k.name, r.Errors, r.FirstErr)
 				}
@@ -439,8 +453,8 @@ func render(cfg config, rep *report) string {
 		fmt.Fprintf(&b, "peers: %s.\n\n", strings.Join(rep.peers, "; "))
 	}
 
-	b.WriteString("| target | kind | req/s | vs reverse_proxy | p50 | p99 | added p50 | added p99 | TTFT p50 | Redis cmds/req | errors |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| target | kind | req/s | vs reverse_proxy | p50 | p99 | added p50 | added p99 | TTFT p50 | CPU/req | Redis cmds/req | errors |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	base := func(name, kind string) *result {
 		for _, r := range rep.results {
 			if r.Target == name && r.Kind == kind {
@@ -481,13 +495,14 @@ func render(cfg config, rep *report) string {
 		if len(r.Latency) > 0 {
 			p50s, p99s = ms(p50), ms(p99)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n",
-			r.Target, r.Kind, rps, ratio, p50s, p99s, add50, add99, ttft, rcalls, r.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n",
+			r.Target, r.Kind, rps, ratio, p50s, p99s, add50, add99, ttft, r.CPU.perRequest(len(r.Latency)), rcalls, r.Errors)
 	}
 	if cfg.rounds > 1 {
 		fmt.Fprintf(&b, "\n%d rounds: each round measures every row in turn; a row shows its median round (req/s, latencies, Redis counts), the range of its req/s over the rounds in brackets, and the median over the rounds of its req/s divided by reverse_proxy's in the same round.\n", cfg.rounds)
 	}
 	b.WriteString("\n\"added\" is a difference of percentiles (target minus fakellm direct), not a percentile of differences; p99 is noisy and can come out negative. TTFT is the time to the first content token. ")
+	b.WriteString("CPU/req is the CPU time (user + system, /proc/PID/stat) the proxy process used in the measured window divided by the requests completed in it, plus redis-server's after a + for the Redis rows: what a request costs, whatever else loads the machine. ")
 	b.WriteString("The full pipeline is a gateway key with rpm, tpm, concurrency and a budget plus model rpm/tpm, limits far above the load so that nothing is refused. ")
 	b.WriteString("Redis cmds/req is the sum of `INFO commandstats` calls between the start and the end of the measured window divided by the requests completed in it; commands a Lua script runs count too, so the script invocations (eval/evalsha/fcall, one round trip each) are shown apart.\n")
 	for _, r := range rep.results {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os/exec"
 	"runtime"
+	"time"
 )
 
 func planPinning() pinning {
@@ -20,4 +21,8 @@ func cpusAllowed(int) string { return "?" }
 
 func rssBytes(int) (int64, error) {
 	return 0, errors.New("RSS is only read on Linux (/proc/PID/status)")
+}
+
+func cpuTime(int) (time.Duration, error) {
+	return 0, errors.New("CPU time is only read on Linux (/proc/PID/stat)")
 }
