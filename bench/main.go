@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -59,6 +60,7 @@ type config struct {
 	pacedDur   time.Duration
 	pacedConc  int
 	rounds     int
+	only       *regexp.Regexp
 	redis      bool
 	pin        bool
 	peers      string
@@ -78,11 +80,20 @@ func main() {
 	flag.IntVar(&cfg.streams, "streams", 2000, "slow streams held open at once for the memory-per-stream measurement (0: skip)")
 	flag.DurationVar(&cfg.pacedDur, "paced-d", 5*time.Second, "measured duration of the paced-stream TTFT measurement per target (0: skip)")
 	flag.IntVar(&cfg.pacedConc, "paced-c", 32, "concurrent paced streams")
+	only := flag.String("only", "", "measure only the targets whose name matches this regular expression (fakellm direct and reverse_proxy always run, for the ratios)")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds of the req/s table: every row is measured once per round, in turn, and the median round is shown")
 	flag.BoolVar(&cfg.redis, "redis", true, "also run the full pipeline with Redis (needs redis-server on PATH)")
 	flag.BoolVar(&cfg.pin, "pin", true, "pin the gateway under test and the rest to separate CPUs (Linux, 2+ CPUs)")
 	flag.StringVar(&cfg.peers, "peers", "bench/peers", "directory of the peer gateways installed by make bench-peers (empty: skip peers)")
 	flag.Parse()
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -only:", err)
+			os.Exit(2)
+		}
+		cfg.only = re
+	}
 	if flag.NArg() > 0 || cfg.conc < 1 || cfg.dur <= 0 || cfg.warmup < 0 || cfg.chunks < 1 || cfg.streams < 0 || cfg.pacedDur < 0 || cfg.pacedConc < 1 || cfg.rounds < 1 {
 		flag.Usage()
 		os.Exit(2)
@@ -261,6 +272,12 @@ func run(ctx context.Context, cfg config) error {
 		}
 	}
 
+	if cfg.only != nil {
+		targets = slices.DeleteFunc(targets, func(t target) bool {
+			return t.name != direct && t.name != reverseProxy && !cfg.only.MatchString(t.name)
+		})
+		rep.notes = append(rep.notes, fmt.Sprintf("only the targets matching %q (-only)", cfg.only))
+	}
 	kinds := []kind{{"chat", false}, {"chat stream", true}}
 	client := newClient(max(cfg.conc, cfg.pacedConc), cfg.timeout)
 	defer client.CloseIdleConnections()
