@@ -593,9 +593,9 @@ func (p *replay) Next() (sse.Event, error) {
 
 func (p *replay) Close() error { return nil }
 
-// Pending implements provider.Pender: every event is at hand, so a replay
-// flushes once at its end.
-func (p *replay) Pending() bool { return p.i < len(p.events) }
+// Pending implements provider.Pender: every event (and the end) is at
+// hand, so a replay is written and flushed once, after its last event.
+func (p *replay) Pending() bool { return true }
 
 // Usage implements provider.UsageReporter.
 func (p *replay) Usage() openai.Usage { return p.usage }
