@@ -68,11 +68,16 @@ const (
 // flush: the client's ResponseWriter is wrapped in several layers, each
 // costing something per call. The first write error (client gone) sticks
 // and stops the stream.
+//
+// The status is sent with the first write: a stream wholly at hand before
+// it (a cache replay, an upstream answer that came in one read) is sent
+// with its Content-Length, in one write without chunked framing.
 type streamWriter struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	bp  *[]byte // the burst gathered since the last flush; nil when none
-	err error
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	bp   *[]byte // the burst gathered since the last flush; nil when none
+	sent bool    // the status was sent
+	err  error
 }
 
 // Event implements dialect.Sink.
@@ -89,8 +94,13 @@ func (s *streamWriter) Event(name, data []byte) {
 	}
 }
 
-// write writes the gathered burst and gives its buffer back.
+// write sends the status if it was not yet, writes the gathered burst and
+// gives its buffer back.
 func (s *streamWriter) write() {
+	if !s.sent {
+		s.sent = true
+		s.w.WriteHeader(http.StatusOK)
+	}
 	bp := s.bp
 	if bp == nil {
 		return
@@ -103,6 +113,18 @@ func (s *streamWriter) write() {
 		*bp = (*bp)[:0]
 		bufPool.Put(bp)
 	}
+}
+
+// end writes and flushes the rest of a stream that ended cleanly.
+func (s *streamWriter) end() {
+	if !s.sent && s.err == nil {
+		n := 0
+		if s.bp != nil {
+			n = len(*s.bp)
+		}
+		s.w.Header()["Content-Length"] = []string{strconv.Itoa(n)}
+	}
+	s.flush()
 }
 
 // flush writes the gathered burst and flushes it to the client.
@@ -126,7 +148,6 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	h := x.w.Header()
 	setReplyHeaders(h, info, -1)
 	h.Del("Content-Length")
-	x.w.WriteHeader(http.StatusOK)
 
 	sw := &streamWriter{w: x.w, rc: http.NewResponseController(x.w)}
 
@@ -185,7 +206,7 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	}
 	if err == io.EOF {
 		out.End(sw)
-		sw.flush()
+		sw.end()
 		return OutcomeCompleted
 	}
 	// After the first byte the status is sent: end with an error event in
