@@ -154,6 +154,9 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	out := x.d.Stream(x.Req, reply.Format)
 	pd, _ := st.(provider.Pender)
 	ur, _ := st.(provider.UsageReporter)
+	if um, ok := st.(provider.UsageMarker); ok && ur != nil {
+		x.usage.marker = um
+	}
 	ev := &x.ev // in the exchange: taps see it by pointer without an allocation
 	ev.Event = reply.First
 	var err error
