@@ -78,6 +78,7 @@ type streamWriter struct {
 	bp   *[]byte // the burst gathered since the last flush; nil when none
 	sent bool    // the status was sent
 	err  error
+	cl   [1]string // the Content-Length header's value (no slice of its own)
 }
 
 // Event implements dialect.Sink.
@@ -122,7 +123,8 @@ func (s *streamWriter) end() {
 		if s.bp != nil {
 			n = len(*s.bp)
 		}
-		s.w.Header()["Content-Length"] = []string{strconv.Itoa(n)}
+		s.cl[0] = strconv.Itoa(n)
+		s.w.Header()["Content-Length"] = s.cl[:]
 	}
 	s.flush()
 }
