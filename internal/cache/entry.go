@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
@@ -31,6 +32,40 @@ type Entry struct {
 	Namespace, Route string
 	// Stored is when the answer was recorded, Expires when it is dropped.
 	Stored, Expires time.Time
+
+	// usageOnly marks the events that are OpenAI's usage-only chunk,
+	// found on the first replay (see usageMarks).
+	usageOnly atomic.Pointer[[]bool]
+}
+
+// usageMarks reports, per event, whether it is OpenAI's usage-only chunk
+// (a chunk with a usage object and no choices): a replay tells the gateway
+// so (provider.UsageMarker) instead of having every event scanned on
+// every replay. The marks are found once per entry. nil: none.
+func (e *Entry) usageMarks() []bool {
+	if m := e.usageOnly.Load(); m != nil {
+		return *m
+	}
+	m := markUsageOnly(e.Format, e.Events)
+	e.usageOnly.Store(&m)
+	return m
+}
+
+// markUsageOnly returns the usage-only marks of events (nil: none).
+func markUsageOnly(f provider.Format, events []Event) []bool {
+	if f != provider.FormatOpenAI {
+		return nil
+	}
+	var m []bool
+	for i := range events {
+		if _, present, noChoices := openai.ChunkUsage(events[i].Data); present && noChoices {
+			if m == nil {
+				m = make([]bool, len(events))
+			}
+			m[i] = true
+		}
+	}
+	return m
 }
 
 // Event is one recorded stream event.

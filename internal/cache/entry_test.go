@@ -92,7 +92,7 @@ func TestEntryEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(&got, e) {
-		t.Fatalf("%+v\n%+v", got, *e)
+		t.Fatalf("%+v\n%+v", &got, e)
 	}
 	for i := range b {
 		var x Entry

@@ -542,9 +542,13 @@ func replyFrom(e *Entry, stream bool, now time.Time) *gateway.Reply {
 		return nil
 	}
 	events, body := e.Events, e.Body
+	var marks []bool
 	switch {
 	case stream && !e.Stream:
 		events = chatEventsFromBody(e.Body)
+		marks = markUsageOnly(e.Format, events)
+	case stream:
+		marks = e.usageMarks()
 	case !stream && e.Stream:
 		body = chatBodyFromEvents(e.Events)
 	}
@@ -558,7 +562,7 @@ func replyFrom(e *Entry, stream bool, now time.Time) *gateway.Reply {
 	// One allocation for the reply, the replay and its freshener, one for
 	// the first event and the buffer the others are written to (a replay
 	// keeps every event's length).
-	p := &replay{events: events[1:], usage: e.Usage}
+	p := &replay{events: events[1:], usage: e.Usage, marks: marks}
 	p.fresh.init(paths, now.Unix())
 	size := 0
 	for i := range events {
@@ -579,7 +583,12 @@ type replay struct {
 	i      int
 	buf    []byte
 	usage  openai.Usage
+	marks  []bool // the usage-only chunks, by index in the whole stream (First is 0)
 }
+
+// UsageOnly implements provider.UsageMarker: the event returned last is
+// events[p.i-1], the stream's event p.i (First is event 0).
+func (p *replay) UsageOnly() bool { return p.i < len(p.marks) && p.marks[p.i] }
 
 func (p *replay) Next() (sse.Event, error) {
 	if p.i >= len(p.events) {
@@ -593,9 +602,9 @@ func (p *replay) Next() (sse.Event, error) {
 
 func (p *replay) Close() error { return nil }
 
-// Pending implements provider.Pender: every event is at hand, so a replay
-// flushes once at its end.
-func (p *replay) Pending() bool { return p.i < len(p.events) }
+// Pending implements provider.Pender: every event (and the end) is at
+// hand, so a replay is written and flushed once, after its last event.
+func (p *replay) Pending() bool { return true }
 
 // Usage implements provider.UsageReporter.
 func (p *replay) Usage() openai.Usage { return p.usage }

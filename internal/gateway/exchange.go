@@ -219,6 +219,9 @@ func (t admissionTap) End(o Outcome, info *Info)               { t.a.finish(t.ct
 // each chunk is scanned once.
 type usageTap struct {
 	info *Info
+	// marker, when set, knows the usage-only chunks of the stream (whose
+	// usage its UsageReporter tells): no event is scanned.
+	marker provider.UsageMarker
 }
 
 var (
@@ -229,6 +232,10 @@ var (
 func (u *usageTap) Event(ev *dialect.Event, f provider.Format) {
 	if f != provider.FormatOpenAI {
 		return // native streams report their usage (provider.UsageReporter)
+	}
+	if u.marker != nil {
+		ev.UsageOnly = u.marker.UsageOnly()
+		return
 	}
 	if u.info.Op == openai.OpResponses {
 		if string(ev.Name) == string(responseCompleted) || string(ev.Name) == string(responseIncomp) {

@@ -47,17 +47,38 @@ func (g *Gateway) serveBody(x *Exchange, reply *Reply) Outcome {
 	return OutcomeCompleted
 }
 
-// bufPool holds the buffers events are written from: an event is a few
-// hundred bytes; a larger one grows its buffer. A buffer is held only
-// while its event is written, not while a stream waits.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// bufPool holds the buffers a burst of events is gathered in: an event is
+// a few hundred bytes, a burst (the events already at hand) a few KB. A
+// buffer is held only while a burst is written, never while a stream
+// waits on its upstream.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// streamWriter writes SSE events to the client (it is the dialect's Sink);
-// the first write error (client gone) sticks and stops the stream.
+const (
+	// burstSize is how much of a burst is gathered before it is written
+	// (still without a flush): a long burst costs a few writes, not one
+	// buffer of its size.
+	burstSize = 32 << 10
+	// keepBufSize bounds the buffers returned to bufPool: one huge event
+	// must not make the pool hold its size.
+	keepBufSize = 64 << 10
+)
+
+// streamWriter writes SSE events to the client (it is the dialect's Sink).
+// The events of a burst are gathered and written with one Write at the
+// flush: the client's ResponseWriter is wrapped in several layers, each
+// costing something per call. The first write error (client gone) sticks
+// and stops the stream.
+//
+// The status is sent with the first write: a stream wholly at hand before
+// it (a cache replay, an upstream answer that came in one read) is sent
+// with its Content-Length, in one write without chunked framing.
 type streamWriter struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	err error
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	bp   *[]byte // the burst gathered since the last flush; nil when none
+	sent bool    // the status was sent
+	err  error
+	cl   [1]string // the Content-Length header's value (no slice of its own)
 }
 
 // Event implements dialect.Sink.
@@ -65,13 +86,52 @@ func (s *streamWriter) Event(name, data []byte) {
 	if s.err != nil {
 		return
 	}
-	bp := bufPool.Get().(*[]byte)
-	*bp = sse.AppendEvent((*bp)[:0], name, data)
-	_, s.err = s.w.Write(*bp)
-	bufPool.Put(bp)
+	if s.bp == nil {
+		s.bp = bufPool.Get().(*[]byte)
+	}
+	*s.bp = sse.AppendEvent(*s.bp, name, data)
+	if len(*s.bp) >= burstSize {
+		s.write()
+	}
 }
 
+// write sends the status if it was not yet, writes the gathered burst and
+// gives its buffer back.
+func (s *streamWriter) write() {
+	if !s.sent {
+		s.sent = true
+		s.w.WriteHeader(http.StatusOK)
+	}
+	bp := s.bp
+	if bp == nil {
+		return
+	}
+	s.bp = nil
+	if s.err == nil && len(*bp) > 0 {
+		_, s.err = s.w.Write(*bp)
+	}
+	if cap(*bp) <= keepBufSize {
+		*bp = (*bp)[:0]
+		bufPool.Put(bp)
+	}
+}
+
+// end writes and flushes the rest of a stream that ended cleanly.
+func (s *streamWriter) end() {
+	if !s.sent && s.err == nil {
+		n := 0
+		if s.bp != nil {
+			n = len(*s.bp)
+		}
+		s.cl[0] = strconv.Itoa(n)
+		s.w.Header()["Content-Length"] = s.cl[:]
+	}
+	s.flush()
+}
+
+// flush writes the gathered burst and flushes it to the client.
 func (s *streamWriter) flush() {
+	s.write()
 	if s.err == nil {
 		s.err = s.rc.Flush()
 	}
@@ -79,9 +139,9 @@ func (s *streamWriter) flush() {
 
 // serveStream writes the events of a streamed reply to the client as they
 // arrive: each goes through the taps, then the dialect writes what it
-// becomes. An event already buffered from upstream is written before the
-// flush of the one before it, so that a burst costs one flush while an
-// event not followed at once is flushed at once.
+// becomes. The events already buffered from upstream (provider.Pender)
+// are written together with one flush, so that a burst costs one write
+// and one flush, while an event not followed at once is flushed at once.
 func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	st := reply.Stream
 	defer st.Close()
@@ -90,13 +150,15 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	h := x.w.Header()
 	setReplyHeaders(h, info, -1)
 	h.Del("Content-Length")
-	x.w.WriteHeader(http.StatusOK)
 
 	sw := &streamWriter{w: x.w, rc: http.NewResponseController(x.w)}
 
 	out := x.d.Stream(x.Req, reply.Format)
 	pd, _ := st.(provider.Pender)
 	ur, _ := st.(provider.UsageReporter)
+	if um, ok := st.(provider.UsageMarker); ok && ur != nil {
+		x.usage.marker = um
+	}
 	ev := &x.ev // in the exchange: taps see it by pointer without an allocation
 	ev.Event = reply.First
 	var err error
@@ -149,7 +211,7 @@ func (g *Gateway) serveStream(x *Exchange, reply *Reply) Outcome {
 	}
 	if err == io.EOF {
 		out.End(sw)
-		sw.flush()
+		sw.end()
 		return OutcomeCompleted
 	}
 	// After the first byte the status is sent: end with an error event in

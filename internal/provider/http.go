@@ -37,9 +37,15 @@ const maxErrorBody = 64 << 10
 // MaxResponseBody bounds a non-stream answer.
 const MaxResponseBody = 64 << 20
 
-// connBufferSize is the read and write buffer of an upstream connection
-// (net/http's default is 4 KiB each).
-const connBufferSize = 1 << 10
+// connBufferSize is the write buffer of an upstream connection, and
+// connReadBufferSize its read buffer (net/http's default is 4 KiB each).
+// The read buffer holds a burst of stream events: the events a read
+// brings are written to the client with one write and one flush, so a
+// smaller one costs a read, a write and a flush more per KiB of stream.
+const (
+	connBufferSize     = 1 << 10
+	connReadBufferSize = 4 << 10
+)
 
 // HTTP is a pooled HTTP/1.1 + HTTP/2 client for one provider, shared by all
 // its requests.
@@ -71,11 +77,11 @@ func NewHTTP(provider string, t Timeouts) *HTTP {
 		TLSHandshakeTimeout:   t.Connect,
 		ResponseHeaderTimeout: t.FirstByte,
 		ExpectContinueTimeout: time.Second,
-		// A connection keeps its buffers while a stream is open. Small
-		// ones keep an open stream cheap: a longer header line is read
-		// in parts, a large body is read into its reader's own buffer
-		// (sse.Reader's, ReadAll's) and written past the buffer.
-		ReadBufferSize:  connBufferSize,
+		// A connection keeps its buffers while a stream is open. A small
+		// write buffer keeps an open stream cheap (a large body is written
+		// past it); the read buffer is a burst of events (see
+		// connReadBufferSize).
+		ReadBufferSize:  connReadBufferSize,
 		WriteBufferSize: connBufferSize,
 	}
 	return &HTTP{Client: &http.Client{Transport: tr}, Idle: t.Idle, Provider: provider}

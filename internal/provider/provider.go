@@ -128,3 +128,13 @@ type MessagesProvider interface {
 type Pender interface {
 	Pending() bool
 }
+
+// UsageMarker is implemented by streams that know which of their events
+// are OpenAI's usage-only chunk (a cache replay, whose usage is its
+// UsageReporter's): the gateway takes their word instead of scanning every
+// event for usage.
+type UsageMarker interface {
+	// UsageOnly reports whether the event returned last (the reply's
+	// First before any call to Next) is a usage-only chunk.
+	UsageOnly() bool
+}

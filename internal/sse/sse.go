@@ -30,8 +30,10 @@ var ErrTooLarge = errors.New("sse: event too large")
 
 // readBufferSize is the reader's buffer: events of streamed answers are a
 // few hundred bytes, and a line longer than the buffer is gathered in a
-// scratch slice, so a small buffer keeps an open stream cheap.
-const readBufferSize = 1 << 10
+// scratch slice. It holds a burst of events (a few KiB), so that HasEvent
+// sees what one read of the upstream brought and the writer sends it with
+// one write and one flush: a 1 KiB buffer cost a flush per KiB.
+const readBufferSize = 4 << 10
 
 // DefaultMaxEventSize bounds one event (all its lines) by default.
 const DefaultMaxEventSize = 8 << 20
