@@ -36,6 +36,17 @@ type memShard struct {
 
 type concEntry struct {
 	holders map[string]int64 // id -> lease expiry (unix ns)
+	// ends is at most every lease's expiry (unix ns; 0 when unknown):
+	// until then none has expired, and prune need not look.
+	ends int64
+}
+
+// add stores id's lease until exp.
+func (e *concEntry) add(id string, exp int64) {
+	e.holders[id] = exp
+	if len(e.holders) == 1 || exp < e.ends {
+		e.ends = exp
+	}
 }
 
 type budgetKey struct{ key, window string }
@@ -196,11 +207,18 @@ func (m *Memory) Refund(_ context.Context, key string, rate Rate, n int64, _ Bac
 
 // prune drops expired holders and returns the number left.
 func (e *concEntry) prune(nowNs int64) int {
+	if nowNs < e.ends {
+		return len(e.holders) // none has expired
+	}
+	ends := int64(0)
 	for id, exp := range e.holders {
 		if exp <= nowNs {
 			delete(e.holders, id)
+		} else if ends == 0 || exp < ends {
+			ends = exp
 		}
 	}
+	e.ends = ends
 	return len(e.holders)
 }
 
@@ -257,7 +275,7 @@ func (s *memShard) acquire(key, id string, slots int64, lease time.Duration, now
 			e = &concEntry{holders: make(map[string]int64)}
 			s.conc[key] = e
 		}
-		e.holders[id] = exp
+		e.add(id, exp)
 	}
 	res.Remaining = max(slots-n, 0)
 	if res.Allowed {
