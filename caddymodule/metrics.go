@@ -24,6 +24,7 @@ type metrics struct {
 	redisDowns prometheus.Counter
 	lost       prometheus.Counter
 	routing    *routingMetrics // hedges and probes (routing.go)
+	hot        hotSeries       // the series of answered requests, resolved (metrics_hot.go)
 
 	observability // semantic-convention instruments, spend, cache, RAG, guardrails (metrics_genai.go)
 }
@@ -89,7 +90,7 @@ func (m *metrics) settlementsLost(n int) {
 }
 
 func (m *metrics) observe(info *gateway.Info, seconds, costUSD float64) {
-	if m == nil {
+	if m == nil || m.observeHot(info, seconds, costUSD) {
 		return
 	}
 	m.observability.observe(info, seconds, costUSD)

@@ -60,6 +60,9 @@ func (a *App) provisionObservability(ctx caddy.Context) error {
 		return err
 	}
 	a.metrics.configure(a.tracer.Upstreams, a.Models, a.Metrics != nil && a.Metrics.KeyLabel)
+	if err := registerTraceMetrics(ctx.GetMetricsRegistry(), a.tracer.Own); err != nil {
+		return err
+	}
 	return a.provisionRollups()
 }
 

@@ -108,7 +108,7 @@ func (m *Memory) Admit(_ context.Context, ops []Op) (AdmitResult, error) {
 			case OpTake:
 				results[i] = s.take(o.Key, &o.g, o.Amount, now.UnixMicro(), commit)
 			case OpAcquire:
-				results[i] = s.acquire(o.Key, o.ID, o.Slots, o.Lease, now.UnixNano(), commit)
+				results[i] = s.acquire(o.Key, o.ID, o.Slots, o.Lease, now.UnixNano(), commit, commit)
 			case OpReserve:
 				results[i] = s.reserve(o.Key, o.Window, o.Limit, o.Amount, o.Expires.UnixNano(), now.UnixNano(), commit)
 			}

@@ -300,6 +300,39 @@ func runSuite(t *testing.T, mk func(*testing.T) env) {
 		}
 	})
 
+	t.Run("LeasesExpireInTurn", func(t *testing.T) {
+		e := mk(t)
+		acq := func(id string, lease time.Duration) ratelimit.Result {
+			t.Helper()
+			res, err := e.lim.Acquire(ctx, "c", id, 3, lease)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+		for id, lease := range map[string]time.Duration{"a": 50 * time.Millisecond, "b": time.Hour, "c": 150 * time.Millisecond} {
+			if res := acq(id, lease); !res.Allowed {
+				t.Fatalf("%s: %+v", id, res)
+			}
+		}
+		if res := acq("d", time.Hour); res.Allowed {
+			t.Fatalf("d while a, b and c hold: %+v", res)
+		}
+		e.sleep(60 * time.Millisecond) // a's lease is over
+		if res := acq("d", time.Hour); !res.Allowed || res.Remaining != 0 {
+			t.Fatalf("d after a's lease: %+v", res)
+		}
+		res := acq("e", time.Hour)
+		if res.Allowed {
+			t.Fatalf("e while b, c and d hold: %+v", res)
+		}
+		e.dur(t, "RetryAfter", res.RetryAfter, 90*time.Millisecond) // c's
+		e.sleep(100 * time.Millisecond)                             // c's lease is over
+		if res := acq("e", time.Hour); !res.Allowed || res.Remaining != 0 {
+			t.Fatalf("e after c's lease: %+v", res)
+		}
+	})
+
 	t.Run("BudgetReserveSettle", func(t *testing.T) {
 		e := mk(t)
 		exp := e.now().Add(time.Hour)

@@ -36,6 +36,17 @@ type memShard struct {
 
 type concEntry struct {
 	holders map[string]int64 // id -> lease expiry (unix ns)
+	// ends is at most every lease's expiry (unix ns; 0 when unknown):
+	// until then none has expired, and prune need not look.
+	ends int64
+}
+
+// add stores id's lease until exp.
+func (e *concEntry) add(id string, exp int64) {
+	e.holders[id] = exp
+	if len(e.holders) == 1 || exp < e.ends {
+		e.ends = exp
+	}
 }
 
 type budgetKey struct{ key, window string }
@@ -196,11 +207,18 @@ func (m *Memory) Refund(_ context.Context, key string, rate Rate, n int64, _ Bac
 
 // prune drops expired holders and returns the number left.
 func (e *concEntry) prune(nowNs int64) int {
+	if nowNs < e.ends {
+		return len(e.holders) // none has expired
+	}
+	ends := int64(0)
 	for id, exp := range e.holders {
 		if exp <= nowNs {
 			delete(e.holders, id)
+		} else if ends == 0 || exp < ends {
+			ends = exp
 		}
 	}
+	e.ends = ends
 	return len(e.holders)
 }
 
@@ -213,33 +231,36 @@ func (m *Memory) Acquire(_ context.Context, key, id string, slots int64, lease t
 	s := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.acquire(key, id, slots, lease, now, true), nil
+	return s.acquire(key, id, slots, lease, now, true, false), nil
 }
 
 // acquire decides an Acquire at now (ns) under s.mu; only commit stores
-// the lease. The Result is the state after the lease either way.
-func (s *memShard) acquire(key, id string, slots int64, lease time.Duration, now int64, commit bool) Result {
+// the lease. The Result is the state after the lease either way. pruned
+// says that the set's leases over at now are gone already (an admission's
+// commit after its check, at the same now: the leases added since end
+// later).
+func (s *memShard) acquire(key, id string, slots int64, lease time.Duration, now int64, commit, pruned bool) Result {
 	e := s.conc[key]
 	var n int64
 	held := false
 	if e != nil {
-		n = int64(e.prune(now))
+		if pruned {
+			n = int64(len(e.holders))
+		} else {
+			n = int64(e.prune(now))
+		}
 		_, held = e.holders[id]
 	}
 	res := Result{Limit: slots, Allowed: held || n < slots}
 	exp := now + int64(lease)
-	first, last := int64(0), int64(0)
-	if res.Allowed {
-		first, last = exp, exp
-		if !held {
-			n++
-		}
+	if res.Allowed && !held {
+		n++
 	}
-	if e != nil {
-		for hid, hexp := range e.holders {
-			if res.Allowed && hid == id {
-				continue
-			}
+	// A refusal tells when the first lease ends and when the last does;
+	// an admitted lease's result needs neither (its reset is the lease).
+	first, last := int64(0), int64(0)
+	if e != nil && !res.Allowed {
+		for _, hexp := range e.holders {
 			if first == 0 || hexp < first {
 				first = hexp
 			}
@@ -254,7 +275,7 @@ func (s *memShard) acquire(key, id string, slots int64, lease time.Duration, now
 			e = &concEntry{holders: make(map[string]int64)}
 			s.conc[key] = e
 		}
-		e.holders[id] = exp
+		e.add(id, exp)
 	}
 	res.Remaining = max(slots-n, 0)
 	if res.Allowed {

@@ -37,7 +37,7 @@ import (
 //	llama     1.05  (Llama 3: tiktoken-based, 128k vocabulary)
 //	other     1.20
 const (
-	lettersPerToken  = 7.0
+	lettersPerToken  = 7
 	punctPerToken    = 2.0
 	alphabeticWeight = 1.6
 	cjkTokens        = 0.6
@@ -62,10 +62,17 @@ var families = []family{
 func estimateText(s string) float64 {
 	var n float64
 	letters := 0.0 // letters in the current word
+	// alpha: the word has a letter of another alphabet, so letters may
+	// not be a whole number (else the integer division is the float one).
+	alpha := false
 	flushWord := func() {
 		if letters > 0 {
-			n += 1 + math.Floor((letters-1)/lettersPerToken)
-			letters = 0
+			if alpha {
+				n += 1 + math.Floor((letters-1)/lettersPerToken)
+			} else {
+				n += float64(1 + (int(letters)-1)/lettersPerToken)
+			}
+			letters, alpha = 0, false
 		}
 	}
 	digits, punct, space := 0, 0, 0
@@ -94,6 +101,23 @@ func estimateText(s string) float64 {
 				flushPunct()
 				space = 0 // one space before a word joins it
 				letters++
+				// The rest of the word's ASCII letters, at once: nothing
+				// else changes while they last. Adding them in one sum
+				// is exact while letters holds a whole number; after a
+				// letter of another alphabet they are added one by one,
+				// as they round.
+				j := i
+				for j < len(s) && s[j]|0x20 >= 'a' && s[j]|0x20 <= 'z' {
+					j++
+				}
+				if !alpha {
+					letters += float64(j - i)
+				} else {
+					for range j - i {
+						letters++
+					}
+				}
+				i = j
 			case c >= '0' && c <= '9':
 				flushWord()
 				flushPunct()
@@ -137,6 +161,7 @@ func estimateText(s string) float64 {
 			flushPunct()
 			space = 0
 			letters += alphabeticWeight
+			alpha = true
 		default:
 			flushWord()
 			flushPunct()

@@ -231,19 +231,42 @@ func (c Counter) Chat(body []byte) int {
 	}
 	n := TokensPerReply
 	parse(body).ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "messages":
-			v.ForEach(func(_, m gjson.Result) bool {
-				n += c.Message(m)
-				return true
-			})
-		case "tools", "functions", "response_format":
-			n += c.Text(v.Raw)
-		}
+		n += c.chatMember(k.Str, v)
 		return true
 	})
 	return n
 }
+
+// chatMember counts one member of a chat request's body.
+func (c Counter) chatMember(name string, v gjson.Result) int {
+	n := 0
+	switch name {
+	case "messages":
+		v.ForEach(func(_, m gjson.Result) bool {
+			n += c.Message(m)
+			return true
+		})
+	case "tools", "functions", "response_format":
+		n += c.Text(v.Raw)
+	}
+	return n
+}
+
+// promptMember counts one member of another request's body.
+func (c Counter) promptMember(name string, v gjson.Result) int {
+	switch name {
+	case "prompt", "input", "instructions", "system":
+		return c.items(v)
+	case "tools", "response_format":
+		return c.Text(v.Raw)
+	}
+	return 0
+}
+
+// promptMembers bounds the members Prompt collects in its one pass over a
+// body: the eight it counts, each once (a validated body has no duplicate
+// member). A body with more is counted in two passes.
+const promptMembers = 8
 
 // Prompt counts any request body's prompt: a chat request's messages, or
 // the strings of "prompt", "input" and "instructions" (completions,
@@ -251,18 +274,56 @@ func (c Counter) Chat(body []byte) int {
 func (c Counter) Prompt(body []byte) int {
 	left := MaxExactBytes
 	c.left = &left
+	// One pass collects the members that count, in order; whether the
+	// body is a chat request (its first messages member an array) then
+	// says how they count.
+	type member struct {
+		name string
+		v    gjson.Result
+	}
+	var buf [promptMembers]member
+	members := buf[:0]
+	chat, seenMessages, over := false, false, false
 	root := parse(body)
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "messages":
+			if !seenMessages {
+				seenMessages, chat = true, v.IsArray()
+			}
+		case "tools", "functions", "response_format", "prompt", "input", "instructions", "system":
+		default:
+			return true
+		}
+		if len(members) == promptMembers {
+			over = true
+			return false
+		}
+		members = append(members, member{k.Str, v})
+		return true
+	})
+	if over {
+		return c.promptSlow(root, body)
+	}
+	n := TokensPerReply
+	for _, m := range members {
+		if chat {
+			n += c.chatMember(m.name, m.v)
+		} else {
+			n += c.promptMember(m.name, m.v)
+		}
+	}
+	return n
+}
+
+// promptSlow is Prompt in two passes.
+func (c Counter) promptSlow(root gjson.Result, body []byte) int {
 	if root.Get("messages").IsArray() {
 		return c.Chat(body)
 	}
 	n := TokensPerReply
 	root.ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "prompt", "input", "instructions", "system":
-			n += c.items(v)
-		case "tools", "response_format":
-			n += c.Text(v.Raw)
-		}
+		n += c.promptMember(k.Str, v)
 		return true
 	})
 	return n
