@@ -145,7 +145,10 @@ func (r *Redis) send(lane *admitLane, lead *admitWait, batch []*admitWait) (Admi
 			deadline = d
 		}
 	}
-	if len(live) > 0 {
+	switch {
+	case len(live) == 1 && live[0] == lead: // alone: as a call of its own
+		r.admitCall(lead.ctx, live)
+	case len(live) > 0:
 		// The call outlives any one request: it ends when the last of them
 		// would have given up.
 		ctx, cancel := context.WithoutCancel(lead.ctx), context.CancelFunc(func() {})
