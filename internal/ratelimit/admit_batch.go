@@ -215,8 +215,17 @@ func (lane *admitLane) handOff() {
 }
 
 // admitCall decides batch's admissions with one admitScript call and sets
-// their res and err.
+// their res and err. A panic below it is every admission's error, so that
+// the lane is handed on whatever happens.
 func (r *Redis) admitCall(ctx context.Context, batch []*admitWait) {
+	defer func() {
+		if p := recover(); p != nil {
+			err := fmt.Errorf("ratelimit: redis: admission call panicked: %v", p)
+			for _, w := range batch {
+				w.res, w.err = AdmitResult{}, err
+			}
+		}
+	}()
 	keys, args := batch[0].keys, batch[0].args
 	if len(batch) > 1 {
 		nk, na := 0, 0
