@@ -8,8 +8,11 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/auth"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/dialect"
@@ -287,6 +290,13 @@ func withGuard(b *testing.B, g *Gateway) *Gateway {
 // app builds it, with the usage rollups.
 func withRedisGuard(b *testing.B, g *Gateway) *Gateway {
 	b.Helper()
+	g, _ = redisGuard(b, g)
+	return g
+}
+
+// redisGuard is withRedisGuard, returning the Redis client too.
+func redisGuard(b *testing.B, g *Gateway) (*Gateway, *redis.Client) {
+	b.Helper()
 	srv := redistest.Start(b)
 	client := srv.Client()
 	lim := ratelimit.NewFailover(ratelimit.NewRedis(client, "aigw:rl:"), ratelimit.NewMemory(nil),
@@ -308,7 +318,7 @@ func withRedisGuard(b *testing.B, g *Gateway) *Gateway {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return g
+	return g, client
 }
 
 func BenchmarkServeChat(b *testing.B) { benchServe(b, newFakeGateway(b), false) }
@@ -380,11 +390,30 @@ func BenchmarkTapUsage(b *testing.B) {
 // with requests from every P at once, so that settlements leave in
 // batches as they do under load.
 func BenchmarkServeChatFullRedisStubParallel(b *testing.B) {
-	g := withRedisGuard(b, newStubGateway(b))
+	g, client := redisGuard(b, newStubGateway(b))
 	body := benchChatBody("bench", false, 1024)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	b.SetParallelism(8)
+	var before, after syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	scripts := func() int64 {
+		s, err := client.Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, rest, _ := strings.Cut(s, "cmdstat_evalsha:calls=")
+		n, _, _ := strings.Cut(rest, ",")
+		v, _ := strconv.ParseInt(n, 10, 64)
+		return v
+	}
+	scriptsBefore := scripts()
+	defer func() { // the process's CPU time per request (redis-server's not included)
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+		cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
+		b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(scripts()-scriptsBefore)/float64(b.N), "scripts/op") // admissions' and settlements'
+	}()
 	b.RunParallel(func(pb *testing.PB) {
 		q := newBenchRequest(b, body)
 		q.r.Header.Set("Authorization", "Bearer "+benchSecret)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,7 +158,42 @@ func TestRedisCommandsPerRequest(t *testing.T) {
 	if scripts != n+1 || total > 16*n {
 		t.Errorf("batched: %d commands and %d script calls for %d requests, want at most 16 and 1 per request", total, scripts, n)
 	}
-	const served = 2*n + 1
+
+	// Concurrent requests' admissions go together: while one admission
+	// script is in flight the others wait and leave in one call. The
+	// first script is held until every request has started (and a little
+	// longer, for them to reach the limiter), so that they meet.
+	const nc = 32
+	concurrent := ratelimit.NewQueue(lim, ratelimit.QueueOptions{})
+	gd.Settlements = concurrent
+	var started sync.WaitGroup
+	started.Add(nc)
+	gate := &holdFirstScript{wait: func() { started.Wait(); time.Sleep(20 * time.Millisecond) }}
+	client.AddHook(gate)
+	before = commandStats(t, client)
+	var wg sync.WaitGroup
+	for range nc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			started.Done()
+			serve()
+		}()
+	}
+	wg.Wait()
+	gate.off.Store(true)
+	concurrent.Close()
+	after = commandStats(t, client)
+	if st := concurrent.Stats(); st.Settled != nc || st.Batches != 1 {
+		t.Fatalf("concurrent settlements: %+v", st)
+	}
+	total, scripts = countCommands(t, "concurrent", before, after, nc)
+	// Fewer admission scripts than requests (the settlement is one), the
+	// commands inside them as many.
+	if scripts-1 >= nc || total > 16*nc {
+		t.Errorf("concurrent: %d commands and %d script calls for %d requests, want at most 16 and fewer than 1 admission script per request", total, scripts, nc)
+	}
+	const served = 2*n + nc + 1
 
 	// The books are right.
 	window, _ := usage.Window(usage.PeriodMonth, time.Now())
@@ -179,6 +216,29 @@ func TestRedisCommandsPerRequest(t *testing.T) {
 	}
 	if held := client.ZCard(ctx, "aigw:rl:conc:key:team-a:concurrency").Val(); held != 3 {
 		t.Errorf("%d concurrency slots held, want the 3 others", held)
+	}
+}
+
+// holdFirstScript is a client hook that runs wait before the first
+// script (EVALSHA or EVAL) it sees, until off.
+type holdFirstScript struct {
+	wait func()
+	once sync.Once
+	off  atomic.Bool
+}
+
+func (h *holdFirstScript) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *holdFirstScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *holdFirstScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); !h.off.Load() && (n == "evalsha" || n == "eval") {
+			h.once.Do(h.wait)
+		}
+		return next(ctx, cmd)
 	}
 }
 

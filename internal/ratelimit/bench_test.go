@@ -3,6 +3,8 @@ package ratelimit_test
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,6 +92,54 @@ func BenchmarkRedisAdmission(b *testing.B) {
 	}
 	b.ReportMetric(float64(admit)/float64(i), "admit-trips/op")
 	b.ReportMetric(float64(settle)/float64(i), "settle-trips/op")
+}
+
+// BenchmarkRedisAdmissionParallel runs the full admission of
+// BenchmarkRedisAdmission from many goroutines at once (each its own
+// concurrency id), as requests do under load, without the settlement:
+// "scripts/op" counts the admission scripts sent per admission and
+// "cpu-ns/op" the process's CPU time per admission (redis-server's not
+// included).
+func BenchmarkRedisAdmissionParallel(b *testing.B) {
+	srv := redistest.Start(b)
+	client, trips := countedClient(b, srv)
+	ctx := context.Background()
+	l := ratelimit.NewRedis(client, "benchp:")
+	e := env{lim: l, now: time.Now}
+	base := admissionOps(e, "warm", 1)
+	for i := range base {
+		base[i].Rate = benchRate
+		base[i].Limit = 1 << 50
+		base[i].Slots = 1 << 30
+		base[i].Lease = time.Hour
+	}
+	if res, err := l.Admit(ctx, base); err != nil || !res.Allowed() { // loads the script
+		b.Fatalf("Admit: %+v, %v", res, err)
+	}
+	trips.take()
+	var worker atomic.Int64
+	var before, after syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		ops := append([]ratelimit.Op(nil), base...)
+		prefix := strconv.FormatInt(worker.Add(1), 10) + "-"
+		i := 0
+		for pb.Next() {
+			ops[3].ID = prefix + strconv.Itoa(i)
+			if res, err := l.Admit(ctx, ops); err != nil || !res.Allowed() {
+				b.Errorf("Admit: %+v, %v", res, err)
+				return
+			}
+			i++
+		}
+	})
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+	s, p := trips.take()
+	b.ReportMetric(float64(s+p)/float64(b.N), "scripts/op")
 }
 
 // BenchmarkRedisAdmissionOneByOne is the same admission and settlement one

@@ -18,8 +18,9 @@ import (
 // the script cache is empty, e.g. after a Redis restart) that takes the time
 // from Redis TIME, so the clocks of the gateway hosts do not matter. Every key
 // carries a TTL; nothing is read, modified and written back from Go. An
-// admission of many operations is one script (see [Redis.Admit] for Redis
-// Cluster, where it is one script per hash slot); so is a batch of
+// admission of many operations is one script, and the admissions that
+// arrive while one is in flight go together in the next (see
+// [Redis.Admit]; for Redis Cluster, one script per hash slot); so is a batch of
 // settlements (their undo operations and writes such as the usage record,
 // those of one kind on one key added together; see [Apply]). What the
 // scripts do, command by command, is described in scripts.go.
@@ -34,6 +35,8 @@ type Redis struct {
 	prefix string
 	names  keyNames
 	rates  rateArgs
+	lane0  admitLane // admissions' lane (see admitLane); a Cluster's slot 0
+	lanes  sync.Map  // Cluster: hash slot -> *admitLane
 }
 
 var _ Limiter = (*Redis)(nil)

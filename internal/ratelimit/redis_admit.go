@@ -63,27 +63,31 @@ func (r *Redis) stateKey(o *Op) string {
 }
 
 // Admit implements [Limiter] with one EVALSHA of admitScript: one round
-// trip, atomic, Redis TIME read once.
+// trip, atomic, Redis TIME read once. While an admission's script is in
+// flight, the admissions that arrive meanwhile wait and then go together
+// in one call (see admitLane); each is still decided on its own, all or
+// nothing, in order.
 //
 // With a Redis Cluster a script may only touch keys of one hash slot, and
-// a key's limits and a model's limits hash to different slots, so the
-// operations are grouped by slot and each group is one script; the
-// scripts go out in one pipeline (a round trip per master, in parallel).
-// Each group is atomic; when one refuses (or fails) the groups that were
-// taken are given back with one more pipeline, so nothing stays taken,
-// but two admissions racing for the last unit of different groups may
-// then both be refused.
+// a key's limits and a model's limits hash to different slots (unless the
+// prefix carries a hash tag), so the operations are grouped by slot and
+// each group is one script; the scripts go out in one pipeline (a round
+// trip per master, in parallel). Each group is atomic; when one refuses
+// (or fails) the groups that were taken are given back with one more
+// pipeline, so nothing stays taken, but two admissions racing for the last
+// unit of different groups may then both be refused. Only admissions of
+// one slot are batched.
 func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
-	var abuf [8]admitOp
-	aops, err := compileAdmission(ops, abuf[:])
+	aops, err := compileAdmission(ops, nil)
 	if err != nil {
 		return AdmitResult{}, err
 	}
+	var slot uint16
 	var groups [][]int // operation indexes by hash slot; nil: one group of all
-	if _, cluster := r.client.(*redis.ClusterClient); cluster && len(aops) > 1 {
+	if _, cluster := r.client.(*redis.ClusterClient); cluster {
 		bySlot := make(map[uint16]int, 2)
 		for i := range aops {
-			slot := keySlot(r.stateKey(aops[i].Op))
+			slot = keySlot(r.stateKey(aops[i].Op))
 			g, ok := bySlot[slot]
 			if !ok {
 				g = len(groups)
@@ -92,23 +96,23 @@ func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
 			}
 			groups[g] = append(groups[g], i)
 		}
-	}
-	var gbuf [1][]int
-	if groups == nil { // one group of all
-		groups = gbuf[:1]
-		if len(aops) <= len(identity) {
-			groups[0] = identity[:len(aops)]
-		} else {
-			groups[0] = make([]int, len(aops))
-			for i := range groups[0] {
-				groups[0][i] = i
-			}
+		if len(groups) == 1 {
+			groups = nil
 		}
 	}
-	var cbuf [1]scriptCall
-	calls := cbuf[:0]
+	if groups == nil {
+		return r.admitBatched(ctx, r.lane(slot), r.newAdmitWait(ctx, aops))
+	}
+	return r.admitGroups(ctx, aops, groups)
+}
+
+// admitGroups decides an admission whose operations are in several hash
+// slots of a Cluster: a script per group, in one pipeline.
+func (r *Redis) admitGroups(ctx context.Context, aops []admitOp, groups [][]int) (AdmitResult, error) {
+	calls := make([]scriptCall, 0, len(groups))
 	for _, idx := range groups {
-		c := scriptCall{script: admitScript, keys: make([]string, len(idx)), args: make([]any, 0, 7*len(idx))}
+		c := scriptCall{script: admitScript, keys: make([]string, len(idx)), args: make([]any, 0, 1+7*len(idx))}
+		c.args = append(c.args, len(idx))
 		for j, i := range idx {
 			o := &aops[i]
 			c.keys[j] = r.stateKey(o.Op)
@@ -119,8 +123,7 @@ func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
 	cmds := r.pipeline(ctx, calls, nil)
 
 	results := make([]Result, len(aops))
-	var tbuf [1]bool
-	taken := tbuf[:0]
+	taken := make([]bool, 0, len(groups))
 	var errs []error
 	refused := false
 	for gi, idx := range groups {
@@ -139,7 +142,7 @@ func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
 			results[i] = aops[i].result(v[1+5*j : 6+5*j])
 		}
 	}
-	if (len(errs) > 0 || refused) && len(groups) > 1 { // give the taken groups back
+	if len(errs) > 0 || refused { // give the taken groups back
 		var undo []Op
 		for gi, idx := range groups {
 			if taken[gi] {
@@ -242,9 +245,6 @@ func (o *admitOp) undo() (Op, bool) {
 	}
 	return Op{Kind: OpRefund, Key: o.Key, Rate: o.Rate, Amount: o.Amount}, o.Amount > 0 && o.Amount <= o.g.burst
 }
-
-// identity holds the operation indexes of an admission of one group.
-var identity = [...]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
 
 // keySlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its
 // hash tag (the part between the first "{" and the next "}", when not

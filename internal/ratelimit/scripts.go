@@ -70,17 +70,20 @@ local function plus(key, field, cur, ds)
 end
 `
 
-// admitScript decides an admission: KEYS has one key per operation and
-// ARGV seven values per operation, the first its kind:
+// admitScript decides admissions, one after the other (a batch of them,
+// see admitLane): KEYS has one key per operation, the admissions' in
+// order, and ARGV per admission its number of operations n, then seven
+// values per operation, the first its kind:
 //
 //	t  Take: m, tauQ, tauR, incQ, incR (µs, fractions in 1/m µs)
 //	p  Take of cost 0 (a peek); n  Take of cost > burst (never admitted)
 //	a  Acquire: id, slots, lease ms
 //	b  Reserve: limit, amount, expires (unix ms)
 //
-// Redis TIME is read once. Every operation is checked against the state
-// before the admission; only when all are admitted are they written. The
-// reply is {refused (1-based, 0 when admitted), then five values per
+// Redis TIME is read once. Every operation of an admission is checked
+// against the state before that admission (after the batch's earlier
+// ones); only when all are admitted are they written. The reply is, per
+// admission, {refused (1-based, 0 when admitted), then five values per
 // operation}: Take {allowed, dq, df, nq, nf} (mirrors gcra.take), Acquire
 // {allowed, holders, ms until last expiry, ms until first expiry, 0},
 // Reserve {allowed, spent, reserved, ms until expiry, 0}, each the state
@@ -168,33 +171,44 @@ local function reserve(key, limit, amount, exp)
   end
 end
 
-local replies, commits, completes, refused = {}, {}, {}, 0
-for i = 1, #KEYS do
-  local a = (i - 1) * 7
-  local kind = ARGV[a + 1]
-  local x = {}
-  for j = 2, 7 do x[j - 1] = ARGV[a + j] end
-  local res, commit, complete
-  if kind == 'a' then
-    res, commit, complete = acquire(KEYS[i], x[1], tonumber(x[2]), tonumber(x[3]))
-  elseif kind == 'b' then
-    res, commit = reserve(KEYS[i], tonumber(x[1]), tonumber(x[2]), tonumber(x[3]))
-  else
-    res, commit = take(KEYS[i], kind, tonumber(x[1]), tonumber(x[2]), tonumber(x[3]), tonumber(x[4]), tonumber(x[5]))
+-- admit decides the admission of the n operations from KEYS[k + 1] and
+-- ARGV[a + 1] and appends its reply to out.
+local function admit(k, a, n, out)
+  local replies, commits, completes, refused = {}, {}, {}, 0
+  for i = 1, n do
+    local at, key = a + (i - 1) * 7, KEYS[k + i]
+    local kind = ARGV[at + 1]
+    local x = {}
+    for j = 2, 7 do x[j - 1] = ARGV[at + j] end
+    local res, commit, complete
+    if kind == 'a' then
+      res, commit, complete = acquire(key, x[1], tonumber(x[2]), tonumber(x[3]))
+    elseif kind == 'b' then
+      res, commit = reserve(key, tonumber(x[1]), tonumber(x[2]), tonumber(x[3]))
+    else
+      res, commit = take(key, kind, tonumber(x[1]), tonumber(x[2]), tonumber(x[3]), tonumber(x[4]), tonumber(x[5]))
+    end
+    if res[1] == 0 and refused == 0 then refused = i end
+    replies[i] = res
+    if commit then commits[#commits + 1] = commit end
+    if complete then completes[#completes + 1] = complete end
   end
-  if res[1] == 0 and refused == 0 then refused = i end
-  replies[i] = res
-  if commit then commits[#commits + 1] = commit end
-  if complete then completes[#completes + 1] = complete end
+  if refused == 0 then
+    for _, commit in ipairs(commits) do commit() end
+  else
+    for _, complete in ipairs(completes) do complete() end
+  end
+  out[#out + 1] = refused
+  for i = 1, n do
+    for j = 1, 5 do out[#out + 1] = replies[i][j] end
+  end
 end
-if refused == 0 then
-  for _, commit in ipairs(commits) do commit() end
-else
-  for _, complete in ipairs(completes) do complete() end
-end
-local out = {refused}
-for i = 1, #replies do
-  for j = 1, 5 do out[#out + 1] = replies[i][j] end
+
+local out, k, a = {}, 0, 0
+while a < #ARGV do
+  local n = tonumber(ARGV[a + 1])
+  admit(k, a + 1, n, out)
+  k, a = k + n, a + 1 + 7 * n
 end
 return out
 `)
