@@ -119,6 +119,8 @@ type target struct {
 	header http.Header // extra request headers
 	proc   *proc       // the proxy process; nil for fakellm itself
 	redis  *redis.Client
+	// memOnly targets are measured in the memory table only.
+	memOnly bool
 }
 
 func (t target) request(model string, stream bool) request {
@@ -133,8 +135,11 @@ type kind struct {
 // Target names; the ratio column is relative to reverseProxy and the
 // added-latency columns to direct.
 const (
-	direct       = "fakellm (direct)"
-	reverseProxy = "reverse_proxy"
+	direct = "fakellm (direct)"
+	// passthroughH2C is passthrough to an h2c upstream, in the memory
+	// table only.
+	passthroughH2C = "ai_gateway passthrough, h2c upstream"
+	reverseProxy   = "reverse_proxy"
 )
 
 // report is everything one run measured, for render.
@@ -176,7 +181,7 @@ func run(ctx context.Context, cfg config) error {
 	fl := fakellm.New(fakellm.Options{Chunks: cfg.chunks, TTFT: cfg.ttft, ChunkDelay: cfg.chunkDelay, Name: "bench"})
 	fl.Script(slowModel, fakellm.Behavior{Chunks: 3600, ChunkDelay: time.Second})
 	fl.Script(pacedModel, fakellm.Behavior{Chunks: 64, ChunkDelay: pacedLength / 64})
-	fake := &http.Server{Handler: fl, ReadHeaderTimeout: 10 * time.Second}
+	fake := &http.Server{Handler: fl, ReadHeaderTimeout: 10 * time.Second, Protocols: fakellm.Protocols()}
 	go func() { _ = fake.Serve(ln) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -219,6 +224,13 @@ func run(ctx context.Context, cfg config) error {
 	if err := addCaddy("ai_gateway passthrough", esc(gatewayCaddyfile(0, fakeAddr, false, "")), "bench", nil, nil); err != nil {
 		return err
 	}
+	// The same over h2c: streams share upstream connections, as they do
+	// over TLS with HTTP/2 providers.
+	h2c := strings.Replace(gatewayCaddyfile(0, fakeAddr, false, ""), "/v1\n", "/v1\n\t\t\th2c\n", 1)
+	if err := addCaddy(passthroughH2C, esc(h2c), "bench", nil, nil); err != nil {
+		return err
+	}
+	targets[len(targets)-1].memOnly = true
 	if err := addCaddy(cacheHit, esc(cacheCaddyfile(fakeAddr)), "bench", nil, nil); err != nil {
 		return err
 	}
@@ -314,6 +326,9 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if cfg.pacedDur > 0 {
 		for _, t := range targets {
+			if t.memOnly {
+				continue
+			}
 			if t.name == cacheHit {
 				// A hit replays the stored stream at once, unpaced: its
 				// time to first token is in the main table.
@@ -341,6 +356,9 @@ func run(ctx context.Context, cfg config) error {
 	for round := range cfg.rounds {
 		var rs []*result
 		for _, t := range targets {
+			if t.memOnly {
+				continue
+			}
 			for _, k := range kinds {
 				fmt.Fprintf(os.Stderr, "bench: round %d/%d %-28s %-11s c=%d warm-up %v, measure %v…\n", round+1, cfg.rounds, t.name, k.name, cfg.conc, cfg.warmup, cfg.dur)
 				var delta *redisDelta

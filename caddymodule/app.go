@@ -206,6 +206,12 @@ type ProviderConfig struct {
 	// stream has no total cap. Default: 60s.
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
 
+	// H2C speaks HTTP/2 without TLS (prior knowledge) to an http://
+	// base_url, for servers that accept it (Envoy, a Go server with h2c):
+	// streams share connections instead of holding one each. Over https
+	// HTTP/2 is negotiated by TLS and needs no switch.
+	H2C bool `json:"h2c,omitempty"`
+
 	// Trust is local (data sent to it stays on the operator's machines) or
 	// third_party, for the guardrails' privacy rules. Default: local for
 	// the ollama and vllm types, third_party for every other.
@@ -384,7 +390,7 @@ func buildProvider(name string, pc *ProviderConfig, repl *caddy.Replacer) (provi
 	}
 	p, tr, err := t.Build(typ, &registry.Settings{
 		Name: name, BaseURL: repl.ReplaceKnown(pc.BaseURL, ""), APIKey: key, APIVersion: pc.APIVersion,
-		DropUnsupported: pc.DropUnsupported, Headers: headers,
+		DropUnsupported: pc.DropUnsupported, Headers: headers, H2C: pc.H2C,
 		Timeouts: provider.Timeouts{
 			Connect:   time.Duration(pc.ConnectTimeout),
 			FirstByte: time.Duration(pc.FirstByteTimeout),

@@ -282,6 +282,11 @@ func (pc *ProviderConfig) unmarshal(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			pc.DropUnsupported = true
+		case "h2c":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			pc.H2C = true
 		case "header":
 			args := d.RemainingArgs()
 			if len(args) != 2 {

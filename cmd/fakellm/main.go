@@ -61,6 +61,7 @@ func run(addr string, opts fakellm.Options) error {
 	srv := &http.Server{
 		Handler:           fakellm.New(opts),
 		ReadHeaderTimeout: 10 * time.Second,
+		Protocols:         fakellm.Protocols(),
 	}
 	fmt.Printf("fakellm listening on http://%s\n", ln.Addr())
 

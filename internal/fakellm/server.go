@@ -175,6 +175,16 @@ func route(path string) (ep endpoint, deployment, modelID string) {
 	return epUnknown, "", ""
 }
 
+// Protocols are the protocols a fakellm server speaks: HTTP/1.1 and
+// HTTP/2 with prior knowledge over cleartext (h2c, RFC 9113 section 3.3),
+// so that a gateway's h2c upstream can be tested against it.
+func Protocols() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
+}
+
 // ServeHTTP implements [http.Handler].
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == statsPath {

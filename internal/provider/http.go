@@ -87,6 +87,14 @@ func NewHTTP(provider string, t Timeouts) *HTTP {
 	return &HTTP{Client: &http.Client{Transport: tr}, Idle: t.Idle, Provider: provider}
 }
 
+// h2c makes h speak only HTTP/2 with prior knowledge over cleartext
+// connections (RFC 9113, section 3.3). Call it before h is used.
+func (h *HTTP) h2c() {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	h.Client.Transport.(*http.Transport).Protocols = &p
+}
+
 // Close drops idle connections.
 func (h *HTTP) Close() { h.Client.CloseIdleConnections() }
 

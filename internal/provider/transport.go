@@ -41,6 +41,10 @@ type Config struct {
 	// HTTP is the pooled client; nil makes one with Timeouts.
 	HTTP     *HTTP
 	Timeouts Timeouts
+	// H2C makes the client made for Timeouts speak HTTP/2 without TLS
+	// (prior knowledge) to an http:// BaseURL: streams share connections
+	// instead of holding one each.
+	H2C bool
 }
 
 // Accept is what a request asks the upstream to answer with.
@@ -87,12 +91,19 @@ func New(cfg Config, tr Translator) (*Transport, error) {
 	if cfg.AllowQuery {
 		check = CheckBaseURLAllowQuery
 	}
-	if _, err := check(cfg.Name, cfg.BaseURL); err != nil {
+	u, err := check(cfg.Name, cfg.BaseURL)
+	if err != nil {
 		return nil, err
+	}
+	if cfg.H2C && u.Scheme != "http" {
+		return nil, fmt.Errorf("provider %q: h2c needs an http:// base_url (over https, HTTP/2 is negotiated by TLS)", cfg.Name)
 	}
 	h := cfg.HTTP
 	if h == nil {
 		h = NewHTTP(cfg.Name, cfg.Timeouts)
+		if cfg.H2C {
+			h.h2c()
+		}
 	}
 	api := make(http.Header)
 	t := &Transport{name: cfg.Name, tr: tr, http: h, tmpl: make(map[tmplKey]*http.Request)}

@@ -30,6 +30,8 @@ type Settings struct {
 	DropUnsupported bool
 	Headers         http.Header
 	Timeouts        provider.Timeouts
+	// H2C speaks HTTP/2 without TLS to an http:// base URL.
+	H2C bool
 }
 
 // Type is one provider type.
@@ -104,7 +106,7 @@ func (t Type) Build(typName string, s *Settings) (provider.Provider, *provider.T
 		return nil, nil, fmt.Errorf("provider %q: base_url is required for type %s", s.Name, typName)
 	}
 	tr, err := provider.New(provider.Config{Name: s.Name, BaseURL: base, AllowQuery: t.AllowQuery, APIKey: s.APIKey,
-		Auth: t.Auth, Headers: s.Headers, Timeouts: s.Timeouts}, t.Translator(s))
+		Auth: t.Auth, Headers: s.Headers, Timeouts: s.Timeouts, H2C: s.H2C}, t.Translator(s))
 	if err != nil {
 		return nil, nil, err
 	}

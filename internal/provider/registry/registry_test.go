@@ -2,6 +2,7 @@ package registry
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
@@ -67,4 +68,17 @@ func TestTypes(t *testing.T) {
 			t.Error("anthropic is not a MessagesProvider")
 		}
 	}
+}
+
+// TestH2CNeedsHTTP: h2c is HTTP/2 over cleartext; over https HTTP/2 comes
+// from TLS, so the switch there is a configuration error.
+func TestH2CNeedsHTTP(t *testing.T) {
+	if _, _, err := Types["openai"].Build("openai", &Settings{Name: "p", H2C: true}); err == nil || !strings.Contains(err.Error(), "h2c needs an http:// base_url") {
+		t.Fatalf("h2c over the https preset: %v", err)
+	}
+	_, tr, err := Types["openai"].Build("openai", &Settings{Name: "p", BaseURL: "http://127.0.0.1:1/v1", H2C: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.HTTP().Close()
 }
