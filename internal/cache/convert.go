@@ -254,17 +254,41 @@ func pieces(s string) []string {
 // chatEventsFromBody streams a chat.completion body as the chunks an
 // upstream would have sent: per choice the role, the reasoning and the
 // content in pieces, the tool calls, the finish reason; then the usage
-// chunk.
+// chunk. The chunks are written straight into one buffer (no reflection):
+// a body answers stream requests this way on every hit.
 func chatEventsFromBody(body []byte) []Event {
 	root := openai.ParseInPlace(body)
-	base := chatDoc{ID: root.Get("id").String(), Object: "chat.completion.chunk", Created: root.Get("created").Int(),
-		Model: root.Get("model").String(), SystemFingerprint: root.Get("system_fingerprint").String()}
-	var events []Event
-	emit := func(i int, d *chatDelta, finish *string) {
-		doc := base
-		doc.Choices = []chatChoice{{Index: i, Delta: d, Logprobs: nullJSON, FinishReason: finish}}
-		b, _ := json.Marshal(&doc)
-		events = append(events, Event{Data: b})
+	// Every chunk starts with the same members.
+	head := make([]byte, 0, 128)
+	head = append(head, `{"id":`...)
+	head = openai.AppendString(head, root.Get("id").String())
+	head = append(head, `,"object":"chat.completion.chunk","created":`...)
+	head = strconv.AppendInt(head, root.Get("created").Int(), 10)
+	head = append(head, `,"model":`...)
+	head = openai.AppendString(head, root.Get("model").String())
+	if fp := root.Get("system_fingerprint").String(); fp != "" {
+		head = append(head, `,"system_fingerprint":`...)
+		head = openai.AppendString(head, fp)
+	}
+	head = append(head, `,"choices":[`...)
+
+	// About the chunks of a short answer; a longer one grows it.
+	buf := make([]byte, 0, 2*len(body)+32*(len(head)+64))
+	var ends []int
+	emit := func(i int, d *chatDelta, finish string) {
+		buf = append(buf, head...)
+		buf = append(buf, `{"index":`...)
+		buf = strconv.AppendInt(buf, int64(i), 10)
+		buf = append(buf, `,"delta":`...)
+		buf = appendDelta(buf, d)
+		buf = append(buf, `,"logprobs":null,"finish_reason":`...)
+		if finish == "" {
+			buf = append(buf, "null"...)
+		} else {
+			buf = openai.AppendString(buf, finish)
+		}
+		buf = append(buf, "}]}"...)
+		ends = append(ends, len(buf))
 	}
 	root.Get("choices").ForEach(func(_, ch gjson.Result) bool {
 		i := int(ch.Get("index").Int())
@@ -273,43 +297,126 @@ func chatEventsFromBody(body []byte) []Event {
 		if role == "" {
 			role = "assistant"
 		}
-		emit(i, &chatDelta{Role: role}, nil)
+		emit(i, &chatDelta{Role: role}, "")
 		for _, k := range [...]string{"reasoning_content", "reasoning"} {
 			if s := m.Get(k); s.Type == gjson.String {
 				for _, p := range pieces(s.Str) {
-					emit(i, &chatDelta{reasoning: p, reasoningKey: k}, nil)
+					emit(i, &chatDelta{reasoning: p, reasoningKey: k}, "")
 				}
 			}
 		}
 		for _, p := range pieces(m.Get("content").Str) {
-			emit(i, &chatDelta{Content: p}, nil)
+			emit(i, &chatDelta{Content: p}, "")
 		}
 		if s := m.Get("refusal"); s.Type == gjson.String && s.Str != "" {
-			emit(i, &chatDelta{Refusal: s.Str}, nil)
+			emit(i, &chatDelta{Refusal: s.Str}, "")
 		}
 		n := 0
 		m.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
 			k := n
 			n++
 			emit(i, &chatDelta{ToolCalls: []toolCall{{Index: &k, ID: tc.Get("id").Str, Type: tc.Get("type").Str,
-				Function: toolFunction{Name: tc.Get("function.name").Str, Arguments: tc.Get("function.arguments").Str}}}}, nil)
+				Function: toolFunction{Name: tc.Get("function.name").Str, Arguments: tc.Get("function.arguments").Str}}}}, "")
 			return true
 		})
 		finish := "stop"
-		if f := ch.Get("finish_reason"); f.Type == gjson.String {
+		if f := ch.Get("finish_reason"); f.Type == gjson.String && f.Str != "" {
 			finish = f.Str
 		}
-		emit(i, &chatDelta{}, &finish)
+		emit(i, &chatDelta{}, finish)
 		return true
 	})
 	if u := root.Get("usage"); u.IsObject() {
-		doc := base
-		doc.Choices = []chatChoice{}
-		doc.Usage = json.RawMessage(u.Raw)
-		b, _ := json.Marshal(&doc)
-		events = append(events, Event{Data: b})
+		buf = append(buf, head...)
+		buf = append(buf, `],"usage":`...)
+		buf = append(buf, u.Raw...)
+		buf = append(buf, '}')
+		ends = append(ends, len(buf))
+	}
+	events := make([]Event, len(ends))
+	from := 0
+	for k, to := range ends {
+		events[k] = Event{Data: buf[from:to:to]}
+		from = to
 	}
 	return events
+}
+
+// appendDelta appends d as a chunk's delta object: the members json.Marshal
+// would write for it (empty ones left out), then the reasoning.
+func appendDelta(buf []byte, d *chatDelta) []byte {
+	buf = append(buf, '{')
+	mark := len(buf)
+	member := func(name string) {
+		if len(buf) > mark {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, '"')
+		buf = append(buf, name...)
+		buf = append(buf, '"', ':')
+	}
+	if d.Role != "" {
+		member("role")
+		buf = openai.AppendString(buf, d.Role)
+	}
+	if d.Content != "" {
+		member("content")
+		buf = openai.AppendString(buf, d.Content)
+	}
+	if d.Refusal != "" {
+		member("refusal")
+		buf = openai.AppendString(buf, d.Refusal)
+	}
+	if len(d.ToolCalls) > 0 {
+		member("tool_calls")
+		buf = append(buf, '[')
+		for j, tc := range d.ToolCalls {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendToolCall(buf, &tc)
+		}
+		buf = append(buf, ']')
+	}
+	if d.reasoning != "" {
+		key := d.reasoningKey
+		if key == "" {
+			key = "reasoning_content"
+		}
+		member(key)
+		buf = openai.AppendString(buf, d.reasoning)
+	}
+	return append(buf, '}')
+}
+
+// appendToolCall appends tc as json.Marshal would (empty index, id, type
+// and name left out).
+func appendToolCall(buf []byte, tc *toolCall) []byte {
+	buf = append(buf, '{')
+	if tc.Index != nil {
+		buf = append(buf, `"index":`...)
+		buf = strconv.AppendInt(buf, int64(*tc.Index), 10)
+		buf = append(buf, ',')
+	}
+	if tc.ID != "" {
+		buf = append(buf, `"id":`...)
+		buf = openai.AppendString(buf, tc.ID)
+		buf = append(buf, ',')
+	}
+	if tc.Type != "" {
+		buf = append(buf, `"type":`...)
+		buf = openai.AppendString(buf, tc.Type)
+		buf = append(buf, ',')
+	}
+	buf = append(buf, `"function":{`...)
+	if tc.Function.Name != "" {
+		buf = append(buf, `"name":`...)
+		buf = openai.AppendString(buf, tc.Function.Name)
+		buf = append(buf, ',')
+	}
+	buf = append(buf, `"arguments":`...)
+	buf = openai.AppendString(buf, tc.Function.Arguments)
+	return append(buf, '}', '}')
 }
 
 // idPaths are the members of an answer that a replay refreshes: the

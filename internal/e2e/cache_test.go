@@ -142,6 +142,26 @@ func TestCacheHitAndReplay(t *testing.T) {
 		if chatCalls(fake) != calls {
 			t.Fatalf("hits called upstream: %d > %d", chatCalls(fake), calls)
 		}
+
+		// A stored tool-call body streamed: the tool call and the usage
+		// survive the conversion.
+		tools := openai.ChatCompletionNewParams{Model: "tools", Messages: userMsg("weather in Rome, body first?"),
+			Tools: []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{
+				Name: "get_weather", Parameters: shared.FunctionParameters{"type": "object",
+					"properties": map[string]any{"location": map[string]any{"type": "string"}}}})}}
+		tb, err := c.Chat.Completions.New(ctx, tools)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tools.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+		tacc, tchunks, resp := streamChat(t, c, tools)
+		m, h := tb.Choices[0].Message, tacc.Choices[0].Message
+		if resp.Header.Get("X-AI-Gateway-Cache") != "hit" || len(m.ToolCalls) == 0 || len(h.ToolCalls) != len(m.ToolCalls) ||
+			h.ToolCalls[0].ID != m.ToolCalls[0].ID || h.ToolCalls[0].Function.Name != m.ToolCalls[0].Function.Name ||
+			h.ToolCalls[0].Function.Arguments != m.ToolCalls[0].Function.Arguments || tacc.Choices[0].FinishReason != tb.Choices[0].FinishReason ||
+			tacc.Usage.TotalTokens != tb.Usage.TotalTokens || tchunks < 3 {
+			t.Fatalf("tool stream from body (%d chunks, %v):\nbody   %+v\nstream %+v", tchunks, resp.Header, tb, tacc.ChatCompletion)
+		}
 	})
 
 	t.Run("stream replay", func(t *testing.T) {
