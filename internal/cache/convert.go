@@ -117,6 +117,46 @@ type choiceAcc struct {
 	finish                     *string
 }
 
+// addToolDelta adds a streamed tool-call delta to the choice's calls.
+func (a *choiceAcc) addToolDelta(tc gjson.Result) {
+	var ti int
+	var id, typ, name, args string
+	tc.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "index":
+			ti = int(v.Int())
+		case "id":
+			id = v.Str
+		case "type":
+			typ = v.Str
+		case "function":
+			v.ForEach(func(k, v gjson.Result) bool {
+				switch k.Str {
+				case "name":
+					name = v.Str
+				case "arguments":
+					args = v.Str
+				}
+				return true
+			})
+		}
+		return true
+	})
+	t := a.tools[ti]
+	if t == nil {
+		t = &toolCall{Type: "function"}
+		a.tools[ti] = t
+	}
+	if id != "" {
+		t.ID = id
+	}
+	if typ != "" {
+		t.Type = typ
+	}
+	t.Function.Name += name
+	t.Function.Arguments += args
+}
+
 // chatBodyFromEvents accumulates recorded Chat Completions chunks into the
 // chat.completion body they stream: per choice its content, reasoning,
 // refusal, tool calls (arguments joined) and finish reason; the usage.
@@ -124,68 +164,92 @@ func chatBodyFromEvents(events []Event) []byte {
 	var doc chatDoc
 	doc.Object = "chat.completion"
 	accs := map[int]*choiceAcc{}
+	// One pass over each object's members (a Get per member would scan
+	// every chunk a dozen times).
 	for _, ev := range events {
 		c := openai.ParseInPlace(ev.Data)
 		if !c.IsObject() {
 			continue
 		}
-		if doc.ID == "" {
-			doc.ID = c.Get("id").String()
-			doc.Created = c.Get("created").Int()
-			doc.Model = c.Get("model").String()
-		}
-		if fp := c.Get("system_fingerprint"); fp.Type == gjson.String {
-			doc.SystemFingerprint = fp.Str
-		}
-		if u := c.Get("usage"); u.IsObject() {
-			doc.Usage = json.RawMessage(u.Raw)
-		}
-		c.Get("choices").ForEach(func(_, ch gjson.Result) bool {
-			i := int(ch.Get("index").Int())
+		first := doc.ID == ""
+		var choices gjson.Result
+		c.ForEach(func(k, v gjson.Result) bool {
+			switch k.Str {
+			case "id":
+				if first {
+					doc.ID = v.String()
+				}
+			case "created":
+				if first {
+					doc.Created = v.Int()
+				}
+			case "model":
+				if first {
+					doc.Model = v.String()
+				}
+			case "system_fingerprint":
+				if v.Type == gjson.String {
+					doc.SystemFingerprint = v.Str
+				}
+			case "usage":
+				if v.IsObject() {
+					doc.Usage = json.RawMessage(v.Raw)
+				}
+			case "choices":
+				choices = v
+			}
+			return true
+		})
+		choices.ForEach(func(_, ch gjson.Result) bool {
+			i := 0
+			var delta, finish gjson.Result
+			ch.ForEach(func(k, v gjson.Result) bool {
+				switch k.Str {
+				case "index":
+					i = int(v.Int())
+				case "delta":
+					delta = v
+				case "finish_reason":
+					finish = v
+				}
+				return true
+			})
 			a := accs[i]
 			if a == nil {
 				a = &choiceAcc{index: i, role: "assistant", tools: map[int]*toolCall{}}
 				accs[i] = a
 			}
-			d := ch.Get("delta")
-			if r := d.Get("role"); r.Type == gjson.String && r.Str != "" {
-				a.role = r.Str
-			}
-			if s := d.Get("content"); s.Type == gjson.String {
-				a.content.WriteString(s.Str)
-				a.hasContent = true
-			}
-			if s := d.Get("refusal"); s.Type == gjson.String {
-				a.refuse.WriteString(s.Str)
-				a.hasRefusal = true
-			}
-			for _, k := range [...]string{"reasoning_content", "reasoning"} {
-				if s := d.Get(k); s.Type == gjson.String {
-					a.reasoning.WriteString(s.Str)
-					a.reasoningKey = k
+			delta.ForEach(func(k, v gjson.Result) bool {
+				switch k.Str {
+				case "role":
+					if v.Type == gjson.String && v.Str != "" {
+						a.role = v.Str
+					}
+				case "content":
+					if v.Type == gjson.String {
+						a.content.WriteString(v.Str)
+						a.hasContent = true
+					}
+				case "refusal":
+					if v.Type == gjson.String {
+						a.refuse.WriteString(v.Str)
+						a.hasRefusal = true
+					}
+				case "reasoning_content", "reasoning":
+					if v.Type == gjson.String {
+						a.reasoning.WriteString(v.Str)
+						a.reasoningKey = k.Str
+					}
+				case "tool_calls":
+					v.ForEach(func(_, tc gjson.Result) bool {
+						a.addToolDelta(tc)
+						return true
+					})
 				}
-			}
-			d.Get("tool_calls").ForEach(func(_, tc gjson.Result) bool {
-				ti := int(tc.Get("index").Int())
-				t := a.tools[ti]
-				if t == nil {
-					t = &toolCall{Type: "function"}
-					a.tools[ti] = t
-				}
-				if s := tc.Get("id"); s.Str != "" {
-					t.ID = s.Str
-				}
-				if s := tc.Get("type"); s.Str != "" {
-					t.Type = s.Str
-				}
-				if s := tc.Get("function.name"); s.Str != "" {
-					t.Function.Name += s.Str
-				}
-				t.Function.Arguments += tc.Get("function.arguments").Str
 				return true
 			})
-			if f := ch.Get("finish_reason"); f.Type == gjson.String {
-				s := f.Str
+			if finish.Type == gjson.String {
+				s := finish.Str
 				a.finish = &s
 			}
 			return true

@@ -93,3 +93,15 @@ func BenchmarkChatEventsFromBody(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkChatBodyFromEvents: a stored stream answering a body request.
+func BenchmarkChatBodyFromEvents(b *testing.B) {
+	body := []byte(`{"id":"chatcmpl-5ecaee7e89c3292800000001","object":"chat.completion","created":1796186494,"model":"fake-model","system_fingerprint":"fp_fakellm","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from bench word3 word4 word5 word6 word7 word8 word9 word10 word11 word12 word13 word14 word15 word16 word17 word18 word19 word20","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":111,"completion_tokens":20,"total_tokens":131}}`)
+	events := chatEventsFromBody(body)
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(chatBodyFromEvents(events)) == 0 {
+			b.Fatal("body")
+		}
+	}
+}
