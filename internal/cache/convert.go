@@ -319,8 +319,9 @@ func pieces(s string) []string {
 // upstream would have sent: per choice the role, the reasoning and the
 // content in pieces, the tool calls, the finish reason; then the usage
 // chunk. The chunks are written straight into one buffer (no reflection):
-// a body answers stream requests this way on every hit.
-func chatEventsFromBody(body []byte) []Event {
+// a body answers stream requests this way on every hit. usageLast: the
+// last chunk is the usage-only one.
+func chatEventsFromBody(body []byte) (events []Event, usageLast bool) {
 	root := openai.ParseInPlace(body)
 	// Every chunk starts with the same members.
 	head := make([]byte, 0, 128)
@@ -396,14 +397,15 @@ func chatEventsFromBody(body []byte) []Event {
 		buf = append(buf, u.Raw...)
 		buf = append(buf, '}')
 		ends = append(ends, len(buf))
+		usageLast = true
 	}
-	events := make([]Event, len(ends))
+	events = make([]Event, len(ends))
 	from := 0
 	for k, to := range ends {
 		events[k] = Event{Data: buf[from:to:to]}
 		from = to
 	}
-	return events
+	return events, usageLast
 }
 
 // appendDelta appends d as a chunk's delta object: the members json.Marshal

@@ -3,9 +3,12 @@ package cache
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 )
 
 // TestChatEventsFromBodyEncoding: the chunks a body is streamed as decode
@@ -18,7 +21,10 @@ func TestChatEventsFromBodyEncoding(t *testing.T) {
 				"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},{"function":{"arguments":""}}]},"finish_reason":"tool_calls"},
 			{"index":1,"message":{"role":"assistant","content":null,"refusal":"No.","reasoning":"Why"},"finish_reason":null}],
 		"usage":{"prompt_tokens":7,"completion_tokens":5,"total_tokens":12}}`)
-	events := chatEventsFromBody(body)
+	events, usageLast := chatEventsFromBody(body)
+	if m := markUsageOnly(provider.FormatOpenAI, events); !usageLast || len(m) != len(events) || !m[len(m)-1] || slices.Contains(m[:len(m)-1], true) {
+		t.Fatalf("usageLast %v, marks %v", usageLast, m)
+	}
 
 	// The reference: the same chunks through encoding/json.
 	base := chatDoc{ID: "chatcmpl-1", Object: "chat.completion.chunk", Created: 1700000000, Model: "m", SystemFingerprint: "fp_1"}
@@ -88,7 +94,7 @@ func BenchmarkChatEventsFromBody(b *testing.B) {
 	body := []byte(`{"id":"chatcmpl-5ecaee7e89c3292800000001","object":"chat.completion","created":1796186494,"model":"fake-model","system_fingerprint":"fp_fakellm","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from bench word3 word4 word5 word6 word7 word8 word9 word10 word11 word12 word13 word14 word15 word16 word17 word18 word19 word20","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":111,"completion_tokens":20,"total_tokens":131}}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if len(chatEventsFromBody(body)) != 24 { // role, 21 words, finish, usage
+		if ev, _ := chatEventsFromBody(body); len(ev) != 24 { // role, 21 words, finish, usage
 			b.Fatal("events")
 		}
 	}
@@ -97,7 +103,7 @@ func BenchmarkChatEventsFromBody(b *testing.B) {
 // BenchmarkChatBodyFromEvents: a stored stream answering a body request.
 func BenchmarkChatBodyFromEvents(b *testing.B) {
 	body := []byte(`{"id":"chatcmpl-5ecaee7e89c3292800000001","object":"chat.completion","created":1796186494,"model":"fake-model","system_fingerprint":"fp_fakellm","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from bench word3 word4 word5 word6 word7 word8 word9 word10 word11 word12 word13 word14 word15 word16 word17 word18 word19 word20","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":111,"completion_tokens":20,"total_tokens":131}}`)
-	events := chatEventsFromBody(body)
+	events, _ := chatEventsFromBody(body)
 	b.ReportAllocs()
 	for b.Loop() {
 		if len(chatBodyFromEvents(events)) == 0 {

@@ -43,7 +43,7 @@ func TestStreamBodyConversion(t *testing.T) {
 		t.Fatalf("body %s", body)
 	}
 	// And back: the body streamed again accumulates to the same body.
-	events := chatEventsFromBody(body)
+	events, _ := chatEventsFromBody(body)
 	if len(events) < 5 {
 		t.Fatalf("%d events", len(events))
 	}

@@ -545,8 +545,12 @@ func replyFrom(e *Entry, stream bool, now time.Time) *gateway.Reply {
 	var marks []bool
 	switch {
 	case stream && !e.Stream:
-		events = chatEventsFromBody(e.Body)
-		marks = markUsageOnly(e.Format, events)
+		var usageLast bool
+		events, usageLast = chatEventsFromBody(e.Body)
+		if usageLast { // the conversion knows its usage chunk: no scan
+			marks = make([]bool, len(events))
+			marks[len(marks)-1] = true
+		}
 	case stream:
 		marks = e.usageMarks()
 	case !stream && e.Stream:

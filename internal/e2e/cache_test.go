@@ -139,6 +139,9 @@ func TestCacheHitAndReplay(t *testing.T) {
 		if resp.Header.Get("X-AI-Gateway-Cache") != "hit" || acc.Choices[0].Message.Content != first.Choices[0].Message.Content || chunks < 3 {
 			t.Fatalf("stream from body: %q in %d chunks, %v", acc.Choices[0].Message.Content, chunks, resp.Header)
 		}
+		if acc.Usage.TotalTokens != 0 {
+			t.Fatalf("stream from body: a usage chunk reached a client that did not ask for it: %+v", acc.Usage)
+		}
 		if chatCalls(fake) != calls {
 			t.Fatalf("hits called upstream: %d > %d", chatCalls(fake), calls)
 		}
