@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/gateway"
+	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/provider"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/quota"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/route"
 )
@@ -323,7 +325,11 @@ func (a *App) runProbe(pb probe, logger *zap.Logger) {
 		switch {
 		case err != nil:
 			if !down {
-				logger.Warn("health check failed: the provider's targets are out of rotation", zap.String("provider", pb.name), zap.String("error", a.redactor.String(err.Error())))
+				cause := zap.Skip()
+				if pe := (*provider.Error)(nil); errors.As(err, &pe) && pe.Cause != "" {
+					cause = zap.String("cause", a.redactor.String(pe.Cause))
+				}
+				logger.Warn("health check failed: the provider's targets are out of rotation", zap.String("provider", pb.name), zap.String("error", a.redactor.String(err.Error())), cause)
 			}
 			down = true
 			for _, k := range pb.keys {

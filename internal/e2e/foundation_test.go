@@ -518,6 +518,22 @@ func TestFoundation(t *testing.T) {
 				}
 			})
 		}
+		// The operator's log says why the provider could not be reached
+		// (the client's body above does not), without the request URL.
+		eventually(t, 5*time.Second, func() bool {
+			return strings.Contains(gw.Logs(), `"provider":"dead"`)
+		}, "no failed attempt logged for provider dead:\n%s", tail(gw.Logs(), 3000))
+		for _, line := range strings.Split(gw.Logs(), "\n") {
+			if strings.Contains(line, `"upstream attempt failed"`) && strings.Contains(line, `"provider":"dead"`) {
+				cause := gjson.Get(line, "cause").Str
+				if !strings.Contains(cause, "connection refused") || strings.Contains(cause, "/v1/chat/completions") || strings.Contains(cause, "Post ") {
+					t.Fatalf("cause %q in %s", cause, line)
+				}
+			}
+			if strings.Contains(line, `"upstream attempt failed"`) && strings.Contains(line, `"provider":"slow"`) && gjson.Get(line, "cause").Str == "" {
+				t.Fatalf("a timed-out attempt logged no cause: %s", line)
+			}
+		}
 		// Provider 4xx keeps its status and the provider's own message.
 		env.a.Enqueue(fakellm.Behavior{Status: 400})
 		_, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "demo", Messages: userMsg("x")})

@@ -105,10 +105,14 @@ func (g *Gateway) attempt(x *Exchange) (*Reply, Outcome, *openai.Error) {
 			}
 			g.cfg.Redactor.Error(pe) // upstream text may echo our credentials
 			lastErr, lastKey, retryWait = pe, key, 0
+			cause := zap.Skip()
+			if pe.Cause != "" {
+				cause = zap.String("cause", pe.Cause)
+			}
 			g.log.Warn("upstream attempt failed",
 				zap.String("model", req.OpenAI.Model), zap.String("provider", tgt.Provider),
 				zap.String("upstream_model", info.UpstreamModel), zap.Int("attempt", info.Attempts),
-				zap.Int("status", pe.Status), zap.Error(pe))
+				zap.Int("status", pe.Status), zap.Error(pe), cause)
 			if !pe.Retryable() {
 				if pe.Kind == provider.KindStatus {
 					g.cfg.Health.Success(key) // it answered: the target is up

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
 )
@@ -35,7 +38,15 @@ type Error struct {
 	Message, Type, Code, Param string
 	// StreamStarted is set when the failure happened after the first event.
 	StreamStarted bool
+	// Cause says, for the operator's log only, what failed below HTTP for
+	// KindConnect and KindTimeout ("dial tcp 10.0.0.7:443: connect:
+	// connection refused"): never shown to a client, without the request
+	// URL, at most maxCause bytes, credentials redacted (Redactor.Error).
+	Cause string
 }
+
+// maxCause bounds Error.Cause.
+const maxCause = 256
 
 func (e *Error) Error() string {
 	switch e.Kind {
@@ -119,9 +130,30 @@ func TransportError(ctx context.Context, provider string, err error) error {
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrIdleTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
-		return &Error{Provider: provider, Kind: KindTimeout}
+		return &Error{Provider: provider, Kind: KindTimeout, Cause: causeOf(err)}
 	}
-	return &Error{Provider: provider, Kind: KindConnect}
+	return &Error{Provider: provider, Kind: KindConnect, Cause: causeOf(err)}
+}
+
+// causeOf is err's text without the request's method and URL (a
+// *url.Error's), cut to maxCause bytes on a rune boundary.
+func causeOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		err = ue.Err
+	}
+	s := strings.ToValidUTF8(err.Error(), "\ufffd")
+	if len(s) > maxCause {
+		cut := maxCause
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 // ParseRetryAfter reads retry-after-ms (Azure/OpenAI) or Retry-After

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -329,7 +330,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	x.timer.Stop()
 	if err != nil && err != io.EOF {
 		if c := context.Cause(x.actx); errors.Is(c, ErrIdleTimeout) {
-			return n, &Error{Provider: x.h.Provider, Kind: KindTimeout}
+			return n, &Error{Provider: x.h.Provider, Kind: KindTimeout, Cause: fmt.Sprintf("no data for %v (idle_timeout)", x.idle)}
 		}
 		if e := TransportError(x.ctx, x.h.Provider, err); e != nil {
 			return n, e

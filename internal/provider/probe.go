@@ -14,7 +14,7 @@ import (
 func (t *Transport) Probe(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL("models"), nil)
 	if err != nil {
-		return &Error{Provider: t.name, Kind: KindConnect}
+		return &Error{Provider: t.name, Kind: KindConnect, Cause: causeOf(err)}
 	}
 	req.Header = t.hdr[AcceptJSON].Clone()
 	req.Header.Del("Content-Type")

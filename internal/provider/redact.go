@@ -56,5 +56,6 @@ func (r *Redactor) Error(e *Error) *Error {
 		return e
 	}
 	e.Message, e.Type, e.Code, e.Param = r.String(e.Message), r.String(e.Type), r.String(e.Code), r.String(e.Param)
+	e.Cause = r.String(e.Cause)
 	return e
 }

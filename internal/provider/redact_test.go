@@ -15,8 +15,8 @@ func TestRedactor(t *testing.T) {
 			t.Errorf("String(%q) = %q, want %q", in, got, want)
 		}
 	}
-	e := r.Error(&Error{Message: "key sk-canary-123456", Param: "sk-canary-123456", Code: "c", Type: "t"})
-	if e.Message != "key [REDACTED]" || e.Param != Redacted {
+	e := r.Error(&Error{Message: "key sk-canary-123456", Param: "sk-canary-123456", Code: "c", Type: "t", Cause: `malformed HTTP response "sk-canary-123456"`})
+	if e.Message != "key [REDACTED]" || e.Param != Redacted || e.Cause != `malformed HTTP response "[REDACTED]"` {
 		t.Errorf("Error: %+v", e)
 	}
 	var none *Redactor

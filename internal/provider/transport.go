@@ -213,7 +213,7 @@ func (t *Transport) Send(ctx context.Context, path string, body []byte, stream b
 func (t *Transport) SendWith(ctx context.Context, path string, body []byte, stream bool, accept Accept, extra http.Header) (*Exchange, []byte, error) {
 	tmpl, err := t.template(path, accept)
 	if err != nil {
-		return nil, nil, &Error{Provider: t.name, Kind: KindConnect}
+		return nil, nil, &Error{Provider: t.name, Kind: KindConnect, Cause: causeOf(err)}
 	}
 	if tp, ts := traceContext(ctx); len(extra) > 0 || tp != nil {
 		// A copy of the shared template (which never changes) with them
