@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -164,7 +165,11 @@ func (a *App) provisionCache(ctx caddy.Context) error {
 		}
 		rc.semantic = &cache.Semantic{Index: st.semanticIndex(thr), Embed: emb, Model: sc.Embed}
 	}
-	return registerCacheMetrics(ctx.GetMetricsRegistry(), st.stats)
+	var mem *cache.Memory
+	if rc.redis == nil {
+		mem = st.memory
+	}
+	return registerCacheMetrics(ctx.GetMetricsRegistry(), st.stats, mem)
 }
 
 // cleanupCache releases the cache's pool reference.
@@ -221,7 +226,7 @@ func placeCache(h *Handler, stages []gateway.Stage) []gateway.Stage {
 }
 
 // registerCacheMetrics exports the cache's counters (read at scrape time).
-func registerCacheMetrics(reg prometheus.Registerer, st *cache.Stats) error {
+func registerCacheMetrics(reg prometheus.Registerer, st *cache.Stats, mem *cache.Memory) error {
 	if reg == nil {
 		return nil
 	}
@@ -238,6 +243,21 @@ func registerCacheMetrics(reg prometheus.Registerer, st *cache.Stats) error {
 	var errs []error
 	for i := range cs {
 		errs = append(errs, register(reg, &cs[i]))
+	}
+	if mem != nil {
+		// The memory backend's size, read at scrape time (two atomic
+		// loads). The Redis backend's would take a SCAN of its keys: it is
+		// in GET /ai_gateway/cache only.
+		size := func() cache.StoreStats { s, _ := mem.Stats(context.Background()); return s }
+		gs := []prometheus.GaugeFunc{
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "cache_entries",
+				Help: "Entries the memory cache holds."}, func() float64 { return float64(size().Entries) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "cache_bytes",
+				Help: "Bytes the memory cache holds, as its max_memory bound counts them."}, func() float64 { return float64(size().Bytes) }),
+		}
+		for i := range gs {
+			errs = append(errs, register(reg, &gs[i]))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -487,6 +487,14 @@ func TestCacheAdminAndMemoryBound(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	t.Logf("after 640 unique answers: %+v", st)
+	// The same size as gauges, within the bound (nothing is written now,
+	// but the store may still evict: read both until they agree).
+	eventually(t, 10*time.Second, func() bool {
+		fams := scrape(t, gw)
+		entries, bytes := metricValue(fams, "caddy_ai_gateway_cache_entries", nil), metricValue(fams, "caddy_ai_gateway_cache_bytes", nil)
+		_ = json.Unmarshal([]byte(adminGet(t, gw, "/ai_gateway/cache")), &st)
+		return entries > 0 && bytes > 0 && bytes <= 64<<10 && int64(entries) == st.Entries && int64(bytes) == st.Bytes
+	}, "cache_entries / cache_bytes gauges do not match the admin view %+v", &st)
 }
 
 // TestCacheFallbackStoredUnderAnsweringModel: an answer from a fallback is
