@@ -125,7 +125,11 @@ func (m *metrics) resolveHot(k hotKey) *hot {
 	if h := s.m[k]; h != nil {
 		return h
 	}
-	if limit := s.limit; limit != 0 && len(s.m) >= limit || limit == 0 && len(s.m) >= maxHotSeries {
+	limit := s.limit
+	if limit == 0 {
+		limit = maxHotSeries
+	}
+	if len(s.m) >= limit {
 		return nil
 	}
 	o := &m.observability

@@ -143,31 +143,10 @@ func TestRedisAdmitBatchMatchesSerial(t *testing.T) {
 	}
 	for _, k := range []string{"a", "b", "c"} {
 		ops := batchOps(k, "x", 0, exp)
-		if a, b := snapBatch(t, batched, ops), snapBatch(t, serial, ops); a != b {
+		if a, b := snap(t, batched, ops), snap(t, serial, ops); a != b {
 			t.Errorf("key %s: batched state %+v, serial %+v", k, a, b)
 		}
 	}
-}
-
-type batchState struct{ spent, reserved, rpm, tpm, mrpm int64 }
-
-func snapBatch(t *testing.T, l *ratelimit.Redis, ops []ratelimit.Op) string {
-	t.Helper()
-	ctx := context.Background()
-	var s batchState
-	var err error
-	if s.spent, s.reserved, err = l.Spent(ctx, ops[0].Key, ops[0].Window); err != nil {
-		t.Fatal(err)
-	}
-	rem := func(o ratelimit.Op) int64 {
-		res, err := l.Take(ctx, o.Key, o.Rate, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.Remaining
-	}
-	s.rpm, s.tpm, s.mrpm = rem(ops[1]), rem(ops[2]), rem(ops[4])
-	return fmt.Sprintf("%+v", s)
 }
 
 // concurrentAdmissions runs n admissions of a rate of limit (over a

@@ -49,7 +49,10 @@ func snap(t *testing.T, l ratelimit.Limiter, ops []ratelimit.Op) snapshot {
 		}
 		return res.Remaining
 	}
-	s.rpm, s.tpm, s.mrpm, s.mtpm = rem(ops[1]), rem(ops[2]), rem(ops[4]), rem(ops[5])
+	s.rpm, s.tpm, s.mrpm = rem(ops[1]), rem(ops[2]), rem(ops[4])
+	if len(ops) > 5 { // a model TPM hold
+		s.mtpm = rem(ops[5])
+	}
 	// Free slots: a probe acquire (renewed, then released).
 	res, err := l.Acquire(ctx, ops[3].Key, "probe", ops[3].Slots, time.Minute)
 	if err != nil {
