@@ -36,6 +36,39 @@ type Entry struct {
 	// usageOnly marks the events that are OpenAI's usage-only chunk,
 	// found on the first replay (see usageMarks).
 	usageOnly atomic.Pointer[[]bool]
+	// other is the answer in the shape it was not recorded in, converted
+	// by a hit that asked for that shape and kept by the memory store (see
+	// Stage.keepShape); nil until then, and never encoded.
+	other *shape
+}
+
+// shape is a recorded answer converted to the other shape: a recorded
+// stream as one body, or a recorded body as a stream (with its usage-only
+// marks, nil: none).
+type shape struct {
+	body   []byte
+	events []Event
+	marks  []bool
+}
+
+// size is the shape's approximate size in memory, in bytes.
+func (sh *shape) size() int {
+	n := len(sh.body) + len(sh.marks)
+	for _, ev := range sh.events {
+		n += eventOverhead + len(ev.Name) + len(ev.Data)
+	}
+	return n
+}
+
+// withShape returns a copy of e that also holds sh.
+func (e *Entry) withShape(sh *shape) *Entry {
+	c := &Entry{Format: e.Format, Op: e.Op, Stream: e.Stream, Body: e.Body, Events: e.Events, Usage: e.Usage,
+		Provider: e.Provider, Model: e.Model, Namespace: e.Namespace, Route: e.Route,
+		Stored: e.Stored, Expires: e.Expires, other: sh}
+	if m := e.usageOnly.Load(); m != nil {
+		c.usageOnly.Store(m)
+	}
+	return c
 }
 
 // usageMarks reports, per event, whether it is OpenAI's usage-only chunk
@@ -85,6 +118,9 @@ func (e *Entry) Size() int {
 	n := entryOverhead + len(e.Body) + len(e.Provider) + len(e.Model) + len(e.Namespace) + len(e.Route)
 	for _, ev := range e.Events {
 		n += eventOverhead + len(ev.Name) + len(ev.Data)
+	}
+	if e.other != nil {
+		n += e.other.size()
 	}
 	return n
 }

@@ -49,6 +49,18 @@ func (m *Memory) Set(_ context.Context, ref Ref, e *Entry) error {
 	return nil
 }
 
+// Replace stores e in place of old if old is still ref's entry: not
+// deleted, expired or stored over since it was read. The store weighs e
+// anew; its expiry stays old's (e.Expires).
+func (m *Memory) Replace(ref Ref, old, e *Entry) {
+	m.c.ComputeIfPresent(ref.Key, func(v *Entry) (*Entry, otter.ComputeOp) {
+		if v != old {
+			return v, otter.CancelOp
+		}
+		return e, otter.WriteOp
+	})
+}
+
 // Delete implements Store.
 func (m *Memory) Delete(_ context.Context, f Filter) (int64, error) {
 	var n int64

@@ -464,9 +464,12 @@ func (s *Stage) hit(r *request, e *Entry, now time.Time) *gateway.Reply {
 
 // hitAs is hit with the verdict (a hit or a semantic hit).
 func (s *Stage) hitAs(r *request, e *Entry, now time.Time, verdict string) *gateway.Reply {
-	reply := replyFrom(e, r.stream, now)
+	reply, converted := replyFrom(e, r.stream, now)
 	if reply == nil {
 		return nil
+	}
+	if converted != nil && verdict == VerdictHit { // e is r.ref's entry
+		s.keepShape(r.ref, e, converted)
 	}
 	x, h := r.x, r.x.Header()
 	info := x.Info
@@ -537,31 +540,44 @@ func answers(e *Entry, stream bool) bool {
 }
 
 // replyFrom replays e in the shape asked (stream or body), with fresh ids.
-func replyFrom(e *Entry, stream bool, now time.Time) *gateway.Reply {
+// converted is the other shape when this replay converted e to it (nil
+// when e was replayed as recorded or held that shape already).
+func replyFrom(e *Entry, stream bool, now time.Time) (reply *gateway.Reply, converted *shape) {
 	if !answers(e, stream) {
-		return nil
+		return nil, nil
 	}
 	events, body := e.Events, e.Body
 	var marks []bool
 	switch {
 	case stream && !e.Stream:
-		var usageLast bool
-		events, usageLast = chatEventsFromBody(e.Body)
-		if usageLast { // the conversion knows its usage chunk: no scan
-			marks = make([]bool, len(events))
-			marks[len(marks)-1] = true
+		sh := e.other
+		if sh == nil {
+			var usageLast bool
+			sh = &shape{}
+			sh.events, usageLast = chatEventsFromBody(e.Body)
+			if usageLast { // the conversion knows its usage chunk: no scan
+				sh.marks = make([]bool, len(sh.events))
+				sh.marks[len(sh.marks)-1] = true
+			}
+			converted = sh
 		}
+		events, marks = sh.events, sh.marks
 	case stream:
 		marks = e.usageMarks()
 	case !stream && e.Stream:
-		body = chatBodyFromEvents(e.Events)
+		sh := e.other
+		if sh == nil {
+			sh = &shape{body: chatBodyFromEvents(e.Events)}
+			converted = sh
+		}
+		body = sh.body
 	}
 	paths := pathsFor(e.Format, e.Op, stream)
 	if !stream {
-		return &gateway.Reply{Format: e.Format, Body: freshBody(paths, now.Unix(), body), Usage: e.Usage}
+		return &gateway.Reply{Format: e.Format, Body: freshBody(paths, now.Unix(), body), Usage: e.Usage}, converted
 	}
 	if len(events) == 0 {
-		return nil
+		return nil, nil
 	}
 	// One allocation for the reply, the replay and its freshener, one for
 	// the first event and the buffer the others are written to (a replay
@@ -576,7 +592,21 @@ func replyFrom(e *Entry, stream bool, now time.Time) *gateway.Reply {
 	first := events[0]
 	p.buf = mem[size:size]
 	p.reply = gateway.Reply{Format: e.Format, First: sse.Event{Name: first.Name, Data: p.fresh.apply(mem[:0:size], first.Data)}, Stream: p}
-	return &p.reply
+	return &p.reply, converted
+}
+
+// keepShape stores e again with the shape a hit converted it to, when the
+// store is this process's memory: later hits in that shape replay it as
+// it is, and the store weighs both shapes. An entry that would outgrow
+// MaxEntrySize is left as it is (every hit in the other shape converts).
+func (s *Stage) keepShape(ref Ref, e *Entry, sh *shape) {
+	m, ok := s.cfg.Store.(*Memory)
+	if !ok {
+		return
+	}
+	if c := e.withShape(sh); c.Size() <= s.cfg.MaxEntrySize {
+		m.Replace(ref, e, c)
+	}
 }
 
 // replay streams recorded events.
@@ -904,13 +934,13 @@ func (s *Stage) follow(r *request, f *flight, retry bool) (*gateway.Reply, *open
 		f.mu.Lock()
 		e := &Entry{Format: format, Op: x.Req.OpenAI.Op, Stream: true, Events: f.events, Usage: f.usage}
 		f.mu.Unlock()
-		reply = replyFrom(e, false, now)
+		reply, _ = replyFrom(e, false, now)
 	case !stream:
 		f.mu.Lock()
 		e := &Entry{Format: format, Op: x.Req.OpenAI.Op, Body: f.body, Usage: f.usage}
 		f.mu.Unlock()
 		leave()
-		reply = replyFrom(e, r.stream, now)
+		reply, _ = replyFrom(e, r.stream, now)
 	default:
 		leave()
 	}

@@ -2,13 +2,16 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
+	"github.com/tidwall/gjson"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/fakellm"
 )
@@ -164,6 +167,65 @@ func TestCacheHitAndReplay(t *testing.T) {
 			h.ToolCalls[0].Function.Arguments != m.ToolCalls[0].Function.Arguments || tacc.Choices[0].FinishReason != tb.Choices[0].FinishReason ||
 			tacc.Usage.TotalTokens != tb.Usage.TotalTokens || tchunks < 3 {
 			t.Fatalf("tool stream from body (%d chunks, %v):\nbody   %+v\nstream %+v", tchunks, resp.Header, tb, tacc.ChatCompletion)
+		}
+	})
+
+	// An answer asked in the shape it was not recorded in is converted
+	// once: the memory store keeps both shapes (it weighs more), and later
+	// hits in that shape replay the kept one, with fresh ids.
+	t.Run("the other shape is kept", func(t *testing.T) {
+		bytes := func() int64 { return gjson.Get(adminGet(t, gw, "/ai_gateway/cache"), "bytes").Int() }
+		for _, stream := range []bool{true, false} {
+			params := openai.ChatCompletionNewParams{Model: "demo", Messages: userMsg(fmt.Sprintf("recorded as stream %v", !stream))}
+			var recorded string
+			if stream {
+				b, err := c.Chat.Completions.New(ctx, params)
+				if err != nil {
+					t.Fatal(err)
+				}
+				recorded = b.Choices[0].Message.Content
+			} else {
+				acc, _, _ := streamChat(t, c, params)
+				recorded = acc.Choices[0].Message.Content
+			}
+			var before int64
+			eventually(t, 5*time.Second, func() bool { n := bytes(); ok := n > 0 && n == before; before = n; return ok },
+				"stream %v: the store's size does not settle", stream)
+			calls := chatCalls(fake)
+			var ids []string
+			for range 2 {
+				var content, id string
+				var resp *http.Response
+				if stream {
+					acc, chunks, r := streamChat(t, c, params)
+					content, id, resp = acc.Choices[0].Message.Content, acc.ID, r
+					if chunks < 3 {
+						t.Fatalf("stream from a body in %d chunks", chunks)
+					}
+				} else {
+					b, err := c.Chat.Completions.New(ctx, params, option.WithResponseInto(&resp))
+					if err != nil {
+						t.Fatal(err)
+					}
+					content, id = b.Choices[0].Message.Content, b.ID
+				}
+				if resp.Header.Get("X-AI-Gateway-Cache") != "hit" || content != recorded {
+					t.Fatalf("stream %v: %q (%v), recorded %q", stream, content, resp.Header, recorded)
+				}
+				ids = append(ids, id)
+				if len(ids) == 1 {
+					var after int64
+					eventually(t, 5*time.Second, func() bool { after = bytes(); return after > before },
+						"stream %v: the store did not keep the converted shape (%d bytes before)", stream, before)
+					before = after
+				}
+			}
+			if ids[0] == ids[1] || chatCalls(fake) != calls {
+				t.Fatalf("stream %v: ids %q, upstream calls %d, want %d", stream, ids, chatCalls(fake), calls)
+			}
+			if n := bytes(); n != before {
+				t.Fatalf("stream %v: the second hit stored again: %d bytes, %d before", stream, n, before)
+			}
 		}
 	})
 
