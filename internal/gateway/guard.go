@@ -181,14 +181,29 @@ type admission struct {
 	windowEnd time.Time
 
 	holds []hold
-	buf   [maxHolds]hold         // backs holds
-	ops   [maxHolds]ratelimit.Op // holds[i].take is &ops[i]
+	hb    *holdBuf // backs holds; nil while there is none
 }
 
-var admissionPool = sync.Pool{New: func() any { return new(admission) }}
+// holdBuf backs an admission's holds and the operations they take
+// (holds[i].take is &ops[i]). It is taken with the first hold: a request
+// without holds (no key, no model limit) keeps only the admission's few
+// words for its life, a stream's too.
+type holdBuf struct {
+	holds [maxHolds]hold
+	ops   [maxHolds]ratelimit.Op
+}
+
+var (
+	admissionPool = sync.Pool{New: func() any { return new(admission) }}
+	holdBufPool   = sync.Pool{New: func() any { return new(holdBuf) }}
+)
 
 // release recycles a; nothing may use it after.
 func (a *admission) release() {
+	if hb := a.hb; hb != nil {
+		*hb = holdBuf{}
+		holdBufPool.Put(hb)
+	}
 	*a = admission{}
 	admissionPool.Put(a)
 }
@@ -207,7 +222,6 @@ func (gd *Guard) admit(ctx context.Context, h http.Header, k *auth.Key, req *ope
 func (gd *Guard) admitAs(ctx context.Context, h http.Header, k *auth.Key, req *openai.Request, rt *route.Route, hit bool) (*admission, *openai.Error) {
 	a := admissionPool.Get().(*admission)
 	a.gd, a.key, a.req, a.route, a.start, a.hit = gd, k, req, rt, gd.now(), hit
-	a.holds = a.buf[:0]
 	ml := gd.ModelLimits[rt.Pattern]
 	if k == nil && ml.RPM == 0 && ml.TPM == 0 {
 		return a, nil
@@ -232,7 +246,7 @@ func (gd *Guard) decide(ctx context.Context, h http.Header, a *admission) (*admi
 	if len(a.holds) == 0 {
 		return a, nil
 	}
-	res, err := gd.Limiter.Admit(ctx, a.ops[:len(a.holds)])
+	res, err := gd.Limiter.Admit(ctx, a.hb.ops[:len(a.holds)])
 	if oe := limiterErr(gd, err); oe != nil {
 		a.release()
 		return nil, oe
@@ -258,9 +272,13 @@ func (gd *Guard) decide(ctx context.Context, h http.Header, a *admission) (*admi
 
 // add appends a hold taking op.
 func (a *admission) add(hd hold, op ratelimit.Op) {
+	if a.hb == nil {
+		a.hb = holdBufPool.Get().(*holdBuf)
+		a.holds = a.hb.holds[:0]
+	}
 	i := len(a.holds)
-	a.ops[i] = op
-	hd.take = &a.ops[i]
+	a.hb.ops[i] = op
+	hd.take = &a.hb.ops[i]
 	a.holds = append(a.holds, hd)
 }
 
