@@ -5,11 +5,20 @@ import (
 	"strconv"
 )
 
+// autoLengthMax: a body of fewer bytes, written with one Write before the
+// handler returns, gets its Content-Length from the server itself (net/http
+// buffers that much before it must choose chunked framing, HTTP/2 and
+// HTTP/3 more): without an entry in the header map, which then stays small
+// (a hit's eight headers fit Go's small map), and without the clone of one
+// more header when the status is written. TestReplyLength holds the
+// servers to it.
+const autoLengthMax = 2048
+
 // setReplyHeaders sets the headers of a 200 answer: the gateway's
 // (provider, model, attempts; see setHeaders) and the answer's, for a body
-// its type and length (length >= 0), for a stream SSE's type,
-// Cache-Control (no-transform keeps compressing middleware such as encode
-// away from the stream) and X-Accel-Buffering. Every name is canonical, so
+// its type and, from autoLengthMax bytes, its length (length >= 0), for a
+// stream SSE's type, Cache-Control (no-transform keeps compressing
+// middleware such as encode away from the stream) and X-Accel-Buffering. Every name is canonical, so
 // the values are assigned, with two allocations in all: one string for the
 // numbers and one slice backing every value.
 func setReplyHeaders(h http.Header, info *Info, length int) {
@@ -19,7 +28,7 @@ func setReplyHeaders(h http.Header, info *Info, length int) {
 		b = strconv.AppendInt(b, int64(info.Attempts), 10)
 	}
 	na := len(b)
-	if length >= 0 {
+	if length >= autoLengthMax {
 		b = strconv.AppendInt(b, int64(length), 10)
 	}
 	nums := string(b)
@@ -37,7 +46,9 @@ func setReplyHeaders(h http.Header, info *Info, length int) {
 	}
 	if length >= 0 {
 		set("Content-Type", "application/json")
-		set("Content-Length", nums[na:])
+		if length >= autoLengthMax {
+			set("Content-Length", nums[na:])
+		}
 		return
 	}
 	set("Content-Type", "text/event-stream; charset=utf-8")
