@@ -17,8 +17,9 @@ import (
 // checks every value. hotSeries remembers them, resolved, by what picks
 // them: one map lookup a request. An entry resolves exactly the series
 // its requests observe, so that no series appears before a request
-// observes it. Requests through the cache, RAG or the guardrails, and
-// those not routed or answered, go the labelled way (metrics.observe).
+// observes it. Requests through RAG or the guardrails, and those not
+// routed or answered, go the labelled way (metrics.observe); the cache's
+// verdicts are few, and its series are remembered too.
 
 // hotKey picks the series of a request.
 type hotKey struct {
@@ -28,6 +29,10 @@ type hotKey struct {
 	outcome                              gateway.Outcome
 	stream, attempts, known, cached      bool
 	ttft, spend                          bool
+	// cache is the cache's verdict ("" without a cache); saved and
+	// savedUSD whether it saved tokens and spend.
+	cache           string
+	saved, savedUSD bool
 }
 
 // hot is the resolved series of one hotKey (nil: not observed by its
@@ -37,6 +42,7 @@ type hot struct {
 	ttft, duration                               prometheus.Observer
 	genIn, genOut, opDuration, genTTFT           prometheus.Observer
 	spend                                        prometheus.Counter
+	cacheReqs, cacheIn, cacheOut, cacheUSD       prometheus.Counter
 	// tpot's labels (its observation depends on the values).
 	op, prov string
 }
@@ -55,7 +61,7 @@ type hotSeries struct {
 // whether it did; otherwise the caller observes it the labelled way.
 func (m *metrics) observeHot(info *gateway.Info, seconds, costUSD float64) bool {
 	o := &m.observability
-	if o.tokenUsage == nil || info.Route == "" || info.Provider == "" || info.Cache != "" || info.RAG != "" || info.Guardrails != "" {
+	if o.tokenUsage == nil || info.Route == "" || info.Provider == "" || info.RAG != "" || info.Guardrails != "" {
 		return false
 	}
 	k := hotKey{route: info.Route, provider: info.Provider, respModel: o.responseModel(info), op: info.Op,
@@ -64,6 +70,10 @@ func (m *metrics) observeHot(info *gateway.Info, seconds, costUSD float64) bool 
 		ttft: info.Stream && info.Outcome == gateway.OutcomeCompleted && info.TTFT > 0, spend: costUSD > 0}
 	if k.spend && o.keyLabel {
 		k.spendKey = info.Key
+	}
+	if info.Cache != "" {
+		sv := info.CacheSaved
+		k.cache, k.saved, k.savedUSD = boundedLabel(info.Cache), sv.Known || sv.InputTokens > 0 || sv.OutputTokens > 0, info.CacheSavedUSD > 0
 	}
 	h := m.hot.lookup(k)
 	if h == nil {
@@ -86,6 +96,16 @@ func (m *metrics) observeHot(info *gateway.Info, seconds, costUSD float64) bool 
 	}
 	if h.spend != nil {
 		h.spend.Add(costUSD)
+	}
+	if h.cacheReqs != nil {
+		h.cacheReqs.Inc()
+		if h.cacheIn != nil {
+			h.cacheIn.Add(float64(info.CacheSaved.InputTokens))
+			h.cacheOut.Add(float64(info.CacheSaved.OutputTokens))
+		}
+		if h.cacheUSD != nil {
+			h.cacheUSD.Add(info.CacheSavedUSD)
+		}
 	}
 	h.requests.Inc()
 	if info.Limited != "" {
@@ -152,6 +172,16 @@ func (m *metrics) resolveHot(k hotKey) *hot {
 	}
 	if k.spend {
 		h.spend = o.spend.WithLabelValues(model, prov, k.spendKey)
+	}
+	if k.cache != "" {
+		h.cacheReqs = o.cacheRequests.WithLabelValues(model, k.cache)
+		if k.saved {
+			h.cacheIn = o.cacheTokens.WithLabelValues(model, "input")
+			h.cacheOut = o.cacheTokens.WithLabelValues(model, "output")
+		}
+		if k.savedUSD {
+			h.cacheUSD = o.cacheUSD.WithLabelValues(model)
+		}
 	}
 	h.requests = m.requests.WithLabelValues(model, prov, strconv.Itoa(k.status))
 	if k.attempts {

@@ -33,8 +33,19 @@ func TestHotSeries(t *testing.T) {
 		{Status: 404},
 		{Route: "demo", Provider: "a", UpstreamModel: "m1", Op: openai.OpChat, Status: 200, Outcome: gateway.OutcomeCompleted, Attempts: 1,
 			Cache: "hit", CacheSaved: openai.Usage{InputTokens: 1, OutputTokens: 2, Known: true}},
+		// A hit as the cache answers it (no attempt, no usage spent; the
+		// saved usage and spend), streamed and not; a miss that was
+		// answered and stored; a bypass.
+		{Route: "demo", Provider: "a", UpstreamModel: "m1", Op: openai.OpChat, Status: 200, Outcome: gateway.OutcomeCompleted,
+			Cache: "hit", CacheSaved: openai.Usage{InputTokens: 11, OutputTokens: 5, Known: true}, CacheSavedUSD: 0.0005, Key: "team"},
+		{Route: "demo", Provider: "a", UpstreamModel: "m1", Op: openai.OpChat, Status: 200, Outcome: gateway.OutcomeCompleted, Stream: true,
+			TTFT: time.Millisecond, Cache: "semantic-hit", CacheSaved: openai.Usage{InputTokens: 3, OutputTokens: 4, Known: true}, CacheSavedUSD: 0.0001},
+		{Route: "demo", Provider: "a", UpstreamModel: "m1", Op: openai.OpChat, Status: 200, Outcome: gateway.OutcomeCompleted, Attempts: 1,
+			Usage: openai.Usage{InputTokens: 8, OutputTokens: 2, Known: true}, Cache: "miss", Key: "team"},
+		{Route: "demo", Provider: "b", UpstreamModel: "client-chosen", Op: openai.OpChat, Status: 200, Outcome: gateway.OutcomeCompleted, Attempts: 1,
+			Usage: openai.Usage{InputTokens: 8, OutputTokens: 2, Known: true}, Cache: "bypass"},
 	}
-	costs := []float64{0.25, 0.5, 0.125, 0, 0, 0, 0, 0, 0}
+	costs := []float64{0.25, 0.5, 0.125, 0, 0, 0, 0, 0, 0, 0, 0, 0.0625, 0.03125}
 	for _, keyLabel := range []bool{false, true} {
 		gather := func(limit int) string {
 			reg := prometheus.NewPedanticRegistry()
@@ -66,7 +77,8 @@ func TestHotSeries(t *testing.T) {
 		if hot != labelled {
 			t.Fatalf("key_label %v: remembered series:\n%s\nlabelled:\n%s", keyLabel, hot, labelled)
 		}
-		if !bytes.Contains([]byte(hot), []byte(`gen_ai_client_operation_duration_seconds_count{error_type="",gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="demo",gen_ai_response_model="m1"} 12`)) {
+		if !bytes.Contains([]byte(hot), []byte(`gen_ai_client_operation_duration_seconds_count{error_type="",gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="demo",gen_ai_response_model="m1"} 21`)) ||
+			!bytes.Contains([]byte(hot), []byte(`caddy_ai_gateway_cache_requests_total{model="demo",result="hit"} 6`)) {
 			t.Fatalf("unexpected metrics:\n%s", hot)
 		}
 	}
