@@ -141,9 +141,9 @@ func (o *observability) observe(info *gateway.Info, seconds, costUSD float64) {
 	}
 	if info.Cache != "" {
 		o.cacheRequests.WithLabelValues(model, boundedLabel(info.Cache)).Inc()
-		if s := info.CacheSaved; s.Known || s.InputTokens > 0 || s.OutputTokens > 0 {
-			o.cacheTokens.WithLabelValues(model, "input").Add(float64(s.InputTokens))
-			o.cacheTokens.WithLabelValues(model, "output").Add(float64(s.OutputTokens))
+		if savedTokens(info) {
+			o.cacheTokens.WithLabelValues(model, "input").Add(float64(info.CacheSaved.InputTokens))
+			o.cacheTokens.WithLabelValues(model, "output").Add(float64(info.CacheSaved.OutputTokens))
 		}
 		if info.CacheSavedUSD > 0 {
 			o.cacheUSD.WithLabelValues(model).Add(info.CacheSavedUSD)
@@ -160,6 +160,13 @@ func (o *observability) observe(info *gateway.Info, seconds, costUSD float64) {
 			o.guardrailsActions.WithLabelValues(action, detector).Add(float64(n))
 		})
 	}
+}
+
+// savedTokens reports whether the cache saved info's request tokens (it
+// knows the usage it did not spend).
+func savedTokens(info *gateway.Info) bool {
+	s := info.CacheSaved
+	return s.Known || s.InputTokens > 0 || s.OutputTokens > 0
 }
 
 // cacheHit reports whether a cache verdict answered from the cache.

@@ -72,8 +72,7 @@ func (m *metrics) observeHot(info *gateway.Info, seconds, costUSD float64) bool 
 		k.spendKey = info.Key
 	}
 	if info.Cache != "" {
-		sv := info.CacheSaved
-		k.cache, k.saved, k.savedUSD = boundedLabel(info.Cache), sv.Known || sv.InputTokens > 0 || sv.OutputTokens > 0, info.CacheSavedUSD > 0
+		k.cache, k.saved, k.savedUSD = boundedLabel(info.Cache), savedTokens(info), info.CacheSavedUSD > 0
 	}
 	h := m.hot.lookup(k)
 	if h == nil {

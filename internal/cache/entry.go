@@ -52,13 +52,7 @@ type shape struct {
 }
 
 // size is the shape's approximate size in memory, in bytes.
-func (sh *shape) size() int {
-	n := len(sh.body) + len(sh.marks)
-	for _, ev := range sh.events {
-		n += eventOverhead + len(ev.Name) + len(ev.Data)
-	}
-	return n
-}
+func (sh *shape) size() int { return len(sh.body) + len(sh.marks) + eventsSize(sh.events) }
 
 // withShape returns a copy of e that also holds sh.
 func (e *Entry) withShape(sh *shape) *Entry {
@@ -115,12 +109,18 @@ const (
 
 // Size is the entry's approximate size in memory, in bytes.
 func (e *Entry) Size() int {
-	n := entryOverhead + len(e.Body) + len(e.Provider) + len(e.Model) + len(e.Namespace) + len(e.Route)
-	for _, ev := range e.Events {
-		n += eventOverhead + len(ev.Name) + len(ev.Data)
-	}
+	n := entryOverhead + len(e.Body) + len(e.Provider) + len(e.Model) + len(e.Namespace) + len(e.Route) + eventsSize(e.Events)
 	if e.other != nil {
 		n += e.other.size()
+	}
+	return n
+}
+
+// eventsSize is the approximate size of events in memory, in bytes.
+func eventsSize(events []Event) int {
+	n := 0
+	for _, ev := range events {
+		n += eventOverhead + len(ev.Name) + len(ev.Data)
 	}
 	return n
 }

@@ -18,9 +18,10 @@ const autoLengthMax = 2048
 // (provider, model, attempts; see setHeaders) and the answer's, for a body
 // its type and, from autoLengthMax bytes, its length (length >= 0), for a
 // stream SSE's type, Cache-Control (no-transform keeps compressing
-// middleware such as encode away from the stream) and X-Accel-Buffering. Every name is canonical, so
-// the values are assigned, with two allocations in all: one string for the
-// numbers and one slice backing every value.
+// middleware such as encode away from the stream) and X-Accel-Buffering.
+// Every name is canonical, so the values are assigned, with two
+// allocations in all: one string for the numbers and one slice backing
+// every value.
 func setReplyHeaders(h http.Header, info *Info, length int) {
 	var buf [48]byte
 	b := buf[:0]
