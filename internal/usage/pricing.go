@@ -2,6 +2,9 @@ package usage
 
 import (
 	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/glob"
 )
@@ -17,6 +20,22 @@ type Pricing struct {
 	exact map[string]Price
 	globs []globPrice // most specific first, then most recently set
 	seq   int
+
+	// memo remembers the glob verdict (a globMemo) of names looked up, so a
+	// model priced by a glob or not priced at all costs one map read instead
+	// of a scan of every glob. At most memoMax names are remembered (the
+	// names come from the routing table and upstream answers, but nothing
+	// bounds them there); past that, names are scanned.
+	memo  sync.Map
+	memoN atomic.Int32
+}
+
+// memoMax bounds the names Pricing.memo remembers.
+const memoMax = 1024
+
+type globMemo struct {
+	price Price
+	ok    bool
 }
 
 type globPrice struct {
@@ -43,6 +62,7 @@ func (p *Pricing) Set(pattern string, price Price) {
 		specificity: glob.Specificity(pattern),
 		seq:         p.seq,
 	}
+	p.forget()
 	for i := range p.globs {
 		if p.globs[i].pattern == pattern {
 			p.globs[i] = g
@@ -52,6 +72,12 @@ func (p *Pricing) Set(pattern string, price Price) {
 	}
 	p.globs = append(p.globs, g)
 	p.sort()
+}
+
+// forget drops the remembered glob verdicts (Set changes them).
+func (p *Pricing) forget() {
+	p.memo.Clear()
+	p.memoN.Store(0)
 }
 
 func (p *Pricing) sort() {
@@ -74,11 +100,32 @@ func (p *Pricing) Lookup(models ...string) (Price, bool) {
 		if pr, ok := p.exact[m]; ok {
 			return pr, true
 		}
-		for i := range p.globs {
-			if glob.Match(p.globs[i].pattern, m) {
-				return p.globs[i].price, true
-			}
+		if pr, ok := p.matchGlob(m); ok {
+			return pr, true
 		}
 	}
 	return Price{}, false
+}
+
+// matchGlob returns the price of the first glob matching m, remembering the
+// verdict while fewer than memoMax names are remembered.
+func (p *Pricing) matchGlob(m string) (Price, bool) {
+	if v, ok := p.memo.Load(m); ok {
+		g := v.(*globMemo)
+		return g.price, g.ok
+	}
+	g := &globMemo{}
+	for i := range p.globs {
+		if glob.Match(p.globs[i].pattern, m) {
+			g.price, g.ok = p.globs[i].price, true
+			break
+		}
+	}
+	if p.memoN.Load() < memoMax {
+		// A clone: m may be a slice of a request or answer body.
+		if _, loaded := p.memo.LoadOrStore(strings.Clone(m), g); !loaded {
+			p.memoN.Add(1)
+		}
+	}
+	return g.price, g.ok
 }

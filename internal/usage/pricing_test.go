@@ -1,6 +1,7 @@
 package usage_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/usage"
@@ -82,5 +83,54 @@ func TestPricingSpecificityAndOverrides(t *testing.T) {
 	def.Set("claude-sonnet-4*", d)
 	if got, _ := def.Lookup("claude-sonnet-4-5"); got != d {
 		t.Errorf("override of a default glob: %+v", got)
+	}
+}
+
+// TestPricingMemo: a remembered glob verdict (priced or not) is the scan's,
+// a Set after lookups changes the verdicts, and past the memo's bound names
+// are still priced right.
+func TestPricingMemo(t *testing.T) {
+	t.Parallel()
+	a, b := usage.Price{Input: 1}, usage.Price{Input: 2}
+	p := usage.NewPricing()
+	p.Set("gpt-*", a)
+	for range 3 {
+		if got, ok := p.Lookup("gpt-x"); !ok || got != a {
+			t.Fatalf("gpt-x: %+v, %v; want %+v", got, ok, a)
+		}
+		if got, ok := p.Lookup("llama"); ok {
+			t.Fatalf("llama priced %+v before a glob matches it", got)
+		}
+	}
+	p.Set("gpt-x*", b)
+	p.Set("ll*", b)
+	if got, ok := p.Lookup("gpt-x"); !ok || got != b {
+		t.Errorf("gpt-x after Set: %+v, %v; want %+v", got, ok, b)
+	}
+	if got, ok := p.Lookup("llama"); !ok || got != b {
+		t.Errorf("llama after Set: %+v, %v; want %+v", got, ok, b)
+	}
+	for i := range 3000 {
+		m := fmt.Sprintf("gpt-%d", i)
+		if got, ok := p.Lookup(m); !ok || got != a {
+			t.Fatalf("%s: %+v, %v; want %+v", m, got, ok, a)
+		}
+		if _, ok := p.Lookup(fmt.Sprintf("none-%d", i)); ok {
+			t.Fatalf("none-%d priced", i)
+		}
+	}
+}
+
+// BenchmarkPricingLookup: an exact name, a glob-priced name and an unpriced
+// name against the default table.
+func BenchmarkPricingLookup(b *testing.B) {
+	p := usage.DefaultPricing()
+	for _, m := range []string{"gpt-4o", "gpt-4o-2024-08-06", "fake-model"} {
+		b.Run(m, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				p.Lookup(m)
+			}
+		})
 	}
 }
