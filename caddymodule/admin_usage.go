@@ -54,7 +54,7 @@ func (a *App) accounting(info *gateway.Info) ratelimit.Write {
 	if a.rollups == nil || info.Route == "" {
 		return nil
 	}
-	d := usage.Dims{Key: info.Key, Route: info.Route, Provider: info.Provider, Status: strconv.Itoa(info.Status)}
+	d := usage.Dims{Key: info.Key, Route: info.Route, Provider: info.Provider, Status: statusLabel(info.Status)}
 	if info.Provider != "" {
 		d.UpstreamModel = a.metrics.responseModel(info)
 	}

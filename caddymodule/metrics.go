@@ -95,7 +95,7 @@ func (m *metrics) observe(info *gateway.Info, seconds, costUSD float64) {
 	}
 	m.observability.observe(info, seconds, costUSD)
 	model, prov := info.Route, info.Provider
-	m.requests.WithLabelValues(model, prov, strconv.Itoa(info.Status)).Inc()
+	m.requests.WithLabelValues(model, prov, statusLabel(info.Status)).Inc()
 	if info.Limited != "" {
 		m.limited.WithLabelValues(info.Limited).Inc()
 	}

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +129,18 @@ func TestDashboardMetricsRegistered(t *testing.T) {
 	}
 	if n < 10 {
 		t.Fatalf("only %d metric references found", n)
+	}
+}
+
+// TestStatusLabel: every code is spelled in decimal, and the codes a
+// request ends with take no allocation.
+func TestStatusLabel(t *testing.T) {
+	for _, c := range []int{-1, 0, 7, 99, 100, 200, 404, 499, 599, 600, 1000} {
+		if got, want := statusLabel(c), strconv.Itoa(c); got != want {
+			t.Errorf("statusLabel(%d) = %q, want %q", c, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = statusLabel(200) + statusLabel(503) }); n != 0 {
+		t.Errorf("statusLabel allocates %v times per call pair", n)
 	}
 }

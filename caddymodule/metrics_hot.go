@@ -182,7 +182,7 @@ func (m *metrics) resolveHot(k hotKey) *hot {
 			h.cacheUSD = o.cacheUSD.WithLabelValues(model)
 		}
 	}
-	h.requests = m.requests.WithLabelValues(model, prov, strconv.Itoa(k.status))
+	h.requests = m.requests.WithLabelValues(model, prov, statusLabel(k.status))
 	if k.attempts {
 		h.attempts = m.attempts.WithLabelValues(prov)
 	}
