@@ -118,3 +118,20 @@ func (m *metrics) observe(info *gateway.Info, seconds, costUSD float64) {
 }
 
 func zapName(name string) zap.Field { return zap.String("key", name) }
+
+// statusLabels spell the HTTP status codes, so that labelling a request by
+// its status allocates nothing.
+var statusLabels = func() (s [600]string) {
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return s
+}()
+
+// statusLabel is code in decimal.
+func statusLabel(code int) string {
+	if code >= 0 && code < len(statusLabels) {
+		return statusLabels[code]
+	}
+	return strconv.Itoa(code)
+}

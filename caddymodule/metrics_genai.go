@@ -220,23 +220,6 @@ func boundedLabel(s string) string {
 	return "other"
 }
 
-// statusLabels spell the HTTP status codes, so that labelling a request by
-// its status allocates nothing.
-var statusLabels = func() (s [600]string) {
-	for i := range s {
-		s[i] = strconv.Itoa(i)
-	}
-	return s
-}()
-
-// statusLabel is code in decimal.
-func statusLabel(code int) string {
-	if code >= 0 && code < len(statusLabels) {
-		return statusLabels[code]
-	}
-	return strconv.Itoa(code)
-}
-
 // costUSD is the spend of a request by the pricing table: nothing for an
 // answer from the cache.
 func (a *App) costUSD(info *gateway.Info) float64 {
