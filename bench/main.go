@@ -60,6 +60,8 @@ type config struct {
 	pacedDur   time.Duration
 	pacedConc  int
 	rounds     int
+	pairs      int
+	pairDur    time.Duration
 	only       *regexp.Regexp
 	redis      bool
 	pin        bool
@@ -81,6 +83,8 @@ func main() {
 	flag.DurationVar(&cfg.pacedDur, "paced-d", 5*time.Second, "measured duration of the paced-stream TTFT measurement per target (0: skip)")
 	flag.IntVar(&cfg.pacedConc, "paced-c", 32, "concurrent paced streams")
 	only := flag.String("only", "", "measure only the targets whose name matches this regular expression (fakellm direct and reverse_proxy always run, for the ratios)")
+	flag.IntVar(&cfg.pairs, "pairs", 8, "slices measuring what tracing costs, the traced and the untraced pipeline loaded at once (0: skip)")
+	flag.DurationVar(&cfg.pairDur, "pair-d", 2*time.Second, "measured duration of each of those slices")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds of the req/s table: every row is measured once per round, in turn, and the median round is shown")
 	flag.BoolVar(&cfg.redis, "redis", true, "also run the full pipeline with Redis (needs redis-server on PATH)")
 	flag.BoolVar(&cfg.pin, "pin", true, "pin the gateway under test and the rest to separate CPUs (Linux, 2+ CPUs)")
@@ -94,7 +98,7 @@ func main() {
 		}
 		cfg.only = re
 	}
-	if flag.NArg() > 0 || cfg.conc < 1 || cfg.dur <= 0 || cfg.warmup < 0 || cfg.chunks < 1 || cfg.streams < 0 || cfg.pacedDur < 0 || cfg.pacedConc < 1 || cfg.rounds < 1 {
+	if flag.NArg() > 0 || cfg.conc < 1 || cfg.dur <= 0 || cfg.warmup < 0 || cfg.chunks < 1 || cfg.streams < 0 || cfg.pacedDur < 0 || cfg.pacedConc < 1 || cfg.rounds < 1 || cfg.pairs < 0 || cfg.pairDur <= 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -140,7 +144,21 @@ const (
 	// table only.
 	passthroughH2C = "ai_gateway passthrough, h2c upstream"
 	reverseProxy   = "reverse_proxy"
+	// fullTraced is fullInProcess with every request traced: the pair
+	// whose difference is the cost of tracing.
+	fullInProcess = "ai_gateway full (in process)"
+	fullTraced    = "ai_gateway full, traced"
 )
+
+// findTarget is the target named name, or nil.
+func findTarget(ts []target, name string) *target {
+	for i := range ts {
+		if ts[i].name == name {
+			return &ts[i]
+		}
+	}
+	return nil
+}
 
 // report is everything one run measured, for render.
 type report struct {
@@ -149,6 +167,7 @@ type report struct {
 	paced   []*result
 	pin     pinning
 	pinned  []string // "name: cpus" as the kernel reports them
+	paired  []pairedCost
 	notes   []string // what was skipped and why
 	peers   []string // peer versions
 }
@@ -234,14 +253,14 @@ func run(ctx context.Context, cfg config) error {
 	if err := addCaddy(cacheHit, esc(cacheCaddyfile(fakeAddr)), "bench", nil, nil); err != nil {
 		return err
 	}
-	if err := addCaddy("ai_gateway full (in process)", esc(gatewayCaddyfile(0, fakeAddr, true, "")), "bench", keyHeader, nil); err != nil {
+	if err := addCaddy(fullInProcess, esc(gatewayCaddyfile(0, fakeAddr, true, "")), "bench", keyHeader, nil); err != nil {
 		return err
 	}
 	sink, err := startTraceSink(ctx)
 	if err != nil {
 		return err
 	}
-	if err := addCaddy("ai_gateway full, traced", esc(tracedCaddyfile(fakeAddr, sink)), "bench", keyHeader, nil); err != nil {
+	if err := addCaddy(fullTraced, esc(tracedCaddyfile(fakeAddr, sink)), "bench", keyHeader, nil); err != nil {
 		return err
 	}
 	if err := addCaddy("ai_gateway full, guardrails", esc(guardrailsCaddyfile(fakeAddr)), "bench", keyHeader, nil); err != nil {
@@ -393,6 +412,18 @@ func run(ctx context.Context, cfg config) error {
 	}
 	rep.results = medianRounds(rounds)
 
+	if cfg.pairs > 0 {
+		base, traced := findTarget(targets, fullInProcess), findTarget(targets, fullTraced)
+		if base != nil && traced != nil {
+			rep.paired = measurePaired(ctx, client, *base, *traced, kinds, cfg.conc, cfg.pairs, cfg.warmup, cfg.pairDur)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	} else {
+		rep.notes = append(rep.notes, "paired tracing cost skipped (-pairs 0)")
+	}
+
 	out := render(cfg, &rep)
 	if cfg.out != "" {
 		png := strings.TrimSuffix(cfg.out, filepath.Ext(cfg.out)) + ".png"
@@ -476,8 +507,8 @@ func render(cfg config, rep *report) string {
 	fmt.Fprintf(&b, "## Gateway load benchmark\n\n")
 	fmt.Fprintf(&b, "%s/%s, %d CPUs, %s (binary: %s), %s\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), caddyInfo, time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(&b, "flags: `-c %d -d %v -warmup %v -chunks %d -ttft %v -chunk-delay %v -streams %d -paced-d %v -paced-c %d -rounds %d`; request body %d B.\n\n",
-		cfg.conc, cfg.dur, cfg.warmup, cfg.chunks, cfg.ttft, cfg.chunkDelay, cfg.streams, cfg.pacedDur, cfg.pacedConc, cfg.rounds, len(chatBody("fake-model", false)))
+	fmt.Fprintf(&b, "flags: `-c %d -d %v -warmup %v -chunks %d -ttft %v -chunk-delay %v -streams %d -paced-d %v -paced-c %d -rounds %d -pairs %d -pair-d %v`; request body %d B.\n\n",
+		cfg.conc, cfg.dur, cfg.warmup, cfg.chunks, cfg.ttft, cfg.chunkDelay, cfg.streams, cfg.pacedDur, cfg.pacedConc, cfg.rounds, cfg.pairs, cfg.pairDur, len(chatBody("fake-model", false)))
 	if rep.pin.enabled() {
 		fmt.Fprintf(&b, "pinning: gateway under test on CPU %s, everything else on CPU %s (sched_setaffinity; as the kernel reports it: %s).\n\n",
 			cpuList(rep.pin.gateway), cpuList(rep.pin.others), strings.Join(rep.pinned, "; "))
@@ -585,6 +616,8 @@ func render(cfg config, rep *report) string {
 				ms(percentile(r.TTFT, .5)), ms(percentile(r.TTFT, .99)), added, ms(percentile(r.Latency, .5)), r.Errors)
 		}
 	}
+
+	renderPaired(&b, rep.paired, cfg.pairDur, cfg.conc)
 
 	if len(rep.notes) > 0 {
 		b.WriteString("\nSkipped: " + strings.Join(rep.notes, "; ") + ".\n")

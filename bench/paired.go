@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// pairedCost is what one switch costs, measured in pairs: the rows with
+// and without it loaded at the same time, sharing the gateway's cores, in
+// short slices. A drift of the machine (its clock, another tenant) then
+// lands on both sides of a pair at once; measured one after the other,
+// even in alternating slices a second apart, the same row moves by ±20 %
+// here, far more than the few percent being measured.
+type pairedCost struct {
+	Base, With string // targets
+	Kind       string
+	Pairs      int
+	// Per pair: with's req/s over base's, and with's CPU per request
+	// over base's; sorted.
+	RPS, CPU []float64
+	Errors   int
+}
+
+// measurePaired measures test against base for each kind in n slices of
+// d each (after a warm-up of both), both loaded at once by conc workers
+// each.
+func measurePaired(ctx context.Context, client *http.Client, base, test target, kinds []kind, conc, n int, warmup, d time.Duration) []pairedCost {
+	var out []pairedCost
+	for _, k := range kinds {
+		pc := pairedCost{Base: base.name, With: test.name, Kind: k.name, Pairs: n}
+		fmt.Fprintf(os.Stderr, "bench: paired %s and %s at once, %s: %d slices of %v…\n", test.name, base.name, k.name, n, d)
+		// both loads base and test at once and returns their req/s and
+		// CPU time per request (0 when unknown).
+		type side struct {
+			rps, cpu float64
+			errs     int
+		}
+		load := func(t target, warm time.Duration) (s side) {
+			pid := 0
+			if t.proc != nil {
+				pid = t.proc.pid()
+			}
+			mark, cpu := cpuWindow([]int{pid})
+			r := runLoad(ctx, client, t.request(t.model, k.stream), conc, warm, d, mark)
+			if cpu.err == nil && len(r.Latency) > 0 && pid != 0 {
+				s.cpu = float64(cpu.used[0]) / float64(len(r.Latency))
+			}
+			s.rps, s.errs = r.RPS(), r.Errors
+			return s
+		}
+		both := func(warm time.Duration) (b, t side) {
+			var wg sync.WaitGroup
+			wg.Go(func() { b = load(base, warm) })
+			t = load(test, warm)
+			wg.Wait()
+			return b, t
+		}
+		both(warmup)
+		for range n {
+			if ctx.Err() != nil {
+				return out
+			}
+			// A short settle and no other warm-up: the connections
+			// stay open.
+			b, t := both(50 * time.Millisecond)
+			pc.Errors += b.errs + t.errs
+			if b.rps > 0 {
+				pc.RPS = append(pc.RPS, t.rps/b.rps)
+			}
+			if b.cpu > 0 && t.cpu > 0 {
+				pc.CPU = append(pc.CPU, t.cpu/b.cpu)
+			}
+		}
+		slices.Sort(pc.RPS)
+		slices.Sort(pc.CPU)
+		out = append(out, pc)
+	}
+	return out
+}
+
+// median of sorted v (0 when empty).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// renderPaired writes the paired costs as a table.
+func renderPaired(b *strings.Builder, costs []pairedCost, d time.Duration, conc int) {
+	if len(costs) == 0 {
+		return
+	}
+	c0 := costs[0]
+	fmt.Fprintf(b, "\n### Cost of tracing, paired\n\n`%s` against `%s`: %d slices of %v, both loaded at the same time (%d workers each) on the gateway's cores, so that a drift of the machine falls on both sides of a pair at once. Two processes on one core pay for switching between them, so the CPU per request is higher than in the main table; the ratios are what tracing adds. The median over the slices of the traced process's req/s over the untraced one's, and of its CPU per request over the untraced one's; the range over the slices in brackets.\n\n", c0.With, c0.Base, c0.Pairs, d, conc)
+	b.WriteString("| kind | req/s cost | CPU/req cost | errors |\n|---|--:|--:|--:|\n")
+	for _, c := range costs {
+		rps, cpu := "–", "–"
+		if n := len(c.RPS); n > 0 {
+			rps = fmt.Sprintf("%+.1f %% [%+.1f, %+.1f]", (1-median(c.RPS))*100, (1-c.RPS[n-1])*100, (1-c.RPS[0])*100)
+		}
+		if n := len(c.CPU); n > 0 {
+			cpu = fmt.Sprintf("%+.1f %% [%+.1f, %+.1f]", (median(c.CPU)-1)*100, (c.CPU[0]-1)*100, (c.CPU[n-1]-1)*100)
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %d |\n", c.Kind, rps, cpu, c.Errors)
+	}
+	b.WriteString("\nA positive req/s cost is fewer requests per second with tracing; a positive CPU cost is more CPU time per request. Only the gateway's processes are pinned to its cores: the discarding OTLP sink runs in the benchmark, with the load generator.\n")
+}
