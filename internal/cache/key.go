@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/jsonraw"
 	"github.com/caddy-ai-gateway/caddy-ai-gateway/internal/openai"
@@ -71,6 +72,9 @@ const (
 	tagFalse  = 'f'
 	tagNull   = 'z'
 	tagField  = 'F'
+	// tagRaw begins the input of digestMemo's hash, so that it never
+	// equals a canonical form's.
+	tagRaw = 'R'
 )
 
 // canon writes the canonical form of validated JSON in one pass: each
@@ -79,7 +83,8 @@ const (
 type canon struct {
 	b       []byte
 	scratch []byte
-	mems    []mem // a stack: each object's members above its base
+	tail    []byte // the headers and extras after the body
+	mems    []mem  // a stack: each object's members above its base
 }
 
 type mem struct {
@@ -99,10 +104,19 @@ type Digest [32]byte
 // DigestRequest hashes body (already validated: JSON, bounded depth, no
 // duplicate member) with the protocol headers and the extra strings (the
 // stream flag of unconvertible shapes, a RAG collection version).
+//
+// The canonical form costs a walk over every value; an SDK repeating a
+// request sends the same bytes. So the digest is remembered under the
+// SHA-256 of the input as it came (body, headers, extras), which a hash
+// at the speed of the CPU's SHA instructions finds again: a repeated
+// request, the one a cache hit answers, skips the walk. Only the hashes
+// are remembered (no prompt text), in a fixed table.
 func DigestRequest(body []byte, header http.Header, extra ...string) Digest {
 	c := canonPool.Get().(*canon)
-	c.b = c.b[:0]
-	c.value(body, jsonraw.SkipSpace(jsonraw.String(body), 0), true)
+	defer c.release()
+	// What follows the body in the canonical form: the headers, sorted,
+	// and the extras.
+	c.tail = c.tail[:0]
 	if len(header) > 0 {
 		names := make([]string, 0, len(header))
 		for k := range header {
@@ -110,19 +124,42 @@ func DigestRequest(body []byte, header http.Header, extra ...string) Digest {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			c.b = appendField(c.b, "header:"+n)
-			c.b = appendField(c.b, strings.Join(header.Values(n), ","))
+			c.tail = appendField(c.tail, "header:"+n)
+			c.tail = appendField(c.tail, strings.Join(header.Values(n), ","))
 		}
 	}
 	for _, e := range extra {
-		c.b = appendField(c.b, e)
+		c.tail = appendField(c.tail, e)
 	}
+	c.b = append(append(append(c.b[:0], tagRaw), body...), c.tail...)
+	raw := sha256.Sum256(c.b)
+	slot := &digestMemo[binary.LittleEndian.Uint64(raw[:8])%uint64(len(digestMemo))]
+	if m := slot.Load(); m != nil && m.raw == raw {
+		return m.digest
+	}
+	c.b = c.b[:0]
+	c.value(body, jsonraw.SkipSpace(jsonraw.String(body), 0), true)
+	c.b = append(c.b, c.tail...)
 	d := Digest(sha256.Sum256(c.b))
-	if cap(c.b) <= 1<<20 && cap(c.scratch) <= 1<<20 {
+	slot.Store(&memoDigest{raw: raw, digest: d})
+	return d
+}
+
+// digestMemo remembers digests by the hash of their input as it came:
+// direct-mapped (a new digest replaces the one in its slot), 64 KiB.
+var digestMemo [1024]atomic.Pointer[memoDigest]
+
+type memoDigest struct {
+	raw    [32]byte // SHA-256 of tagRaw, the body and the tail
+	digest Digest
+}
+
+// release returns c to the pool unless it grew large.
+func (c *canon) release() {
+	if cap(c.b) <= 1<<20 && cap(c.scratch) <= 1<<20 && cap(c.tail) <= 1<<20 {
 		c.mems = c.mems[:0]
 		canonPool.Put(c)
 	}
-	return d
 }
 
 // KeyOf is the key of a request with digest d in namespace ns at endpoint

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -302,5 +303,77 @@ func TestRouteKey(t *testing.T) {
 		if got, want := routeKey("key:k", "openai:chat/completions", rt, model, d), KeyOf("key:k", "openai:chat/completions", routeParts(rt, model), d); got != want {
 			t.Fatalf("%s: %v != %v", model, got, want)
 		}
+	}
+}
+
+// canonicalDigest is DigestRequest without digestMemo: the canonical walk
+// every time.
+func canonicalDigest(body []byte, header http.Header, extra ...string) Digest {
+	clear(digestMemo[:])
+	return DigestRequest(body, header, extra...)
+}
+
+// A remembered digest is the canonical one, for a repeated body, header
+// set and extras; bodies that differ only in spelling share the digest
+// though their remembered inputs differ; and a slot taken by another input
+// never answers for the one it replaced.
+func TestDigestMemo(t *testing.T) {
+	hdr := http.Header{"Anthropic-Version": {"2023-06-01"}, "Anthropic-Beta": {"a", "b"}}
+	bodies := []string{baseRequest, set(t, baseRequest, "temperature", 0.3), `{"messages":[{"role":"user","content":"hi"}],"model":"m"}`,
+		`{ "model" : "m", "messages" : [ { "content" : "hi", "role" : "user" } ] }`}
+	for _, b := range bodies {
+		for _, h := range []http.Header{nil, hdr} {
+			for _, extra := range [][]string{nil, {"stream"}, {"version:3"}} {
+				want := canonicalDigest([]byte(b), h, extra...)
+				for range 3 {
+					if got := DigestRequest([]byte(b), h, extra...); got != want {
+						t.Fatalf("remembered digest of %s %v %v differs from the canonical one", b, h, extra)
+					}
+				}
+			}
+		}
+	}
+	if DigestRequest([]byte(bodies[2]), nil) != DigestRequest([]byte(bodies[3]), nil) {
+		t.Error("bodies differing in spelling: different digests")
+	}
+	if DigestRequest([]byte(bodies[2]), nil) == DigestRequest([]byte(bodies[2]), hdr) {
+		t.Error("remembered digest answered for another header set")
+	}
+	if DigestRequest([]byte(bodies[2]), nil) == DigestRequest([]byte(bodies[2]), nil, "stream") {
+		t.Error("remembered digest answered for other extras")
+	}
+	// Fill the table many times over: every digest stays the canonical
+	// one when slots are replaced.
+	for i := range 5000 {
+		b := []byte(fmt.Sprintf(`{"messages":[{"role":"user","content":"question %d"}]}`, i%3000))
+		if got, want := DigestRequest(b, nil), canonicalDigestNoClear(b); got != want {
+			t.Fatalf("request %d: remembered digest differs", i)
+		}
+	}
+}
+
+// canonicalDigestNoClear computes the canonical digest without touching
+// digestMemo.
+func canonicalDigestNoClear(body []byte) Digest {
+	c := canonPool.Get().(*canon)
+	defer c.release()
+	c.b = c.b[:0]
+	c.value(body, 0, true)
+	return Digest(sha256.Sum256(c.b))
+}
+
+// BenchmarkKey50MessagesCold is BenchmarkKey50Messages for a request not
+// seen before: the canonical walk.
+func BenchmarkKey50MessagesCold(b *testing.B) {
+	var msgs []string
+	for i := range 50 {
+		msgs = append(msgs, fmt.Sprintf(`{"role":"user","content":"Message number %d: %s"}`, i, strings.Repeat("lorem ipsum dolor sit amet ", 8)))
+	}
+	body := []byte(`{"model":"gpt-x","temperature":0.2,"max_tokens":256,"messages":[` + strings.Join(msgs, ",") + `]}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(digestMemo[:])
+		_ = KeyOf("key:a", "openai:chat/completions", baseRoute, DigestRequest(body, nil))
 	}
 }
