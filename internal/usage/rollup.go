@@ -172,12 +172,23 @@ type MemoryRollups struct {
 	mu        sync.Mutex
 	rows      map[rollupKey]*Counts // guarded by mu
 	nextSweep int
+	// last are the rows the last Add added to (guarded by mu): a gateway
+	// serving one app adds to the same two rows request after request,
+	// and then hashes no key.
+	last lastRows
 }
 
 type rollupKey struct {
 	step  Step
 	start int64
 	dims  Dims
+}
+
+type lastRows struct {
+	hour    int64 // the hour row's start
+	dims    Dims
+	hourRow *Counts
+	dayRow  *Counts
 }
 
 var _ Rollups = (*MemoryRollups)(nil)
@@ -194,16 +205,37 @@ func (m *MemoryRollups) Add(_ context.Context, t time.Time, d Dims, c Counts) er
 	if len(m.rows) >= m.nextSweep {
 		m.sweep()
 	}
-	for _, s := range [...]Step{StepHour, StepDay} {
-		k := rollupKey{s, s.Start(t).Unix(), d}
-		r := m.rows[k]
-		if r == nil {
-			r = new(Counts)
-			m.rows[k] = r
-		}
-		r.Add(c)
+	// UTC hours and days are whole multiples of 3,600 and 86,400 seconds
+	// of Unix time (which has no leap seconds): Step.Start in integers.
+	u := t.Unix()
+	hour := u - mod(u, 3600)
+	l := &m.last
+	if l.hourRow == nil || l.hour != hour || l.dims != d {
+		day := u - mod(u, 86400)
+		*l = lastRows{hour: hour, dims: d, hourRow: m.row(rollupKey{StepHour, hour, d}), dayRow: m.row(rollupKey{StepDay, day, d})}
 	}
+	l.hourRow.Add(c)
+	l.dayRow.Add(c)
 	return nil
+}
+
+// row is k's row, made when missing. Called with mu held.
+func (m *MemoryRollups) row(k rollupKey) *Counts {
+	r := m.rows[k]
+	if r == nil {
+		r = new(Counts)
+		m.rows[k] = r
+	}
+	return r
+}
+
+// mod is a modulo b (> 0) rounded toward minus infinity.
+func mod(a, b int64) int64 {
+	r := a % b
+	if r < 0 {
+		r += b
+	}
+	return r
 }
 
 // sweep drops the buckets past their retention. Called with mu held.
@@ -214,6 +246,7 @@ func (m *MemoryRollups) sweep() {
 			delete(m.rows, k)
 		}
 	}
+	m.last = lastRows{} // its rows may be gone
 	m.nextSweep = max(minSweepLen, 2*len(m.rows))
 }
 

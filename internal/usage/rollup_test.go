@@ -2,6 +2,7 @@ package usage_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -130,6 +131,52 @@ func TestRedisRollupsInSettlements(t *testing.T) {
 	for _, k := range keys {
 		if ttl := client.PTTL(ctx, k).Val(); ttl <= 0 {
 			t.Errorf("%s: PTTL %v, want an expiry", k, ttl)
+		}
+	}
+}
+
+// Adds over three days, across hour and day boundaries, from a few apps
+// interleaved and in runs, land in the buckets Step.Start names: the rows
+// the last Add used are reused only for the same dims in the same hour.
+func TestMemoryRollupsBuckets(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := usage.NewMemoryRollups()
+	dims := []usage.Dims{{Key: "a", Route: "m", Status: "200"}, {Key: "b", Route: "m", Status: "200"}, {Key: "a", Route: "m", Status: "429"}}
+	from := time.Now().UTC().Add(-72 * time.Hour)
+	type bucket struct {
+		start int64
+		d     usage.Dims
+	}
+	want := map[usage.Step]map[bucket]int64{usage.StepHour: {}, usage.StepDay: {}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	at := from
+	for i := range 3000 {
+		at = at.Add(time.Duration(rng.IntN(170)) * time.Second)
+		d := dims[(i/7+rng.IntN(2))%len(dims)] // runs of one app, then another
+		if err := r.Add(ctx, at, d, usage.Counts{Requests: 1, InputTokens: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+		for s := range want {
+			want[s][bucket{s.Start(at).Unix(), d}] += int64(i)
+		}
+	}
+	for s, w := range want {
+		rows, err := r.Query(ctx, s, s.Start(from), at.Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[bucket]int64{}
+		for _, row := range rows {
+			got[bucket{row.Start.Unix(), row.Dims}] += row.InputTokens
+		}
+		if len(got) != len(w) {
+			t.Fatalf("%v: %d buckets, want %d", s, len(got), len(w))
+		}
+		for b, n := range w {
+			if got[b] != n {
+				t.Fatalf("%v bucket %v: %d input tokens, want %d", s, b, got[b], n)
+			}
 		}
 	}
 }
