@@ -546,20 +546,41 @@ func (f *freshener) init(p idPaths, now int64) {
 
 const idChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
-// freshBody returns a copy of body (an answer with one id and one
-// creation time) with fresh values.
-func freshBody(p idPaths, now int64, body []byte) []byte {
-	dst := append(make([]byte, 0, len(body)), body...)
+// bodySpots are the byte ranges of an answer body's id (inside its quotes)
+// and creation time; an empty range: none (or one not freshened in place:
+// an escaped id).
+type bodySpots struct {
+	id, created [2]int
+}
+
+// findSpots finds the spots of the values at p in body.
+func findSpots(p idPaths, body []byte) *bodySpots {
+	sp := &bodySpots{}
 	if p.id != "" {
 		if r := openai.GetInPlace(body, p.id); r.Type == gjson.String && r.Index > 0 && strings.IndexByte(r.Raw, '\\') < 0 {
-			randomizeID(dst[r.Index+1 : r.Index+len(r.Raw)-1])
+			sp.id = [2]int{r.Index + 1, r.Index + len(r.Raw) - 1}
 		}
 	}
 	if p.created != "" {
+		if r := openai.GetInPlace(body, p.created); r.Type == gjson.Number && r.Index > 0 {
+			sp.created = [2]int{r.Index, r.Index + len(r.Raw)}
+		}
+	}
+	return sp
+}
+
+// freshBody returns a copy of body (an answer with one id and one
+// creation time, at sp) with fresh values. A creation time of another
+// length than now's stays as it was (the body keeps its length).
+func freshBody(sp *bodySpots, now int64, body []byte) []byte {
+	dst := append(make([]byte, 0, len(body)), body...)
+	if id := sp.id; id[1] > id[0] {
+		randomizeID(dst[id[0]:id[1]])
+	}
+	if c := sp.created; c[1] > c[0] {
 		var buf [24]byte
-		created := strconv.AppendInt(buf[:0], now, 10)
-		if r := openai.GetInPlace(body, p.created); r.Type == gjson.Number && r.Index > 0 && len(r.Raw) == len(created) {
-			copy(dst[r.Index:r.Index+len(r.Raw)], created)
+		if created := strconv.AppendInt(buf[:0], now, 10); len(created) == c[1]-c[0] {
+			copy(dst[c[0]:c[1]], created)
 		}
 	}
 	return dst

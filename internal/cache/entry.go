@@ -36,6 +36,9 @@ type Entry struct {
 	// usageOnly marks the events that are OpenAI's usage-only chunk,
 	// found on the first replay (see usageMarks).
 	usageOnly atomic.Pointer[[]bool]
+	// spots are where Body's id and creation time are, found on the
+	// first replay as a body (see bodySpots).
+	spots atomic.Pointer[bodySpots]
 	// other is the answer in the shape it was not recorded in, converted
 	// by a hit that asked for that shape and kept by the memory store (see
 	// Stage.keepShape); nil until then, and never encoded.
@@ -62,7 +65,21 @@ func (e *Entry) withShape(sh *shape) *Entry {
 	if m := e.usageOnly.Load(); m != nil {
 		c.usageOnly.Store(m)
 	}
+	if sp := e.spots.Load(); sp != nil {
+		c.spots.Store(sp)
+	}
 	return c
+}
+
+// bodySpots are the spots of Body's id and creation time, found once per
+// entry: every replay of a body freshens them.
+func (e *Entry) bodySpots(p idPaths) *bodySpots {
+	if sp := e.spots.Load(); sp != nil {
+		return sp
+	}
+	sp := findSpots(p, e.Body)
+	e.spots.Store(sp)
+	return sp
 }
 
 // usageMarks reports, per event, whether it is OpenAI's usage-only chunk

@@ -118,6 +118,8 @@ func TestWithShapeCopies(t *testing.T) {
 		Stored: now, Expires: now.Add(time.Minute)}
 	marks := []bool{true}
 	e.usageOnly.Store(&marks)
+	spots := &bodySpots{}
+	e.spots.Store(spots)
 	sh := &shape{body: []byte("x")}
 	c := e.withShape(sh)
 	ev, cv := reflect.ValueOf(e).Elem(), reflect.ValueOf(c).Elem()
@@ -127,6 +129,10 @@ func TestWithShapeCopies(t *testing.T) {
 		case "usageOnly":
 			if c.usageOnly.Load() != &marks {
 				t.Error("usageOnly not copied")
+			}
+		case "spots":
+			if c.spots.Load() != spots {
+				t.Error("spots not copied")
 			}
 		case "other":
 			if c.other != sh {

@@ -574,7 +574,13 @@ func replyFrom(e *Entry, stream bool, now time.Time) (reply *gateway.Reply, conv
 	}
 	paths := pathsFor(e.Format, e.Op, stream)
 	if !stream {
-		return &gateway.Reply{Format: e.Format, Body: freshBody(paths, now.Unix(), body), Usage: e.Usage}, converted
+		var sp *bodySpots
+		if e.Stream { // a converted body
+			sp = findSpots(paths, body)
+		} else {
+			sp = e.bodySpots(paths)
+		}
+		return &gateway.Reply{Format: e.Format, Body: freshBody(sp, now.Unix(), body), Usage: e.Usage}, converted
 	}
 	if len(events) == 0 {
 		return nil, nil
