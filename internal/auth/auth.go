@@ -102,7 +102,7 @@ func SecretFromRequest(h http.Header) string {
 	if len(h["Authorization"]) > 1 || len(h["Api-Key"]) > 1 || len(h["X-Api-Key"]) > 1 {
 		return ""
 	}
-	if v := h.Get("Authorization"); v != "" {
+	if v := first(h, "Authorization"); v != "" {
 		scheme, token, ok := strings.Cut(strings.TrimSpace(v), " ")
 		if ok && strings.EqualFold(scheme, "Bearer") {
 			if s := cleanSecret(token); s != "" {
@@ -110,10 +110,19 @@ func SecretFromRequest(h http.Header) string {
 			}
 		}
 	}
-	for _, name := range [...]string{"api-key", "x-api-key"} {
-		if s := cleanSecret(h.Get(name)); s != "" {
+	for _, name := range [...]string{"Api-Key", "X-Api-Key"} {
+		if s := cleanSecret(first(h, name)); s != "" {
 			return s
 		}
+	}
+	return ""
+}
+
+// first is h.Get(name) for a name already in canonical form, without
+// canonicalizing it again on every request.
+func first(h http.Header, name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
 	}
 	return ""
 }
