@@ -83,7 +83,7 @@ func main() {
 	flag.DurationVar(&cfg.pacedDur, "paced-d", 5*time.Second, "measured duration of the paced-stream TTFT measurement per target (0: skip)")
 	flag.IntVar(&cfg.pacedConc, "paced-c", 32, "concurrent paced streams")
 	only := flag.String("only", "", "measure only the targets whose name matches this regular expression (fakellm direct and reverse_proxy always run, for the ratios)")
-	flag.IntVar(&cfg.pairs, "pairs", 8, "slices measuring what tracing costs, the traced and the untraced pipeline loaded at once (0: skip)")
+	flag.IntVar(&cfg.pairs, "pairs", 8, "slices of the paired rows (traced against untraced, cache hit against reverse_proxy), both rows loaded at once (0: skip)")
 	flag.DurationVar(&cfg.pairDur, "pair-d", 2*time.Second, "measured duration of each of those slices")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds of the req/s table: every row is measured once per round, in turn, and the median round is shown")
 	flag.BoolVar(&cfg.redis, "redis", true, "also run the full pipeline with Redis (needs redis-server on PATH)")
@@ -413,15 +413,18 @@ func run(ctx context.Context, cfg config) error {
 	rep.results = medianRounds(rounds)
 
 	if cfg.pairs > 0 {
-		base, traced := findTarget(targets, fullInProcess), findTarget(targets, fullTraced)
-		if base != nil && traced != nil {
-			rep.paired = measurePaired(ctx, client, *base, *traced, kinds, cfg.conc, cfg.pairs, cfg.warmup, cfg.pairDur)
+		for _, pr := range [][2]string{{fullInProcess, fullTraced}, {reverseProxy, cacheHit}} {
+			base, with := findTarget(targets, pr[0]), findTarget(targets, pr[1])
+			if base == nil || with == nil {
+				continue
+			}
+			rep.paired = append(rep.paired, measurePaired(ctx, client, *base, *with, kinds, cfg.conc, cfg.pairs, cfg.warmup, cfg.pairDur)...)
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
 	} else {
-		rep.notes = append(rep.notes, "paired tracing cost skipped (-pairs 0)")
+		rep.notes = append(rep.notes, "paired rows skipped (-pairs 0)")
 	}
 
 	out := render(cfg, &rep)
