@@ -144,8 +144,8 @@ const (
 	// table only.
 	passthroughH2C = "ai_gateway passthrough, h2c upstream"
 	reverseProxy   = "reverse_proxy"
-	// fullTraced is fullInProcess with every request traced: the pair
-	// whose difference is the cost of tracing.
+	// fullTraced is fullInProcess with every request traced: the paired
+	// rows whose difference is the cost of tracing.
 	fullInProcess = "ai_gateway full (in process)"
 	fullTraced    = "ai_gateway full, traced"
 )

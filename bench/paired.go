@@ -12,11 +12,12 @@ import (
 )
 
 // pairedCost compares two rows measured in pairs (what tracing costs, what
-// a cache hit saves over reverse_proxy): the two loaded at the same time, sharing the gateway's cores, in
-// short slices. A drift of the machine (its clock, another tenant) then
-// lands on both sides of a pair at once; measured one after the other,
-// even in alternating slices a second apart, the same row moves by ±20 %
-// here, far more than the few percent being measured.
+// a cache hit saves over reverse_proxy): the two loaded at the same time,
+// sharing the gateway's cores, in short slices. A drift of the machine
+// (its clock, another tenant) then lands on both sides of a pair at once;
+// measured one after the other, even in alternating slices a second
+// apart, the same row moved by ±20–35 % here, far more than the few
+// percent being measured.
 type pairedCost struct {
 	Base, With string // targets
 	Kind       string
@@ -35,8 +36,8 @@ func measurePaired(ctx context.Context, client *http.Client, base, test target, 
 	for _, k := range kinds {
 		pc := pairedCost{Base: base.name, With: test.name, Kind: k.name, Pairs: n}
 		fmt.Fprintf(os.Stderr, "bench: paired %s and %s at once, %s: %d slices of %v…\n", test.name, base.name, k.name, n, d)
-		// both loads base and test at once and returns their req/s and
-		// CPU time per request (0 when unknown).
+		// side is one row's slice: its req/s, CPU time per request (0 when
+		// unknown) and errors.
 		type side struct {
 			rps, cpu float64
 			errs     int
@@ -54,6 +55,7 @@ func measurePaired(ctx context.Context, client *http.Client, base, test target, 
 			s.rps, s.errs = r.RPS(), r.Errors
 			return s
 		}
+		// both loads base and test at once.
 		both := func(warm time.Duration) (b, t side) {
 			var wg sync.WaitGroup
 			wg.Go(func() { b = load(base, warm) })

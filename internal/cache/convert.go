@@ -554,8 +554,7 @@ type bodySpots struct {
 }
 
 // findSpots finds the spots of the values at p in body.
-func findSpots(p idPaths, body []byte) *bodySpots {
-	sp := &bodySpots{}
+func findSpots(p idPaths, body []byte) (sp bodySpots) {
 	if p.id != "" {
 		if r := openai.GetInPlace(body, p.id); r.Type == gjson.String && r.Index > 0 && strings.IndexByte(r.Raw, '\\') < 0 {
 			sp.id = [2]int{r.Index + 1, r.Index + len(r.Raw) - 1}
@@ -572,7 +571,7 @@ func findSpots(p idPaths, body []byte) *bodySpots {
 // freshBody returns a copy of body (an answer with one id and one
 // creation time, at sp) with fresh values. A creation time of another
 // length than now's stays as it was (the body keeps its length).
-func freshBody(sp *bodySpots, now int64, body []byte) []byte {
+func freshBody(sp bodySpots, now int64, body []byte) []byte {
 	dst := append(make([]byte, 0, len(body)), body...)
 	if id := sp.id; id[1] > id[0] {
 		randomizeID(dst[id[0]:id[1]])

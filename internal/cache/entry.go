@@ -73,12 +73,12 @@ func (e *Entry) withShape(sh *shape) *Entry {
 
 // bodySpots are the spots of Body's id and creation time, found once per
 // entry: every replay of a body freshens them.
-func (e *Entry) bodySpots(p idPaths) *bodySpots {
+func (e *Entry) bodySpots(p idPaths) bodySpots {
 	if sp := e.spots.Load(); sp != nil {
-		return sp
+		return *sp
 	}
 	sp := findSpots(p, e.Body)
-	e.spots.Store(sp)
+	e.spots.Store(&sp)
 	return sp
 }
 

@@ -574,7 +574,7 @@ func replyFrom(e *Entry, stream bool, now time.Time) (reply *gateway.Reply, conv
 	}
 	paths := pathsFor(e.Format, e.Op, stream)
 	if !stream {
-		var sp *bodySpots
+		var sp bodySpots
 		if e.Stream { // a converted body
 			sp = findSpots(paths, body)
 		} else {

@@ -36,12 +36,19 @@ const MaxBuckets = 2000
 
 // Start returns the start of the bucket of s containing t (UTC).
 func (s Step) Start(t time.Time) time.Time {
-	t = t.UTC()
-	if s == StepDay {
-		y, m, d := t.Date()
-		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	return time.Unix(s.startUnix(t.Unix()), 0).UTC()
+}
+
+// startUnix is Start in Unix seconds: UTC hours and days are whole
+// multiples of 3,600 and 86,400 seconds of Unix time (which has no leap
+// seconds), rounded toward minus infinity.
+func (s Step) startUnix(u int64) int64 {
+	w := int64(s.Width() / time.Second)
+	r := u % w
+	if r < 0 {
+		r += w
 	}
-	return t.Truncate(time.Hour)
+	return u - r
 }
 
 // Width is the bucket's duration.
@@ -205,14 +212,11 @@ func (m *MemoryRollups) Add(_ context.Context, t time.Time, d Dims, c Counts) er
 	if len(m.rows) >= m.nextSweep {
 		m.sweep()
 	}
-	// UTC hours and days are whole multiples of 3,600 and 86,400 seconds
-	// of Unix time (which has no leap seconds): Step.Start in integers.
 	u := t.Unix()
-	hour := u - mod(u, 3600)
+	hour := StepHour.startUnix(u)
 	l := &m.last
 	if l.hourRow == nil || l.hour != hour || l.dims != d {
-		day := u - mod(u, 86400)
-		*l = lastRows{hour: hour, dims: d, hourRow: m.row(rollupKey{StepHour, hour, d}), dayRow: m.row(rollupKey{StepDay, day, d})}
+		*l = lastRows{hour: hour, dims: d, hourRow: m.row(rollupKey{StepHour, hour, d}), dayRow: m.row(rollupKey{StepDay, StepDay.startUnix(u), d})}
 	}
 	l.hourRow.Add(c)
 	l.dayRow.Add(c)
@@ -225,15 +229,6 @@ func (m *MemoryRollups) row(k rollupKey) *Counts {
 	if r == nil {
 		r = new(Counts)
 		m.rows[k] = r
-	}
-	return r
-}
-
-// mod is a modulo b (> 0) rounded toward minus infinity.
-func mod(a, b int64) int64 {
-	r := a % b
-	if r < 0 {
-		r += b
 	}
 	return r
 }

@@ -180,3 +180,25 @@ func TestMemoryRollupsBuckets(t *testing.T) {
 		}
 	}
 }
+
+// A bucket starts at the UTC hour or midnight of its time, whatever the
+// time's zone, before 1970 too.
+func TestStepStart(t *testing.T) {
+	t.Parallel()
+	zone := time.FixedZone("x", -7*3600-1800)
+	for _, at := range []time.Time{
+		time.Date(2026, 12, 3, 23, 59, 59, 999, time.UTC),
+		time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 3, 1, 2, 30, 0, 5, zone),
+		time.Date(1969, 12, 31, 23, 0, 1, 0, time.UTC),
+		time.Date(1960, 2, 29, 5, 6, 7, 0, zone),
+	} {
+		u := at.UTC()
+		if got, want := usage.StepHour.Start(at), time.Date(u.Year(), u.Month(), u.Day(), u.Hour(), 0, 0, 0, time.UTC); !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("hour of %v: %v, want %v", at, got, want)
+		}
+		if got, want := usage.StepDay.Start(at), time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, time.UTC); !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("day of %v: %v, want %v", at, got, want)
+		}
+	}
+}
