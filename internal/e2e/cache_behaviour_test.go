@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -528,16 +527,7 @@ func TestCacheSurvivesReload(t *testing.T) {
 	ctx := context.Background()
 	body := cacheBody("demo", "reload me", false)
 	ask(ctx, gw.URL, body)
-	cfg, err := os.ReadFile(gw.cmd.Args[3])
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := mustReq(t, http.MethodPost, gw.AdminURL+"/load", string(cfg))
-	req.Header.Set("Content-Type", "text/caddyfile")
-	req.Header.Set("Cache-Control", "must-revalidate")
-	if s, _, b := do(t, req); s != 200 {
-		t.Fatalf("reload: %d %s", s, b)
-	}
+	gw.reload(t)
 	manyClient.CloseIdleConnections() // the old server closes its connections
 	if a := ask(ctx, gw.URL, body); a.cache != "hit" {
 		t.Fatalf("after reload: %+v", a)

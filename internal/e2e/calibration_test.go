@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -112,17 +110,7 @@ func TestTokenEstimateCalibration(t *testing.T) {
 	}
 	// A reload keeps what was learned, and the metric still shows it.
 	r, n = ratio()
-	cfg, err := os.ReadFile(gw.cmd.Args[3])
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := mustReq(t, http.MethodPost, gw.AdminURL+"/load", string(cfg))
-	req.Header.Set("Content-Type", "text/caddyfile")
-	req.Header.Set("Cache-Control", "must-revalidate")
-	if s, _, b := do(t, req); s != 200 {
-		t.Fatalf("reload: %d %s", s, b)
-	}
-	http.DefaultClient.CloseIdleConnections()
+	gw.reload(t)
 	if r2, n2 := ratio(); r2 != r || n2 != n {
 		t.Fatalf("after a reload: ratio %v (%d samples), was %v (%d)", r2, n2, r, n)
 	}

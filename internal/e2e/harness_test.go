@@ -217,6 +217,27 @@ func do(t testing.TB, req *http.Request) (int, http.Header, string) {
 	return resp.StatusCode, resp.Header, b.String()
 }
 
+// reload posts the gateway's own Caddyfile to the admin API again, forcing
+// a reload of an identical config. Caddy restarts its admin endpoint on every
+// load and closes the old server's idle connections, which a POST is not
+// retried on: the reload goes on a connection of its own, and the idle
+// connections of the default client are dropped after it.
+func (g *Gateway) reload(t testing.TB) {
+	t.Helper()
+	cfg, err := os.ReadFile(g.cmd.Args[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := mustReq(t, http.MethodPost, g.AdminURL+"/load", string(cfg))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	req.Header.Set("Cache-Control", "must-revalidate")
+	req.Close = true
+	if s, _, b := do(t, req); s != 200 {
+		t.Fatalf("reload: %d %s", s, b)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
 // eventually polls cond until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
 	t.Helper()

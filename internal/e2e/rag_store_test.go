@@ -212,19 +212,7 @@ func TestRAGEmbeddedSurvivesRestartAndReload(t *testing.T) {
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "axolotl.md"), []byte("# Axolotls\n\nAxolotls regrow lost limbs."), 0o600)
 	ingest(t, writeCaddyfile(t, data), src)
-	cfg, err := os.ReadFile(gw.cmd.Args[3])
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := mustReq(t, http.MethodPost, gw.AdminURL+"/load", string(cfg))
-	req.Header.Set("Content-Type", "text/caddyfile")
-	req.Header.Set("Cache-Control", "must-revalidate")
-	if s, _, b := do(t, req); s != 200 {
-		t.Fatalf("reload: %d %s", s, b)
-	}
-	// The reload closes the old server's idle connections, which a POST
-	// would not be retried on.
-	http.DefaultClient.CloseIdleConnections()
+	gw.reload(t)
 	if s := ragQuery(t, gw, "regrow lost limbs"); s != "axolotl.md#0" {
 		t.Fatalf("after reload: sources %q", s)
 	}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 
@@ -33,19 +32,7 @@ func TestReloadKeepsStateAndMetrics(t *testing.T) {
 	secret := gjson.Get(created, "secret").Str
 
 	// Reload the same Caddyfile through the admin API.
-	cfg, err := os.ReadFile(gw.cmd.Args[3])
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := mustReq(t, http.MethodPost, gw.AdminURL+"/load", string(cfg))
-	req.Header.Set("Content-Type", "text/caddyfile")
-	req.Header.Set("Cache-Control", "must-revalidate") // force a reload of an identical config
-	if s, _, b := do(t, req); s != 200 {
-		t.Fatalf("reload: %d %s", s, b)
-	}
-	// The old server closes its idle connections: a client reusing one
-	// would see EOF on its next request.
-	http.DefaultClient.CloseIdleConnections()
+	gw.reload(t)
 
 	if s, _, _ := post(t, chat, body, "Authorization", "Bearer team-a-secret"); s != 429 {
 		t.Fatalf("reload refilled the RPM bucket: %d", s)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -400,19 +399,7 @@ func TestTelemetryAndUsageSurviveReload(t *testing.T) {
 	send("4af7651916cd43dd8448eb211c803190")
 	rc.trace(t, "4af7651916cd43dd8448eb211c803190", 3)
 
-	cfg, err := os.ReadFile(g.cmd.Args[3])
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := mustReq(t, http.MethodPost, g.AdminURL+"/load", string(cfg))
-	req.Header.Set("Content-Type", "text/caddyfile")
-	req.Header.Set("Cache-Control", "must-revalidate")
-	if s, _, b := do(t, req); s != 200 {
-		t.Fatalf("reload: %d %s", s, b)
-	}
-	// The old server closes its idle connections: a client reusing one
-	// would see EOF on its next request.
-	http.DefaultClient.CloseIdleConnections()
+	g.reload(t)
 	send("5af7651916cd43dd8448eb211c803191")
 	rc.trace(t, "5af7651916cd43dd8448eb211c803191", 3)
 	eventually(t, 10*time.Second, func() bool {
