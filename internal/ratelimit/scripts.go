@@ -93,24 +93,46 @@ local t = redis.call('TIME')
 local nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local nowMs = math.floor(nowUs / 1000)
 
--- Each decision returns its reply values, the function that writes it
--- (nil: nothing to write) and the function that completes the reply when
--- the admission is refused (nil: nothing to complete).
-local function take(key, mode, m, tauQ, tauR, incQ, incR)
+-- num is tonumber of an argument, remembered for the call: the
+-- admissions of a batch repeat the same rates and zeros, and converting a
+-- string is among the dearest steps of the script.
+local nums = {}
+local function num(s)
+  local v = nums[s]
+  if v == nil then
+    v = tonumber(s)
+    nums[s] = v
+  end
+  return v
+end
+
+-- out is the reply. Each decision writes its five reply values to out
+-- from p and returns the function that writes it (nil: nothing to write)
+-- and the function that completes the reply when the admission is refused
+-- (nil: nothing to complete).
+local out = {}
+
+local function put(p, a, b, c, d, e)
+  out[p], out[p + 1], out[p + 2], out[p + 3], out[p + 4] = a, b, c, d, e
+end
+
+local function take(key, mode, p, m, tauQ, tauR, incQ, incR)
   local tq, tf, e = gcraLoad(key)
   if tq == nil or tq < nowUs then tq, tf = nowUs, 0 end
   if tf >= m then tf = m - 1 end
   local dq, df = tq - nowUs, tf
-  if mode == 'p' then return {1, dq, df, 0, 0} end
-  if mode == 'n' then return {0, dq, df, 0, 0} end
+  if mode == 'p' then return put(p, 1, dq, df, 0, 0) end
+  if mode == 'n' then return put(p, 0, dq, df, 0, 0) end
   local nq, nf = dq + incQ, df + incR
   if nf >= m then nf, nq = nf - m, nq + 1 end
   if nq < tauQ or (nq == tauQ and nf <= tauR) then
-    return {1, nq, nf, 0, 0}, function()
-      if incQ > 0 or incR > 0 then gcraStore(key, e, nowUs + nq, nf) end
+    put(p, 1, nq, nf, 0, 0)
+    if incQ > 0 or incR > 0 then
+      return function() gcraStore(key, e, nowUs + nq, nf) end
     end
+    return
   end
-  return {0, dq, df, nq, nf}
+  put(p, 0, dq, df, nq, nf)
 end
 
 -- expireAfter makes key live at least ms more: PEXPIRE GT (Redis 7 and
@@ -130,7 +152,7 @@ end
 -- lease looked up only when the set is full (a crashed process's leases
 -- take slots until then, and count in the holders reported), and the
 -- oldest and newest leases read only when refused.
-local function acquire(key, id, slots, lease)
+local function acquire(key, p, id, slots, lease)
   local n, held = redis.call('ZCARD', key), nil
   if n >= slots then
     n = n - redis.call('ZREMRANGEBYSCORE', key, '-inf', nowMs)
@@ -139,76 +161,76 @@ local function acquire(key, id, slots, lease)
   if held or n < slots then
     local after = n
     if not held then after = n + 1 end -- when unknown: corrected below
-    local res = {1, after, lease, lease, 0}
+    put(p, 1, after, lease, lease, 0)
     local complete
     if held == nil then
       complete = function()
-        if redis.call('ZSCORE', key, id) then res[2] = n end
+        if redis.call('ZSCORE', key, id) then out[p + 1] = n end
       end
     end
-    return res, function()
-      if redis.call('ZADD', key, int(nowMs + lease), id) == 0 then res[2] = n end
+    return function()
+      if redis.call('ZADD', key, int(nowMs + lease), id) == 0 then out[p + 1] = n end
       expireAfter(key, lease, n == 0)
     end, complete
   end
   local lo = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   local hi = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
-  return {0, n, tonumber(hi[2]) - nowMs, tonumber(lo[2]) - nowMs, 0}
+  put(p, 0, n, tonumber(hi[2]) - nowMs, tonumber(lo[2]) - nowMs, 0)
 end
 
-local function reserve(key, limit, amount, exp)
+local function reserve(key, p, limit, amount, exp)
   if exp <= nowMs then
-    if limit > 0 then return {1, 0, amount, 0, 0} end
-    return {0, 0, amount, 0, 0}
+    if limit > 0 then return put(p, 1, 0, amount, 0, 0) end
+    return put(p, 0, 0, amount, 0, 0)
   end
   local v = redis.call('HMGET', key, 'spent', 'reserved')
   local spent, reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
-  if spent + reserved >= limit then return {0, spent, reserved, exp - nowMs, 0} end
-  if amount <= 0 then return {1, spent, reserved, exp - nowMs, 0} end
-  return {1, spent, reserved + amount, exp - nowMs, 0}, function()
+  if spent + reserved >= limit then return put(p, 0, spent, reserved, exp - nowMs, 0) end
+  if amount <= 0 then return put(p, 1, spent, reserved, exp - nowMs, 0) end
+  put(p, 1, spent, reserved + amount, exp - nowMs, 0)
+  return function()
     redis.call('HINCRBY', key, 'reserved', int(amount))
     if not v[1] and not v[2] then redis.call('PEXPIREAT', key, int(exp)) end
   end
 end
 
 -- admit decides the admission of the n operations from KEYS[k + 1] and
--- ARGV[a + 1] and appends its reply to out.
-local function admit(k, a, n, out)
-  local replies, commits, completes, refused = {}, {}, {}, 0
+-- ARGV[a + 1]; its reply goes to out from base: the refused operation,
+-- then five values per operation.
+local function admit(k, a, n, base)
+  out[base] = 0 -- the array stays without holes
+  local commits, nc, completes, refused = {}, 0, nil, 0
   for i = 1, n do
-    local at, key = a + (i - 1) * 7, KEYS[k + i]
+    local at, key, p = a + (i - 1) * 7, KEYS[k + i], base + 1 + (i - 1) * 5
     local kind = ARGV[at + 1]
-    local x = {}
-    for j = 2, 7 do x[j - 1] = ARGV[at + j] end
-    local res, commit, complete
+    local commit, complete
     if kind == 'a' then
-      res, commit, complete = acquire(key, x[1], tonumber(x[2]), tonumber(x[3]))
+      commit, complete = acquire(key, p, ARGV[at + 2], num(ARGV[at + 3]), num(ARGV[at + 4]))
     elseif kind == 'b' then
-      res, commit = reserve(key, tonumber(x[1]), tonumber(x[2]), tonumber(x[3]))
+      commit = reserve(key, p, num(ARGV[at + 2]), num(ARGV[at + 3]), num(ARGV[at + 4]))
     else
-      res, commit = take(key, kind, tonumber(x[1]), tonumber(x[2]), tonumber(x[3]), tonumber(x[4]), tonumber(x[5]))
+      commit = take(key, kind, p, num(ARGV[at + 2]), num(ARGV[at + 3]), num(ARGV[at + 4]), num(ARGV[at + 5]), num(ARGV[at + 6]))
     end
-    if res[1] == 0 and refused == 0 then refused = i end
-    replies[i] = res
-    if commit then commits[#commits + 1] = commit end
-    if complete then completes[#completes + 1] = complete end
+    if refused == 0 and out[p] == 0 then refused = i end
+    if commit then nc = nc + 1; commits[nc] = commit end
+    if complete then
+      completes = completes or {}
+      completes[#completes + 1] = complete
+    end
   end
   if refused == 0 then
-    for _, commit in ipairs(commits) do commit() end
-  else
-    for _, complete in ipairs(completes) do complete() end
+    for j = 1, nc do commits[j]() end
+  elseif completes then
+    for j = 1, #completes do completes[j]() end
   end
-  out[#out + 1] = refused
-  for i = 1, n do
-    for j = 1, 5 do out[#out + 1] = replies[i][j] end
-  end
+  out[base] = refused
 end
 
-local out, k, a = {}, 0, 0
+local k, a, at = 0, 0, 1
 while a < #ARGV do
   local n = tonumber(ARGV[a + 1])
-  admit(k, a + 1, n, out)
-  k, a = k + n, a + 1 + 7 * n
+  admit(k, a + 1, n, at)
+  k, a, at = k + n, a + 1 + 7 * n, at + 1 + 5 * n
 end
 return out
 `)
