@@ -61,11 +61,14 @@ local function gcraStore(key, e, q, f)
   redis.call('PEXPIREAT', key, e)
 end
 
--- plus returns cur + ds (ds an integer string) as an integer string when
--- doubles add them exactly; otherwise HINCRBY adds ds and plus returns nil.
+-- plus returns cur + ds (ds an integer string) for an HSET when doubles
+-- add them exactly: ds itself when cur is unset, else the sum as a number
+-- (Redis writes an integral number's digits exactly, without a format
+-- call here); otherwise HINCRBY adds ds and plus returns nil.
 local function plus(key, field, cur, ds)
+  if not cur then return ds end
   local a, b = tonumber(cur) or 0, tonumber(ds)
-  if math.abs(a) < 1e15 and math.abs(b) < 1e15 then return int(a + b) end
+  if a > -1e15 and a < 1e15 and b > -1e15 and b < 1e15 then return a + b end
   redis.call('HINCRBY', key, field, ds)
 end
 `

@@ -406,3 +406,31 @@ type hashAdd struct{ h ratelimit.HashAdd }
 func (w hashAdd) HashAdd() (ratelimit.HashAdd, bool)                        { return w.h, true }
 func (hashAdd) Pipe(context.Context, redis.Pipeliner) ([]redis.Cmder, bool) { return nil, false }
 func (hashAdd) Do(context.Context) error                                    { return fmt.Errorf("not applied in the script") }
+
+// A hash write adds its integers exactly: to an unset field, to a set
+// one, below zero, and past 2^53 (where the script leaves the addition
+// to HINCRBY).
+func TestRedisHashAddExact(t *testing.T) {
+	client := redistest.Start(t).Client()
+	ctx := context.Background()
+	l := ratelimit.NewRedis(client, "x:")
+	exp := time.Now().Add(time.Hour)
+	add := func(vals ...int64) {
+		t.Helper()
+		w := hashAdd{ratelimit.HashAdd{Key: "x:h", Fields: []string{"a", "b", "c"}, Values: vals, Expires: exp}}
+		if lost, err := ratelimit.Apply(ctx, l, []ratelimit.Settlement{{Writes: []ratelimit.Write{w}}}); lost != 0 || err != nil {
+			t.Fatal(lost, err)
+		}
+	}
+	add(7, -3, 999_999_999_999_999)
+	add(5, -4, 9_007_199_254_740_993) // 2^53 + 1: not a double
+	add(1_000_000, 0, 1)
+	got := client.HGetAll(ctx, "x:h").Val()
+	want := map[string]string{"a": "1000012", "b": "-7", "c": "10007199254740993"} // c: 999999999999999 + 9007199254740993 + 1
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("hash %v, want %v", got, want)
+	}
+	if ttl := client.PTTL(ctx, "x:h").Val(); ttl <= 0 {
+		t.Fatalf("no expiry: %v", ttl)
+	}
+}
