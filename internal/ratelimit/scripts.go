@@ -197,7 +197,6 @@ local function acquire(key, p, id, slots, lease)
   local c = sets[key]
   if not c then
     c = {n = redis.call('ZCARD', key)}
-    c.fresh = c.n == 0
     sets[key] = c
     order[#order + 1] = key
   end
@@ -223,6 +222,9 @@ local function acquire(key, p, id, slots, lease)
       else
         c.n = n + 1
       end
+      -- A lease that creates the set (none before it, or all pruned)
+      -- gives it its first expiry: fresh, a PEXPIRE without GT.
+      if n == 0 then c.fresh = true end
       c.lease = math.max(c.lease or 0, lease)
     end, complete
   end
