@@ -236,6 +236,22 @@ func (g *Gateway) reload(t testing.TB) {
 		t.Fatalf("reload: %d %s", s, b)
 	}
 	http.DefaultClient.CloseIdleConnections()
+	// A connection opened while Caddy switches servers may be closed
+	// unanswered (seen once in CI: a POST right after the reload got
+	// EOF). Wait until a fresh connection is answered, by any status.
+	for i := 0; ; i++ {
+		probe := mustReq(t, http.MethodGet, g.URL+"/", "")
+		probe.Close = true
+		resp, err := http.DefaultClient.Do(probe)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if i == 50 {
+			t.Fatalf("the gateway does not answer after the reload: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // eventually polls cond until it holds or timeout passes.
