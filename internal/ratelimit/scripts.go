@@ -116,9 +116,10 @@ local function num(s)
 end
 
 -- out is the reply. Each decision writes its five reply values to out
--- from p and returns the function that writes it (nil: nothing to write)
--- and the function that completes the reply when the admission is refused
--- (nil: nothing to complete).
+-- from p and returns the function that commits it to the state below
+-- when the whole admission passes (nil: nothing to commit) and the
+-- function that completes the reply when the admission is refused (nil:
+-- nothing to complete).
 local out = {}
 
 local function put(p, a, b, c, d, e)
