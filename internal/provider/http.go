@@ -40,12 +40,15 @@ const MaxResponseBody = 64 << 20
 
 // connBufferSize is the write buffer of an upstream connection, and
 // connReadBufferSize its read buffer (net/http's default is 4 KiB each).
+// A request of at most heldBody bytes goes out with its headers in one
+// write (see Post); a larger one takes two or more whatever the buffer.
 // The read buffer holds a burst of stream events: the events a read
 // brings are written to the client with one write and one flush, so a
 // smaller one costs a read, a write and a flush more per KiB of stream.
 const (
-	connBufferSize     = 1 << 10
+	connBufferSize     = 4 << 10
 	connReadBufferSize = 4 << 10
+	heldBody           = connBufferSize - 1<<10 // room for the headers
 )
 
 // HTTP is a pooled HTTP/1.1 + HTTP/2 client for one provider, shared by all
@@ -78,10 +81,9 @@ func NewHTTP(provider string, t Timeouts) *HTTP {
 		TLSHandshakeTimeout:   t.Connect,
 		ResponseHeaderTimeout: t.FirstByte,
 		ExpectContinueTimeout: time.Second,
-		// A connection keeps its buffers while a stream is open. A small
-		// write buffer keeps an open stream cheap (a large body is written
-		// past it); the read buffer is a burst of events (see
-		// connReadBufferSize).
+		// A connection keeps its buffers while a stream is open: the
+		// write buffer holds a request's headers and a small body, the
+		// read buffer a burst of events (see connBufferSize).
 		ReadBufferSize:  connReadBufferSize,
 		WriteBufferSize: connBufferSize,
 	}
@@ -123,9 +125,10 @@ type Exchange struct {
 	timer  *time.Timer
 	idle   time.Duration
 
-	reqBytes []byte      // Post's request body
-	reqBody  requestBody // a reader over reqBytes
-	stream   SSEStream   // Stream's
+	reqBytes []byte       // Post's request body
+	reqBody  requestBody  // a reader over a large reqBytes
+	reqSmall bytes.Reader // a reader over a small one
+	stream   SSEStream    // Stream's
 }
 
 // Begin starts an exchange on ctx. Build the request on x.Context() (with
@@ -189,7 +192,8 @@ func (x *Exchange) Send(req *http.Request, parse ErrorParser) error {
 		return e
 	}
 	// The request is sent and replayed no more (GetBody serves retries and
-	// redirects within Do): a stream does not keep its body referenced.
+	// redirects within Do): a stream does not keep a large body
+	// referenced (a small one stays in reqSmall).
 	x.reqBytes = nil
 	x.Resp = resp
 	x.Body = (*idleBody)(x)
@@ -218,8 +222,22 @@ func (h *HTTP) Post(ctx context.Context, tmpl *http.Request, body []byte, parse 
 		req.Body, req.GetBody = http.NoBody, noBody
 	} else {
 		x.reqBytes = body
-		x.reqBody.Reset(body)
-		req.Body, req.GetBody = &x.reqBody, x.getBody
+		req.GetBody = x.getBody
+		if len(body) <= heldBody {
+			// A *bytes.Reader behind io.NopCloser is a body net/http
+			// knows to be in memory: it writes the headers and the body
+			// together, in one write, instead of flushing the headers
+			// first. The reader keeps the body until the exchange is
+			// dropped (the transport may read it after Do returns).
+			x.reqSmall.Reset(body)
+			req.Body = io.NopCloser(&x.reqSmall)
+		} else {
+			// A large body takes a write of its own anyway; this one is
+			// dropped once written, so that an open stream does not keep
+			// the prompt.
+			x.reqBody.Reset(body)
+			req.Body = &x.reqBody
+		}
 	}
 	if err := x.Send(req, parse); err != nil {
 		return nil, err

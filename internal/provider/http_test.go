@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -370,6 +371,74 @@ func TestPostGetBody(t *testing.T) {
 	}
 }
 
+// echoServer is a server answering each request with its body, and a
+// client for it.
+func echoServer(t *testing.T) (*httptest.Server, *HTTP) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}))
+	t.Cleanup(srv.Close)
+	h := NewHTTP("p", Timeouts{})
+	t.Cleanup(h.Close)
+	return srv, h
+}
+
+// writeCounter counts the writes on the connections its dial makes.
+type writeCounter struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c writeCounter) Write(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Write(p)
+}
+
+// A request whose headers and body fit the connection's write buffer goes
+// out in one write: net/http flushes the headers first, a write of their
+// own, unless it knows the body to be in memory. A larger body takes
+// more, and is still delivered whole.
+func TestPostWritesSmallRequestsAtOnce(t *testing.T) {
+	srv, h := echoServer(t)
+	var writes atomic.Int64
+	tr := h.Client.Transport.(*http.Transport)
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return writeCounter{c, &writes}, nil
+	}
+	tmpl := newTemplate(t, srv.URL)
+	for _, tc := range []struct {
+		size     int
+		atOnce   bool
+		describe string
+	}{
+		{800, true, "a chat request"},
+		{heldBody, true, "the largest body held"},
+		{heldBody + 1, false, "a larger body"},
+		{256 << 10, false, "a long prompt"},
+	} {
+		body := bytes.Repeat([]byte("a"), tc.size)
+		writes.Store(0)
+		x, err := h.Post(context.Background(), tmpl, body, testParser)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.describe, err)
+		}
+		got, err := x.ReadAll()
+		x.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("%s: %d bytes back, %v", tc.describe, len(got), err)
+		}
+		if n := writes.Load(); tc.atOnce != (n == 1) {
+			t.Errorf("%s (%d bytes): %d writes, want one: %v", tc.describe, tc.size, n, tc.atOnce)
+		}
+	}
+}
+
 // getBodyChecker checks that requests can be replayed (GetBody), as the
 // transport does on a stale keep-alive connection.
 type getBodyChecker struct {
@@ -396,13 +465,7 @@ func (c getBodyChecker) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func TestPostReplayableBody(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		w.Write(b)
-	}))
-	defer srv.Close()
-	h := NewHTTP("p", Timeouts{})
-	defer h.Close()
+	srv, h := echoServer(t)
 	h.Client.Transport = getBodyChecker{t, h.Client.Transport}
 	tmpl := newTemplate(t, srv.URL)
 	for i, body := range []string{`{"i":1}`, "", `{"i":2}`, `{"i":3}`} {
