@@ -61,9 +61,9 @@ const (
 type admitWait struct {
 	ctx  context.Context
 	aops []admitOp
-	keys []string // the admission's KEYS and ARGV of admitScript
-	args []any
-	size int // about the bytes of keys and args
+	keys []string // the admission's KEYS of admitScript
+	arg  []byte   // and its records of the script's argument
+	size int      // about the bytes of keys and arg
 
 	state atomic.Int32
 	ready chan struct{} // signalled once: result delivered, or leadership
@@ -74,14 +74,18 @@ type admitWait struct {
 
 // newAdmitWait builds aops' part of an admitScript call.
 func (r *Redis) newAdmitWait(ctx context.Context, aops []admitOp) *admitWait {
-	w := &admitWait{ctx: ctx, aops: aops, keys: make([]string, len(aops)), args: make([]any, 0, 1+7*len(aops))}
-	w.args = append(w.args, len(aops))
-	w.size = 8
+	n := 2
+	for i := range aops {
+		n += admitRecordSize + len(aops[i].ID)
+	}
+	w := &admitWait{ctx: ctx, aops: aops, keys: make([]string, len(aops)), arg: make([]byte, 0, n)}
+	w.arg = appendAdmitHeader(w.arg, len(aops))
+	w.size = n
 	for i := range aops {
 		o := &aops[i]
 		w.keys[i] = r.stateKey(o.Op)
-		w.args = r.appendAdmitArgs(w.args, o)
-		w.size += len(w.keys[i]) + len(o.ID) + 7*24
+		w.arg = appendAdmitRecord(w.arg, o)
+		w.size += len(w.keys[i])
 	}
 	return w
 }
@@ -226,18 +230,18 @@ func (r *Redis) admitCall(ctx context.Context, batch []*admitWait) {
 			}
 		}
 	}()
-	keys, args := batch[0].keys, batch[0].args
+	keys, arg := batch[0].keys, batch[0].arg
 	if len(batch) > 1 {
 		nk, na := 0, 0
 		for _, w := range batch {
-			nk, na = nk+len(w.keys), na+len(w.args)
+			nk, na = nk+len(w.keys), na+len(w.arg)
 		}
-		keys, args = make([]string, 0, nk), make([]any, 0, na)
+		keys, arg = make([]string, 0, nk), make([]byte, 0, na)
 		for _, w := range batch {
-			keys, args = append(keys, w.keys...), append(args, w.args...)
+			keys, arg = append(keys, w.keys...), append(arg, w.arg...)
 		}
 	}
-	v, err := admitScript.Run(ctx, r.client, keys, args...).Int64Slice()
+	v, err := runAdmit(ctx, r.client, keys, arg)
 	at := 0
 	for _, w := range batch {
 		n := 1 + 5*len(w.aops)

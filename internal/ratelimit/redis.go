@@ -34,7 +34,6 @@ type Redis struct {
 	client redis.UniversalClient
 	prefix string
 	names  keyNames
-	rates  rateArgs
 	lane0  admitLane // admissions' lane (see admitLane); a Cluster's slot 0
 	lanes  sync.Map  // Cluster: hash slot -> *admitLane
 }

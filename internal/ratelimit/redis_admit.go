@@ -2,11 +2,11 @@ package ratelimit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -111,13 +111,14 @@ func (r *Redis) Admit(ctx context.Context, ops []Op) (AdmitResult, error) {
 func (r *Redis) admitGroups(ctx context.Context, aops []admitOp, groups [][]int) (AdmitResult, error) {
 	calls := make([]scriptCall, 0, len(groups))
 	for _, idx := range groups {
-		c := scriptCall{script: admitScript, keys: make([]string, len(idx)), args: make([]any, 0, 1+7*len(idx))}
-		c.args = append(c.args, len(idx))
+		c := scriptCall{script: admitScript, keys: make([]string, len(idx))}
+		arg := appendAdmitHeader(make([]byte, 0, 2+len(idx)*admitRecordSize), len(idx))
 		for j, i := range idx {
 			o := &aops[i]
 			c.keys[j] = r.stateKey(o.Op)
-			c.args = r.appendAdmitArgs(c.args, o)
+			arg = appendAdmitRecord(arg, o)
 		}
+		c.args = []any{arg}
 		calls = append(calls, c)
 	}
 	cmds := r.pipeline(ctx, calls, nil)
@@ -128,7 +129,11 @@ func (r *Redis) admitGroups(ctx context.Context, aops []admitOp, groups [][]int)
 	refused := false
 	for gi, idx := range groups {
 		taken = append(taken, false)
-		v, err := cmds[gi].Int64Slice()
+		var v []int64
+		s, err := cmds[gi].Text()
+		if err == nil {
+			v, err = admitReply(s)
+		}
 		if err == nil && len(v) != 1+5*len(idx) {
 			err = fmt.Errorf("unexpected script reply %v", v)
 		}
@@ -165,57 +170,71 @@ func (r *Redis) admitGroups(ctx context.Context, aops []admitOp, groups [][]int)
 	return finishAdmission(results), nil
 }
 
-// appendAdmitArgs appends o's seven ARGV values of admitScript to args.
-func (r *Redis) appendAdmitArgs(args []any, o *admitOp) []any {
+// admitScript's argument is one string of records, so that a batch of
+// admissions is one argument to write and for Redis to read rather than
+// seven per operation (and the reply one string rather than an array of
+// integers): per admission its number of operations (uint16), then per
+// operation its kind (one byte), five numbers (float64; every value the
+// scripts handle is an integer below 2^53) and an id (uint16 length and
+// bytes), all little-endian, as Lua's struct.unpack('<H') and
+// ('<c1dddddHc0') read them.
+const admitRecordSize = 1 + 5*8 + 2
+
+// appendAdmitHeader appends the record that starts an admission of n
+// operations.
+func appendAdmitHeader(b []byte, n int) []byte {
+	return binary.LittleEndian.AppendUint16(b, uint16(n))
+}
+
+// appendAdmitRecord appends o's record to b.
+func appendAdmitRecord(b []byte, o *admitOp) []byte {
 	switch o.Kind {
 	case OpAcquire:
 		leaseMs := (o.Lease + time.Millisecond - 1) / time.Millisecond
-		return append(args, "a", o.ID, o.Slots, int64(leaseMs), 0, 0, 0)
+		return appendRecord(b, 'a', o.Slots, int64(leaseMs), 0, 0, 0, o.ID)
 	case OpReserve:
-		return append(args, "b", o.Limit, o.Amount, o.Expires.UnixMilli(), 0, 0, 0)
+		return appendRecord(b, 'b', o.Limit, o.Amount, o.Expires.UnixMilli(), 0, 0, "")
 	}
 	g := &o.g
-	ra := r.rates.get(o.Rate, g)
 	switch {
 	case o.Amount > g.burst:
-		return append(args, "n", ra[0], ra[1], ra[2], 0, 0, 0)
+		return appendRecord(b, 'n', g.m, g.tauQ, g.tauR, 0, 0, "")
 	case o.Amount == 0:
-		return append(args, "p", ra[0], ra[1], ra[2], 0, 0, 0)
+		return appendRecord(b, 'p', g.m, g.tauQ, g.tauR, 0, 0, "")
 	}
 	incQ, incR, _ := g.span(o.Amount)
-	return append(args, "t", ra[0], ra[1], ra[2], incQ, incR, 0)
+	return appendRecord(b, 't', g.m, g.tauQ, g.tauR, incQ, incR, "")
 }
 
-// rateArgs keeps the ARGV values of a rate's constants (m, tauQ, tauR)
-// boxed, so that an admission does not box them again: reads are an
-// atomic load and a map lookup; a rate not seen yet copies the map. Past
-// maxRateArgs rates it starts over.
-type rateArgs struct {
-	m  atomic.Pointer[map[Rate][3]any]
-	mu sync.Mutex // serializes writers
+func appendRecord(b []byte, kind byte, v1, v2, v3, v4, v5 int64, id string) []byte {
+	b = append(b, kind)
+	for _, v := range [5]int64{v1, v2, v3, v4, v5} {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(v)))
+	}
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(id)))
+	return append(b, id...)
 }
 
-const maxRateArgs = 256
+// admitReply decodes admitScript's reply, n float64 values (integers),
+// little-endian.
+func admitReply(s string) ([]int64, error) {
+	if len(s)%8 != 0 {
+		return nil, fmt.Errorf("unexpected script reply of %d bytes", len(s))
+	}
+	v := make([]int64, len(s)/8)
+	for i := range v {
+		v[i] = int64(math.Float64frombits(binary.LittleEndian.Uint64([]byte(s[8*i : 8*i+8]))))
+	}
+	return v, nil
+}
 
-func (c *rateArgs) get(rate Rate, g *gcra) [3]any {
-	if m := c.m.Load(); m != nil {
-		if a, ok := (*m)[rate]; ok {
-			return a
-		}
+// runAdmit runs admitScript on keys and arg and decodes its reply.
+func runAdmit(ctx context.Context, c redis.Scripter, keys []string, arg []byte) ([]int64, error) {
+	s, err := admitScript.Run(ctx, c, keys, arg).Text()
+	if err != nil {
+		return nil, err
 	}
-	a := [3]any{g.m, g.tauQ, g.tauR}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	next := make(map[Rate][3]any, 8)
-	if m := c.m.Load(); m != nil && len(*m) < maxRateArgs {
-		next = make(map[Rate][3]any, len(*m)+1)
-		for k, v := range *m {
-			next[k] = v
-		}
-	}
-	next[rate] = a
-	c.m.Store(&next)
-	return a
+	return admitReply(s)
 }
 
 // result converts o's five reply values of admitScript.

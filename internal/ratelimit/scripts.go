@@ -28,6 +28,10 @@ import "github.com/redis/go-redis/v9"
 //     concurrency set's ZADD stays per lease, its expiry moved once).
 //     A batch of five admissions of one key then runs about a fifth of
 //     the commands of five calls.
+//   - an admission's operations are one binary argument, read with
+//     struct.unpack, and its reply one string of doubles: making and
+//     converting a string per value was among the dearest steps on both
+//     sides.
 //   - settlements (the undo operations and usage records of a batch of
 //     requests) are one script, their operations and writes on one key
 //     added together; TIME is read only when a rate is refunded.
@@ -81,39 +85,33 @@ end
 
 // admitScript decides admissions, one after the other (a batch of them,
 // see admitLane): KEYS has one key per operation, the admissions' in
-// order, and ARGV per admission its number of operations n, then seven
-// values per operation, the first its kind:
+// order, and ARGV[1] is one string of records (see admitRecordSize): per
+// admission its number of operations n, then per operation its kind and
+// five numbers (and an id):
 //
 //	t  Take: m, tauQ, tauR, incQ, incR (µs, fractions in 1/m µs)
 //	p  Take of cost 0 (a peek); n  Take of cost > burst (never admitted)
-//	a  Acquire: id, slots, lease ms
+//	a  Acquire: slots, lease ms, and the id
 //	b  Reserve: limit, amount, expires (unix ms)
 //
 // Redis TIME is read once. Every operation of an admission is checked
 // against the state before that admission (after the batch's earlier
-// ones); only when all are admitted are they written. The reply is, per
-// admission, {refused (1-based, 0 when admitted), then five values per
-// operation}: Take {allowed, dq, df, nq, nf} (mirrors gcra.take), Acquire
-// {allowed, holders, ms until last expiry, ms until first expiry, 0},
-// Reserve {allowed, spent, reserved, ms until expiry, 0}, each the state
-// after the admission as if it were taken.
+// ones); only when all are admitted are they written. The reply, one
+// string of little-endian doubles, is per admission {refused (1-based, 0
+// when admitted), then five values per operation}: Take {allowed, dq, df,
+// nq, nf} (mirrors gcra.take), Acquire {allowed, holders, ms until last
+// expiry, ms until first expiry, 0}, Reserve {allowed, spent, reserved,
+// ms until expiry, 0}, each the state after the admission as if it were
+// taken.
 var admitScript = redis.NewScript(luaPrelude + `
 local t = redis.call('TIME')
 local nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local nowMs = math.floor(nowUs / 1000)
 
--- num is tonumber of an argument, remembered for the call: the
--- admissions of a batch repeat the same rates and zeros, and converting a
--- string is among the dearest steps of the script.
-local nums = {}
-local function num(s)
-  local v = nums[s]
-  if v == nil then
-    v = tonumber(s)
-    nums[s] = v
-  end
-  return v
-end
+-- arg is the admissions' records and pos the next one to read: reading a
+-- record (struct.unpack) gives its numbers as numbers, without a string
+-- per value to make and convert.
+local arg, pos = ARGV[1], 1
 
 -- out is the reply. Each decision writes its five reply values to out
 -- from p and returns the function that commits it to the state below
@@ -264,22 +262,23 @@ local function writeBack()
   end
 end
 
--- admit decides the admission of the n operations from KEYS[k + 1] and
--- ARGV[a + 1]; its reply goes to out from base: the refused operation,
--- then five values per operation.
-local function admit(k, a, n, base)
+-- admit decides the admission of the n operations from KEYS[k + 1], whose
+-- records follow pos; its reply goes to out from base: the refused
+-- operation, then five values per operation.
+local function admit(k, n, base)
   out[base] = 0 -- the array stays without holes
   local commits, nc, completes, refused = {}, 0, nil, 0
   for i = 1, n do
-    local at, key, p = a + (i - 1) * 7, KEYS[k + i], base + 1 + (i - 1) * 5
-    local kind = ARGV[at + 1]
+    local key, p = KEYS[k + i], base + 1 + (i - 1) * 5
+    local kind, v1, v2, v3, v4, v5, id
+    kind, v1, v2, v3, v4, v5, id, pos = struct.unpack('<c1dddddHc0', arg, pos)
     local commit, complete
     if kind == 'a' then
-      commit, complete = acquire(key, p, ARGV[at + 2], num(ARGV[at + 3]), num(ARGV[at + 4]))
+      commit, complete = acquire(key, p, id, v1, v2)
     elseif kind == 'b' then
-      commit = reserve(key, p, num(ARGV[at + 2]), num(ARGV[at + 3]), num(ARGV[at + 4]))
+      commit = reserve(key, p, v1, v2, v3)
     else
-      commit = take(key, kind, p, num(ARGV[at + 2]), num(ARGV[at + 3]), num(ARGV[at + 4]), num(ARGV[at + 5]), num(ARGV[at + 6]))
+      commit = take(key, kind, p, v1, v2, v3, v4, v5)
     end
     if refused == 0 and out[p] == 0 then refused = i end
     if commit then nc = nc + 1; commits[nc] = commit end
@@ -296,14 +295,24 @@ local function admit(k, a, n, base)
   out[base] = refused
 end
 
-local k, a, at = 0, 0, 1
-while a < #ARGV do
-  local n = tonumber(ARGV[a + 1])
-  admit(k, a + 1, n, at)
-  k, a, at = k + n, a + 1 + 7 * n, at + 1 + 5 * n
+local k, at = 0, 1
+while pos <= #arg do
+  local n
+  n, pos = struct.unpack('<H', arg, pos)
+  admit(k, n, at)
+  k, at = k + n, at + 1 + 5 * n
 end
 writeBack()
-return out
+
+-- The reply as doubles, packed a few hundred at a time (unpack puts them
+-- on Lua's stack).
+local parts, i = {}, 1
+while i <= #out do
+  local j = math.min(i + 255, #out)
+  parts[#parts + 1] = struct.pack('<' .. string.rep('d', j - i + 1), unpack(out, i, j))
+  i = j + 1
+end
+return table.concat(parts)
 `)
 
 // settleScript applies settlements: KEYS has one key per unit (an undo
