@@ -74,7 +74,7 @@ type admitWait struct {
 
 // newAdmitWait builds aops' part of an admitScript call.
 func (r *Redis) newAdmitWait(ctx context.Context, aops []admitOp) *admitWait {
-	n := 2
+	n := 4
 	for i := range aops {
 		n += admitRecordSize + len(aops[i].ID)
 	}

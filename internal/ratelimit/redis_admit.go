@@ -12,11 +12,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// scriptCall is one script invocation of a pipeline.
+// scriptCall is one script invocation of a pipeline: its keys and its
+// one argument.
 type scriptCall struct {
 	script *redis.Script
 	keys   []string
-	args   []any
+	arg    []byte
 }
 
 // pipeline sends calls (EVALSHA) and the commands plain adds in one
@@ -28,7 +29,7 @@ func (r *Redis) pipeline(ctx context.Context, calls []scriptCall, plain func(red
 	cmds := make([]*redis.Cmd, len(calls))
 	p := r.client.Pipeline()
 	for i, c := range calls {
-		cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+		cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.arg)
 	}
 	if plain != nil {
 		plain(p)
@@ -44,7 +45,7 @@ func (r *Redis) pipeline(ctx context.Context, calls []scriptCall, plain func(red
 		p := r.client.Pipeline()
 		for _, i := range again {
 			c := calls[i]
-			cmds[i] = c.script.Eval(ctx, p, c.keys, c.args...)
+			cmds[i] = c.script.Eval(ctx, p, c.keys, c.arg)
 		}
 		_, _ = p.Exec(ctx)
 	}
@@ -112,13 +113,13 @@ func (r *Redis) admitGroups(ctx context.Context, aops []admitOp, groups [][]int)
 	calls := make([]scriptCall, 0, len(groups))
 	for _, idx := range groups {
 		c := scriptCall{script: admitScript, keys: make([]string, len(idx))}
-		arg := appendAdmitHeader(make([]byte, 0, 2+len(idx)*admitRecordSize), len(idx))
+		arg := appendAdmitHeader(make([]byte, 0, 4+len(idx)*admitRecordSize), len(idx))
 		for j, i := range idx {
 			o := &aops[i]
 			c.keys[j] = r.stateKey(o.Op)
 			arg = appendAdmitRecord(arg, o)
 		}
-		c.args = []any{arg}
+		c.arg = arg
 		calls = append(calls, c)
 	}
 	cmds := r.pipeline(ctx, calls, nil)
@@ -173,17 +174,17 @@ func (r *Redis) admitGroups(ctx context.Context, aops []admitOp, groups [][]int)
 // admitScript's argument is one string of records, so that a batch of
 // admissions is one argument to write and for Redis to read rather than
 // seven per operation (and the reply one string rather than an array of
-// integers): per admission its number of operations (uint16), then per
+// integers): per admission its number of operations (uint32), then per
 // operation its kind (one byte), five numbers (float64; every value the
-// scripts handle is an integer below 2^53) and an id (uint16 length and
-// bytes), all little-endian, as Lua's struct.unpack('<H') and
-// ('<c1dddddHc0') read them.
-const admitRecordSize = 1 + 5*8 + 2
+// scripts handle is an integer below 2^53) and an id (uint32 length and
+// bytes), all little-endian, as Lua's struct.unpack('<I4') and
+// ('<c1dddddI4c0') read them.
+const admitRecordSize = 1 + 5*8 + 4
 
 // appendAdmitHeader appends the record that starts an admission of n
 // operations.
 func appendAdmitHeader(b []byte, n int) []byte {
-	return binary.LittleEndian.AppendUint16(b, uint16(n))
+	return binary.LittleEndian.AppendUint32(b, uint32(n))
 }
 
 // appendAdmitRecord appends o's record to b.
@@ -211,7 +212,7 @@ func appendRecord(b []byte, kind byte, v1, v2, v3, v4, v5 int64, id string) []by
 	for _, v := range [5]int64{v1, v2, v3, v4, v5} {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(v)))
 	}
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(id)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(id)))
 	return append(b, id...)
 }
 

@@ -31,7 +31,8 @@ import "github.com/redis/go-redis/v9"
 //   - an admission's operations are one binary argument, read with
 //     struct.unpack, and its reply one string of doubles: making and
 //     converting a string per value was among the dearest steps on both
-//     sides.
+//     sides. A settlement's values are one argument too (length-prefixed
+//     strings: its integers are added as strings, exact past 2^53).
 //   - settlements (the undo operations and usage records of a batch of
 //     requests) are one script, their operations and writes on one key
 //     added together; TIME is read only when a rate is refunded.
@@ -271,7 +272,7 @@ local function admit(k, n, base)
   for i = 1, n do
     local key, p = KEYS[k + i], base + 1 + (i - 1) * 5
     local kind, v1, v2, v3, v4, v5, id
-    kind, v1, v2, v3, v4, v5, id, pos = struct.unpack('<c1dddddHc0', arg, pos)
+    kind, v1, v2, v3, v4, v5, id, pos = struct.unpack('<c1dddddI4c0', arg, pos)
     local commit, complete
     if kind == 'a' then
       commit, complete = acquire(key, p, id, v1, v2)
@@ -298,7 +299,7 @@ end
 local k, at = 0, 1
 while pos <= #arg do
   local n
-  n, pos = struct.unpack('<H', arg, pos)
+  n, pos = struct.unpack('<I4', arg, pos)
   admit(k, n, at)
   k, at = k + n, at + 1 + 5 * n
 end
@@ -317,7 +318,9 @@ return table.concat(parts)
 
 // settleScript applies settlements: KEYS has one key per unit (an undo
 // operation, or several of one kind on one key added together; see
-// settleUnit), ARGV per unit its kind and values:
+// settleUnit), and ARGV[1] holds per unit its kind and values, each a
+// string (uint32 length, little-endian, then its bytes; see appendArg),
+// read into A:
 //
 //	r  Refund: m, incQ, incR (the units as µs + fraction in 1/m µs)
 //	c  a negative Refund (a charge): the same
@@ -333,6 +336,16 @@ return table.concat(parts)
 // unit runs under pcall: the reply lists the units that failed (1-based
 // index, error), and the others are applied.
 var settleScript = redis.NewScript(luaPrelude + `
+-- A is the units' values, read from the one argument (one argument for
+-- Redis to read rather than one per value).
+local A = {}
+do
+  local arg, pos, n = ARGV[1], 1, 0
+  while pos <= #arg do
+    n = n + 1
+    A[n], pos = struct.unpack('<I4c0', arg, pos)
+  end
+end
 local nowUs
 local function clock()
   if not nowUs then
@@ -380,18 +393,18 @@ end
 
 local function release(key, at, n)
   local ids = {}
-  for j = 1, n do ids[j] = ARGV[at + j - 1] end
+  for j = 1, n do ids[j] = A[at + j - 1] end
   redis.call('ZREM', key, unpack(ids))
 end
 
 local function hashAdd(key, exp, at, n)
   local fields = {}
-  for j = 1, n do fields[j] = ARGV[at + 2 * j - 2] end
+  for j = 1, n do fields[j] = A[at + 2 * j - 2] end
   local cur = redis.call('HMGET', key, unpack(fields))
   local set, created = {}, true
   for j = 1, n do
     if cur[j] then created = false end
-    local s = plus(key, fields[j], cur[j], ARGV[at + 2 * j - 1])
+    local s = plus(key, fields[j], cur[j], A[at + 2 * j - 1])
     if s then set[#set + 1], set[#set + 2] = fields[j], s end
   end
   if #set > 0 then redis.call('HSET', key, unpack(set)) end
@@ -401,21 +414,21 @@ end
 local failed = {}
 local i = 1
 for k = 1, #KEYS do
-  local key, kind = KEYS[k], ARGV[i]
+  local key, kind = KEYS[k], A[i]
   local ok, err = true, nil
   if kind == 'r' or kind == 'c' then
-    ok, err = pcall(refund, key, kind, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
+    ok, err = pcall(refund, key, kind, tonumber(A[i + 1]), tonumber(A[i + 2]), tonumber(A[i + 3]))
     i = i + 4
   elseif kind == 'x' then
-    local n = tonumber(ARGV[i + 1])
+    local n = tonumber(A[i + 1])
     if n > 0 then ok, err = pcall(release, key, i + 2, n) end
     i = i + 2 + n
   elseif kind == 's' then
-    ok, err = pcall(settle, key, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    ok, err = pcall(settle, key, A[i + 1], A[i + 2], A[i + 3])
     i = i + 4
   elseif kind == 'h' then
-    local n = tonumber(ARGV[i + 2])
-    if n > 0 then ok, err = pcall(hashAdd, key, ARGV[i + 1], i + 3, n) end
+    local n = tonumber(A[i + 2])
+    if n > 0 then ok, err = pcall(hashAdd, key, A[i + 1], i + 3, n) end
     i = i + 3 + 2 * n
   else
     return redis.error_reply('unknown settlement kind ' .. tostring(kind))

@@ -2,8 +2,10 @@ package ratelimit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -246,26 +248,44 @@ func (u *settleUnit) field(f string) (int, bool) {
 	return 0, false
 }
 
-// args appends the unit's ARGV values in settleScript.
-func (u *settleUnit) args(args []any) []any {
+// appendArgs appends the unit's values of settleScript's argument.
+func (u *settleUnit) appendArgs(b []byte) []byte {
 	switch u.kind {
 	case 'r', 'c':
 		q, f := u.g.spanClamped(u.n)
-		return append(args, string(u.kind), u.g.m, q, f)
+		b = appendArg(b, string(u.kind))
+		return appendInt(appendInt(appendInt(b, u.g.m), q), f)
 	case 's':
-		return append(args, "s", u.res, u.n, u.exp)
+		return appendInt(appendInt(appendInt(appendArg(b, "s"), u.res), u.n), u.exp)
 	case 'x':
-		args = append(args, "x", len(u.ids))
+		b = appendInt(appendArg(b, "x"), int64(len(u.ids)))
 		for _, id := range u.ids {
-			args = append(args, id)
+			b = appendArg(b, id)
 		}
-		return args
+		return b
 	}
-	args = append(args, "h", u.exp, len(u.names))
+	b = appendInt(appendInt(appendArg(b, "h"), u.exp), int64(len(u.names)))
 	for j, f := range u.names {
-		args = append(args, f, u.vals[j])
+		b = appendInt(appendArg(b, f), u.vals[j])
 	}
-	return args
+	return b
+}
+
+// appendArg appends one value of settleScript's argument: its length
+// (uint32, little-endian) and bytes.
+func appendArg(b []byte, s string) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+// appendInt appends v as a decimal value of settleScript's argument: the
+// script adds integers as strings (HINCRBY past 2^53).
+func appendInt(b []byte, v int64) []byte {
+	at := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b = strconv.AppendInt(b, v, 10)
+	binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	return b
 }
 
 // settleBatch sends batch in one pipeline. Its undo operations and HashAdd
@@ -322,7 +342,7 @@ func (r *Redis) settleBatch(ctx context.Context, batch []Settlement) (lost int, 
 			members = append(members, nil)
 		}
 		c := &calls[ci]
-		c.keys, c.args = append(c.keys, u.key), u.args(c.args)
+		c.keys, c.arg = append(c.keys, u.key), u.appendArgs(c.arg)
 		members[ci] = append(members[ci], ui)
 	}
 	type plainCmd struct {
