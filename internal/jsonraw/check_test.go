@@ -147,3 +147,13 @@ func BenchmarkCheck(b *testing.B) {
 		_ = Check(body, 0, Unique|UTF8)
 	}
 }
+
+// BenchmarkValidUTF8Chunk is the check of every stream event passed to a
+// client as it is: an OpenAI chat chunk of one word.
+func BenchmarkValidUTF8Chunk(b *testing.B) {
+	chunk := []byte(`{"id":"chatcmpl-fe3c9af27eeef5a600000001","object":"chat.completion.chunk","created":1796325066,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0123456789","choices":[{"index":0,"delta":{"content":" word3"},"logprobs":null,"finish_reason":null}]}`)
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		_ = ValidUTF8(chunk)
+	}
+}
