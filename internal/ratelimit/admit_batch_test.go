@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -413,5 +415,50 @@ func TestRedisKilledMidBatch(t *testing.T) {
 				t.Error("primary still up")
 			}
 		})
+	}
+}
+
+// A batch's operations travel as one binary argument: concurrency ids of
+// any length and bytes (past 64 KiB, NUL, quotes, bytes that are not
+// UTF-8) are stored as given, between other admissions of the same call,
+// and released by their ids.
+func TestRedisAdmitRecordsKeepIDs(t *testing.T) {
+	client := redistest.Start(t).Client()
+	ctx := context.Background()
+	l := ratelimit.NewRedis(client, "ids:")
+	ids := []string{"a", string(make([]byte, 70<<10)) + "x", "\x00\"\\\xff\xfe", strings.Repeat("é", 300)}
+	var admissions [][]ratelimit.Op
+	for _, id := range ids {
+		admissions = append(admissions, []ratelimit.Op{
+			{Kind: ratelimit.OpTake, Key: "k", Rate: ratelimit.Rate{Limit: 100, Period: time.Minute}, Amount: 1},
+			{Kind: ratelimit.OpAcquire, Key: "k", ID: id, Slots: 10, Lease: time.Minute},
+		})
+	}
+	got, err := ratelimit.AdmitBatch(ctx, l, admissions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, res := range got {
+		if !res.Allowed() {
+			t.Fatalf("admission %d refused: %+v", i, res)
+		}
+		if want := int64(10 - (i + 1)); res.Results[1].Remaining != want {
+			t.Errorf("admission %d: %d slots remaining, want %d", i, res.Results[1].Remaining, want)
+		}
+	}
+	members := client.ZRange(ctx, "ids:conc:k", 0, -1).Val()
+	slices.Sort(members)
+	want := slices.Clone(ids)
+	slices.Sort(want)
+	if !slices.Equal(members, want) {
+		t.Fatalf("stored ids differ: %d stored, want %d", len(members), len(want))
+	}
+	for _, id := range ids {
+		if _, err := (&ratelimit.Op{Kind: ratelimit.OpRelease, Key: "k", ID: id}).Do(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := client.ZCard(ctx, "ids:conc:k").Val(); n != 0 {
+		t.Fatalf("%d leases left after releasing every id", n)
 	}
 }
